@@ -1,0 +1,94 @@
+"""glm_live: real-time work with LLM agents in Jupyter.
+
+Stream GLM-4.6 (or any OpenAI-compatible endpoint) with :class:`GLMClient`, follow any
+server-sent-events stream with :class:`EventSource`, and decode SSE yourself with
+:mod:`glm_live.sse`. Every exception is in :mod:`glm_live.errors`.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from . import errors, sse
+from .errors import (
+    AuthenticationError,
+    ContentFilteredError,
+    ContentTypeError,
+    EventTooLarge,
+    GLMError,
+    GlmLiveError,
+    HTTPStatusError,
+    InsufficientBalanceError,
+    InvalidRequestError,
+    MalformedResponseError,
+    RateLimitError,
+    ResponseError,
+    RetriesExhausted,
+    ServerError,
+    SSEError,
+    StreamInterrupted,
+    TransportError,
+)
+from .glm import (
+    DEFAULT_BASE_URL,
+    ChatStream,
+    Chunk,
+    Completion,
+    GLMClient,
+    Timings,
+    ToolCall,
+    ToolCallDelta,
+)
+from .retry import Backoff
+from .sse import Decoder, Event
+from .stream import (
+    ConnectionEvent,
+    ConnectionFailed,
+    ConnectionState,
+    EventSource,
+    Observer,
+)
+
+try:
+    __version__ = version("glm_live")
+except PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0.0.0"
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "AuthenticationError",
+    "Backoff",
+    "ChatStream",
+    "Chunk",
+    "Completion",
+    "ConnectionEvent",
+    "ConnectionFailed",
+    "ConnectionState",
+    "ContentFilteredError",
+    "ContentTypeError",
+    "Decoder",
+    "Event",
+    "EventSource",
+    "EventTooLarge",
+    "GLMClient",
+    "GLMError",
+    "GlmLiveError",
+    "HTTPStatusError",
+    "InsufficientBalanceError",
+    "InvalidRequestError",
+    "MalformedResponseError",
+    "Observer",
+    "RateLimitError",
+    "ResponseError",
+    "RetriesExhausted",
+    "SSEError",
+    "ServerError",
+    "StreamInterrupted",
+    "Timings",
+    "ToolCall",
+    "ToolCallDelta",
+    "TransportError",
+    "__version__",
+    "errors",
+    "sse",
+]

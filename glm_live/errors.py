@@ -1,0 +1,364 @@
+"""Every exception glm_live raises, in one tree.
+
+- :class:`GlmLiveError`: the root; catch it to catch everything below.
+
+  - :class:`SSEError`: the event stream broke the rules or the limits.
+
+    - :class:`EventTooLarge`: a line or an event passed its size limit.
+
+  - :class:`TransportError`: a connection could not deliver a stream.
+
+    - :class:`ResponseError`: the server answered, but not with an event stream.
+
+      - :class:`HTTPStatusError`: a status that is not retried (4xx other than 204).
+      - :class:`ContentTypeError`: a 200 whose content type is not ``text/event-stream``.
+
+    - :class:`RetriesExhausted`: reconnecting gave up; the last failure is ``__cause__``.
+
+  - :class:`GLMError`: a chat-completions call failed; ``status``, ``code`` (the GLM business
+    code, a string), ``message``, ``retryable`` and ``partial`` (what had arrived).
+
+    - :class:`AuthenticationError`: 401, codes 1000-1004.
+    - :class:`RateLimitError`: 429, codes 1302/1303/1305 (retryable) and 1304/1308-1310 (quotas,
+      not retryable); ``retry_after`` in seconds when the server said.
+    - :class:`InsufficientBalanceError`: code 1113, sent as 429 but not retryable.
+    - :class:`InvalidRequestError`: 400 and the 12xx codes; also 404 and 422.
+    - :class:`ServerError`: 5xx.
+    - :class:`ContentFilteredError`: ``finish_reason: sensitive`` or code 1301.
+    - :class:`StreamInterrupted`: ``finish_reason: network_error``, or the connection dropped
+      mid-stream.
+    - :class:`MalformedResponseError`: the endpoint sent something that is not a chat
+      completion (bad JSON, not an event stream, an oversized event).
+
+Messages say what went wrong and what to do. None of them ever contains an API key:
+:func:`error_from_response` scrubs the secrets it is given from everything it copies.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .sse import Event
+
+__all__ = [
+    "AuthenticationError",
+    "ContentFilteredError",
+    "ContentTypeError",
+    "EventTooLarge",
+    "GLMError",
+    "GlmLiveError",
+    "HTTPStatusError",
+    "InsufficientBalanceError",
+    "InvalidRequestError",
+    "MalformedResponseError",
+    "RateLimitError",
+    "ResponseError",
+    "RetriesExhausted",
+    "SSEError",
+    "ServerError",
+    "StreamInterrupted",
+    "TransportError",
+    "error_from_response",
+    "scrub",
+]
+
+_BODY_PREVIEW = 2000  # characters of a response body kept in a message
+
+
+def scrub(text: str, secrets: Iterable[str | None]) -> str:
+    """Replace every occurrence of each secret in ``text`` with ``***``."""
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, "***")
+    return text
+
+
+class GlmLiveError(Exception):
+    """Root of every exception glm_live raises."""
+
+
+# --- the wire ------------------------------------------------------------------------------
+
+
+class SSEError(GlmLiveError):
+    """The event stream broke the rules or the limits."""
+
+
+class EventTooLarge(SSEError):
+    """A line or an event passed its size limit.
+
+    Attributes:
+        kind: ``"line"`` or ``"event"``.
+        size: How large it had grown when the limit tripped.
+        limit: The limit in force.
+        events: Events completed by the same piece of input, which are not lost.
+    """
+
+    def __init__(
+        self, message: str, *, kind: str, size: int, limit: int, events: list[Event]
+    ) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.size = size
+        self.limit = limit
+        self.events = events
+
+
+# --- transport -----------------------------------------------------------------------------
+
+
+class TransportError(GlmLiveError):
+    """A connection could not deliver a stream."""
+
+
+class ResponseError(TransportError):
+    """The server answered, but not with an event stream.
+
+    Attributes:
+        status: The HTTP status.
+        body: The start of the response body, decoded as text.
+        content_type: The response's Content-Type header.
+    """
+
+    def __init__(self, message: str, *, status: int, body: str, content_type: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = body
+        self.content_type = content_type
+
+
+class HTTPStatusError(ResponseError):
+    """A status that is not retried (every 4xx, and 2xx/3xx other than 200 and 204)."""
+
+
+class ContentTypeError(ResponseError):
+    """A 200 response whose content type is not ``text/event-stream``."""
+
+
+class RetriesExhausted(TransportError):
+    """Reconnecting gave up after ``attempts`` tries; ``__cause__`` is the last failure."""
+
+    def __init__(self, message: str, *, attempts: int) -> None:
+        super().__init__(message)
+        self.attempts = attempts
+
+
+# --- the GLM API ---------------------------------------------------------------------------
+
+
+class GLMError(GlmLiveError):
+    """A chat-completions call failed.
+
+    Attributes:
+        status: The HTTP status, or ``None`` when the failure came inside a 200 stream.
+        code: The GLM business code as a string (``"1302"``), or ``None``.
+        message: What the server or the client said went wrong.
+        retryable: Whether trying the same request again later can succeed.
+        partial: The completion received before the failure (a
+            :class:`glm_live.glm.Completion`), or ``None`` when nothing had started.
+    """
+
+    default_retryable = False
+    hint = ""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        retryable: bool | None = None,
+        partial: Any = None,
+    ) -> None:
+        self.message = message
+        self.status = status
+        self.code = code
+        self.retryable = self.default_retryable if retryable is None else retryable
+        self.partial = partial
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        where = " ".join(
+            part
+            for part in (
+                f"HTTP {self.status}" if self.status is not None else "",
+                f"code {self.code}" if self.code else "",
+            )
+            if part
+        )
+        text = f"[{where}] {self.message}" if where else self.message
+        if self.hint:
+            text = f"{text} ({self.hint})"
+        return text
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(message={self.message!r}, status={self.status!r}, "
+            f"code={self.code!r}, retryable={self.retryable!r})"
+        )
+
+
+class AuthenticationError(GLMError):
+    """The API key was missing, invalid or expired (401, codes 1000-1004)."""
+
+    hint = "check the API key: set ZAI_API_KEY or pass api_key="
+
+
+class RateLimitError(GLMError):
+    """Too many requests (429; codes 1302, 1303, 1305 are retryable, quotas are not).
+
+    Attributes:
+        retry_after: Seconds the server asked us to wait, or ``None``.
+    """
+
+    default_retryable = True
+    hint = "lower the concurrency or request rate, or wait and retry"
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after
+
+
+class InsufficientBalanceError(GLMError):
+    """The account is in arrears (code 1113). Sent as 429, but retrying will not help."""
+
+    hint = "recharge the account; retrying will not help"
+
+
+class InvalidRequestError(GLMError):
+    """The request was rejected as malformed (400, codes 12xx; also 404 and 422)."""
+
+    hint = "fix the request: see the message for the offending field"
+
+
+class ServerError(GLMError):
+    """The server failed (5xx)."""
+
+    default_retryable = True
+    hint = "a server-side failure; retrying later may succeed"
+
+
+class ContentFilteredError(GLMError):
+    """The content was blocked by the safety review (``finish_reason: sensitive``, 1301)."""
+
+    hint = "the provider's content filter stopped the answer; rephrase the request"
+
+
+class StreamInterrupted(GLMError):
+    """The stream ended before the answer did.
+
+    ``finish_reason: network_error`` (inference failed on the server) or a dropped connection;
+    ``partial`` holds everything that arrived.
+    """
+
+    default_retryable = True
+    hint = "the partial answer is on .partial; retrying restarts the answer"
+
+
+class MalformedResponseError(GLMError):
+    """The endpoint sent something that is not a chat completion."""
+
+    hint = "is the base URL an OpenAI-compatible chat-completions endpoint?"
+
+
+# Business codes, from the Z.ai error-code reference.
+_RETRYABLE_RATE_CODES = frozenset({"1302", "1303", "1305"})
+_QUOTA_CODES = frozenset({"1304", "1308", "1309", "1310"})
+
+
+def error_class_for(status: int | None, code: str | None) -> type[GLMError]:
+    """The exception class for an HTTP status and a GLM business code (either may be absent).
+
+    The code wins over the status: GLM sends several unrelated conditions as 429.
+    """
+    if code is not None and code.isdigit():
+        number = int(code)
+        if 1000 <= number <= 1004:
+            return AuthenticationError
+        if number == 1113:
+            return InsufficientBalanceError
+        if code in _RETRYABLE_RATE_CODES or code in _QUOTA_CODES:
+            return RateLimitError
+        if number == 1301:
+            return ContentFilteredError
+        if 1200 <= number <= 1299:
+            return InvalidRequestError
+    if status is None:
+        return GLMError
+    if status in (401, 403):
+        return AuthenticationError
+    if status == 429:
+        return RateLimitError
+    if status in (400, 404, 413, 422):
+        return InvalidRequestError
+    if status >= 500:
+        return ServerError
+    return GLMError
+
+
+def parse_error_body(body: str | bytes | Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """Pull ``(code, message)`` out of a GLM/OpenAI error body; ``(None, None)`` if it has none.
+
+    Accepts ``{"error": {"code": "1302", "message": ...}}`` (GLM; the code may also come as a
+    number) and OpenAI's ``{"error": {"message", "type", "code"}}``.
+    """
+    if isinstance(body, bytes):
+        body = body.decode("utf-8", "replace")
+    if isinstance(body, str):
+        try:
+            body = json.loads(body)
+        except ValueError:
+            return None, None
+    if not isinstance(body, Mapping):
+        return None, None
+    error = body.get("error", body)
+    if isinstance(error, str):
+        return None, error
+    if not isinstance(error, Mapping):
+        return None, None
+    code = error.get("code")
+    message = error.get("message")
+    return (
+        None if code is None else str(code),
+        None if message is None else str(message),
+    )
+
+
+def error_from_response(
+    status: int | None,
+    body: str | bytes | Mapping[str, Any],
+    *,
+    retry_after: float | None = None,
+    secrets: Iterable[str | None] = (),
+    partial: Any = None,
+) -> GLMError:
+    """Build the right :class:`GLMError` for an error response or an in-stream error object.
+
+    Args:
+        status: The HTTP status (``None`` for an error object inside a 200 stream).
+        body: The response body, raw or parsed.
+        retry_after: Seconds from a Retry-After header, if any.
+        secrets: Strings that must not appear in the error (the API key).
+        partial: What had been received before the error.
+    """
+    secrets = list(secrets)
+    code, message = parse_error_body(body)
+    if message is None:
+        text = body if isinstance(body, str) else ""
+        if isinstance(body, bytes):
+            text = body.decode("utf-8", "replace")
+        text = text.strip()[:_BODY_PREVIEW]
+        message = f"unexpected error response: {text!r}" if text else "error with an empty body"
+    message = scrub(message, secrets)
+    cls = error_class_for(status, code)
+    kwargs: dict[str, Any] = {"status": status, "code": code, "partial": partial}
+    if cls is RateLimitError:
+        kwargs["retry_after"] = retry_after
+        if code in _QUOTA_CODES:
+            kwargs["retryable"] = False
+    elif cls is GLMError:
+        kwargs["retryable"] = status in (408, 409)
+    return cls(message, **kwargs)
