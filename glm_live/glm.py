@@ -26,11 +26,11 @@ import time
 from array import array
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any
 
 import httpx
 
+from ._closing import AsyncClosing
 from ._secret import Secret
 from .errors import (
     ContentFilteredError,
@@ -381,7 +381,7 @@ def build_body(model: str, messages: _MessagesLike, params: Mapping[str, Any]) -
 # --- the client ----------------------------------------------------------------------------
 
 
-class GLMClient:
+class GLMClient(AsyncClosing):
     """A client for GLM-4.6 chat completions, or any OpenAI-compatible endpoint.
 
     Args:
@@ -493,19 +493,8 @@ class GLMClient:
             await self._http.aclose()
             self._http = None
 
-    async def __aenter__(self) -> GLMClient:
-        return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-
-class ChatStream:
+class ChatStream(AsyncClosing):
     """One streamed completion: an async iterator of :class:`Chunk` with a growing
     :attr:`completion`.
 
@@ -528,17 +517,6 @@ class ChatStream:
         if self._iterator is None:
             self._iterator = self._run()
         return self._iterator
-
-    async def __aenter__(self) -> ChatStream:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def aclose(self) -> None:
         """Stop the stream and drop the connection."""

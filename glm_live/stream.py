@@ -28,11 +28,11 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any
 
 import httpx
 
+from ._closing import AsyncClosing
 from .errors import (
     ContentTypeError,
     EventTooLarge,
@@ -122,7 +122,7 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-class EventSource:
+class EventSource(AsyncClosing):
     """Server-sent events from ``url``, reconnecting until closed.
 
     Use it as an async context manager and iterate it::
@@ -263,17 +263,6 @@ class EventSource:
                 logger.exception("observer %r failed on %s", observer, kind)
 
     # -- lifecycle ---------------------------------------------------------------------------
-
-    async def __aenter__(self) -> EventSource:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     def __aiter__(self) -> AsyncIterator[Event]:
         if self._iterator is None:
