@@ -1,0 +1,257 @@
+"""The runtime's ASGI app: chat completions (simulated or proxied), health and metrics.
+
+``Runtime`` is one ASGI app. Chat completions are handled by its own raw ASGI handler, ahead
+of Starlette, so that ``send`` reaches the simulator's pacer as the server gave it (Starlette's
+middleware would wrap it, and the pacer's fast path needs the server's own). Everything else
+(health, metrics, and what later floors add) is a Starlette app behind it.
+
+Security: with a token configured, every route but ``/health`` requires ``Authorization:
+Bearer <token>``, compared in constant time; the refusal says what to send, never the token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+import time
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from .asgi import (
+    ConnectionCut,
+    Receive,
+    Scope,
+    Send,
+    cut_connection,
+    send_json,
+    wait_disconnect,
+)
+from .chatreq import BadRequest, ChatRequest, error_body, parse_chat_request, parse_json_body
+from .config import RuntimeConfig
+from .pacer import LagHistogram, PacedStream, Pacer
+from .promstats import RuntimeMetrics
+from .proxy import Proxy
+from .sim import Answer, HTTPFault, Simulator
+
+__all__ = ["CHAT_PATHS", "Runtime", "create_app"]
+
+logger = logging.getLogger("glm_live.server")
+
+#: Where chat completions are served: GLM's native path and the OpenAI-style one.
+CHAT_PATHS = ("/api/paas/v4/chat/completions", "/v1/chat/completions")
+_SSE_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
+
+
+def create_app(config: RuntimeConfig | None = None) -> Runtime:
+    """The runtime as an ASGI app, for any ASGI server."""
+    return Runtime(config or RuntimeConfig())
+
+
+class Runtime:
+    """The embedded runtime: one ASGI app serving the simulator or a proxy."""
+
+    def __init__(self, config: RuntimeConfig) -> None:
+        self.config = config
+        self.lag = LagHistogram()
+        self.pacer = Pacer(self.lag)
+        self.metrics = RuntimeMetrics(self.lag)
+        self.simulator = Simulator(config.sim)
+        self.proxy = Proxy.for_config(config) if config.backend != "sim" else None
+        self.active_streams = 0
+        self._expected_auth = f"Bearer {config.token}".encode() if config.token else None
+        self.starlette = Starlette(
+            routes=[
+                Route("/health", self._health, methods=["GET"]),
+                Route("/metrics", self._metrics, methods=["GET"]),
+            ],
+            lifespan=self._lifespan,
+        )
+
+    @contextlib.asynccontextmanager
+    async def _lifespan(self, app: Starlette) -> Any:
+        yield
+        if self.proxy is not None:
+            await self.proxy.aclose()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind in ("http", "websocket") and not self._authorised(scope):
+            await self._refuse(scope, send)
+            return
+        if kind == "http" and scope["path"] in CHAT_PATHS and scope["method"] == "POST":
+            await self.chat(scope, receive, send)
+            return
+        await self.starlette(scope, receive, send)
+
+    # -- security ------------------------------------------------------------------------------
+
+    def _authorised(self, scope: Scope) -> bool:
+        if self._expected_auth is None or scope.get("path") == "/health":
+            return True
+        for name, value in scope.get("headers", []):
+            if name == b"authorization":
+                return hmac.compare_digest(value, self._expected_auth)
+        return False
+
+    async def _refuse(self, scope: Scope, send: Send) -> None:
+        self.metrics.errors.labels("unauthorised").inc()
+        message = (
+            "this runtime requires a token: send 'Authorization: Bearer <token>' "
+            "(the value given to glm-live serve --token or GLM_LIVE_TOKEN)"
+        )
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 4401, "reason": "token required"})
+            return
+        await send_json(send, 401, error_body("1001", message))
+
+    # -- plain routes --------------------------------------------------------------------------
+
+    async def _health(self, request: Request) -> Response:
+        return JSONResponse(
+            {
+                "status": "ok",
+                "backend": self.config.backend,
+                "simulated": self.config.backend == "sim",
+                "model": "glm-4.6-sim" if self.config.backend == "sim" else None,
+                "requests_in_flight": int(self.metrics.in_flight._value.get()),
+            }
+        )
+
+    async def _metrics(self, request: Request) -> Response:
+        return Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    # -- chat completions ----------------------------------------------------------------------
+
+    async def chat(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve one chat-completions request, whatever the backend."""
+        self.pacer.poll()
+        started = time.perf_counter()
+        route = scope["path"]
+        metrics = self.metrics
+        metrics.in_flight.inc()
+        status = 500
+        try:
+            body = parse_json_body(await self._read_body(scope, receive))
+            if self.proxy is not None:
+                status = await self.proxy.handle(body, receive, send)
+            else:
+                status = await self._simulate(body, started, receive, send)
+        except BadRequest as exc:
+            status = exc.status
+            metrics.errors.labels("bad_request").inc()
+            await send_json(send, exc.status, exc.body())
+        except HTTPFault as fault:
+            status = fault.status
+            metrics.errors.labels(f"fault_{fault.code}").inc()
+            headers = [(k.encode(), v.encode()) for k, v in fault.headers.items()]
+            await send_json(send, fault.status, error_body(fault.code, fault.message), headers)
+        finally:
+            metrics.in_flight.dec()
+            metrics.requests.labels(route, str(status)).inc()
+            metrics.duration.labels(route).observe(time.perf_counter() - started)
+
+    async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
+        limit = self.config.max_body_bytes
+        for name, value in scope.get("headers", []):
+            if name == b"content-length" and value.isdigit() and int(value) > limit:
+                raise BadRequest(
+                    f"the request body of {int(value)} bytes exceeds the limit of {limit} "
+                    "bytes; shorten the messages or raise max_body_bytes"
+                )
+        chunks = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise BadRequest("the client went away before sending the whole body")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise BadRequest(
+                    f"the request body exceeds the limit of {limit} bytes; shorten the "
+                    "messages or raise max_body_bytes"
+                )
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+    async def _simulate(
+        self, body: dict[str, Any], started: float, receive: Receive, send: Send
+    ) -> int:
+        loop_start = asyncio.get_running_loop().time() - (time.perf_counter() - started)
+        request = parse_chat_request(body, self.config.sim)
+        self.simulator.check_http_fault(request.sim)
+        answer = self.simulator.answer(request)
+        self.active_streams += 1
+        try:
+            if not request.stream:
+                return await self._simulate_whole(request, answer, receive, send)
+            plan = self.simulator.stream_plan(request, answer, self.active_streams)
+            self.pacer.poll()
+            await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
+            loop = asyncio.get_running_loop()
+            stream = PacedStream(plan, send, loop.create_future())
+            self.pacer.start(stream)
+            outcome = await _until_done_or_gone(stream.done, receive)
+            if outcome == "gone":
+                stream.close("gone")
+            if stream.first_at is not None:
+                self.metrics.ttft.observe(stream.first_at - loop_start)
+            self.metrics.count_tokens(plan.tokens_in(stream.index))
+            if outcome == "drop" and stream.transport_cycle is None:
+                raise ConnectionCut  # no transport to close: let the server cut it
+            return 200
+        finally:
+            self.active_streams -= 1
+
+    async def _simulate_whole(
+        self, request: ChatRequest, answer: Answer, receive: Receive, send: Send
+    ) -> int:
+        sim = request.sim
+        seconds = self.simulator.generation_seconds(request, answer, self.active_streams)
+        if sim.fault == "stall":
+            seconds = sim.stall_s
+        gone = asyncio.ensure_future(wait_disconnect(receive))
+        try:
+            await asyncio.wait_for(asyncio.shield(gone), seconds)
+            return 499  # the client left before the answer was ready
+        except TimeoutError:
+            pass
+        finally:
+            gone.cancel()
+        if sim.fault == "drop":
+            cut_connection(send)
+            return 200
+        reason = "network_error" if sim.fault == "network_error" else None
+        self.metrics.count_tokens({"content": len(answer.content)})
+        await send_json(send, 200, self.simulator.completion_body(answer, reason))
+        return 200
+
+
+async def _until_done_or_gone(done: asyncio.Future[str], receive: Receive) -> str:
+    """Wait for the stream's outcome, or ``"gone"`` if the client disconnects first."""
+    gone = asyncio.ensure_future(wait_disconnect(receive))
+    waiters: set[asyncio.Future[Any]] = {done, gone}
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        if done.done():
+            outcome = done.result()
+            if outcome == "drop":
+                # Let the server notice the closed connection before we return.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(gone), 1.0)
+            return outcome
+        return "gone"
+    finally:
+        gone.cancel()

@@ -1,0 +1,248 @@
+"""Runtime and simulator settings: defaults, a TOML config file, and per-request overrides.
+
+A latency is a :class:`Dist`, written as a number (a constant, in milliseconds) or a table::
+
+    [sim]
+    ttft_ms = { dist = "lognormal", median = 350, sigma = 0.35 }
+    itl_ms = { dist = "gamma", mean = 22, shape = 8 }
+    tokens = 256
+    capacity = 32          # concurrent streams before the simulated backend slows down
+
+Every ``[sim]`` key can also be overridden per request in the body's ``"sim"`` object.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+__all__ = ["FAULTS", "ConfigError", "Dist", "RuntimeConfig", "SimConfig", "load_config"]
+
+#: The faults the simulator can inject, by name.
+FAULTS = ("rate_limit", "balance", "auth", "server_error", "drop", "network_error", "stall")
+
+
+class ConfigError(ValueError):
+    """A setting has the wrong type or value; the message names it."""
+
+
+@dataclass(frozen=True)
+class Dist:
+    """A distribution of milliseconds: ``constant``, ``uniform``, ``normal``, ``lognormal``,
+    ``exponential`` or ``gamma``. Samples are never negative."""
+
+    kind: str = "constant"
+    a: float = 0.0  # constant: value; uniform: low; normal: mean; lognormal: median;
+    b: float = 0.0  # exponential/gamma: mean. uniform: high; normal: sd; lognormal: sigma;
+    # gamma: shape.
+
+    _PARAMS = {  # noqa: RUF012 - a class-level table, not a field
+        "constant": ("value", None),
+        "uniform": ("low", "high"),
+        "normal": ("mean", "sd"),
+        "lognormal": ("median", "sigma"),
+        "exponential": ("mean", None),
+        "gamma": ("mean", "shape"),
+    }
+
+    @classmethod
+    def parse(cls, value: Any, name: str) -> Dist:
+        """Read a number or a ``{"dist": ..., <params>}`` table; raise :class:`ConfigError`."""
+        if isinstance(value, Dist):
+            return value
+        if isinstance(value, bool) or not isinstance(value, int | float | Mapping):
+            msg = f"{name} must be a number of milliseconds or a distribution table, got {value!r}"
+            raise ConfigError(msg)
+        if not isinstance(value, Mapping):
+            return cls("constant", _non_negative(value, name))
+        kind = value.get("dist", "constant")
+        if kind not in cls._PARAMS:
+            msg = f"{name}.dist must be one of {', '.join(cls._PARAMS)}, got {kind!r}"
+            raise ConfigError(msg)
+        first, second = cls._PARAMS[kind]
+        params = [first] + ([second] if second else [])
+        unknown = set(value) - {"dist", *params}
+        if unknown:
+            msg = f"{name}: unknown keys {sorted(unknown)} for dist {kind!r} (takes {params})"
+            raise ConfigError(msg)
+        missing = [p for p in params if p not in value]
+        if missing:
+            msg = f"{name}: dist {kind!r} needs {', '.join(missing)}"
+            raise ConfigError(msg)
+        a = _non_negative(value[first], f"{name}.{first}")
+        b = _non_negative(value[second], f"{name}.{second}") if second else 0.0
+        if kind == "uniform" and b < a:
+            msg = f"{name}: uniform needs low <= high"
+            raise ConfigError(msg)
+        if kind == "gamma" and b <= 0:
+            msg = f"{name}: gamma needs shape > 0"
+            raise ConfigError(msg)
+        return cls(kind, a, b)
+
+    @property
+    def is_constant(self) -> bool:
+        return self.kind == "constant"
+
+    def sample(self, rng: random.Random) -> float:
+        """One draw, in milliseconds."""
+        kind, a, b = self.kind, self.a, self.b
+        if kind == "constant":
+            value = a
+        elif kind == "uniform":
+            value = rng.uniform(a, b)
+        elif kind == "normal":
+            value = rng.gauss(a, b)
+        elif kind == "lognormal":
+            value = a * math.exp(rng.gauss(0.0, b)) if a > 0 else 0.0
+        elif kind == "exponential":
+            value = rng.expovariate(1.0 / a) if a > 0 else 0.0
+        else:  # gamma, parametrised by mean and shape
+            value = rng.gammavariate(b, a / b) if a > 0 else 0.0
+        return max(0.0, value)
+
+    def describe(self) -> str:
+        if self.kind == "constant":
+            return f"{self.a:g} ms"
+        first, second = self._PARAMS[self.kind]
+        extra = f", {second}={self.b:g}" if second else ""
+        return f"{self.kind}({first}={self.a:g}{extra}) ms"
+
+
+def _non_negative(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        msg = f"{name} must be a finite number, got {value!r}"
+        raise ConfigError(msg)
+    if value < 0:
+        msg = f"{name} must not be negative, got {value!r}"
+        raise ConfigError(msg)
+    return float(value)
+
+
+def _int(value: Any, name: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        msg = f"{name} must be a whole number, got {value!r}"
+        raise ConfigError(msg)
+    if value < minimum:
+        msg = f"{name} must be at least {minimum}, got {value}"
+        raise ConfigError(msg)
+    return value
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    """How the simulated GLM-4.6 behaves. Every field can be overridden per request.
+
+    Attributes:
+        ttft_ms: Time to first token (before any slowdown).
+        itl_ms: Gap between tokens, drawn per token.
+        tokens: Answer length in tokens (``max_tokens`` cuts it, with ``finish_reason:
+            length``).
+        reasoning_tokens: Reasoning length when thinking is enabled.
+        tokens_per_chunk: Tokens carried by each streamed chunk.
+        capacity: Concurrent streams the simulated backend serves at full speed; above it,
+            time to first token and gaps grow in proportion (0 disables the slowdown).
+        seed: Seed of the text and latency draws (with the prompt).
+        fault: One of :data:`FAULTS` to inject, or ``None``.
+        fault_after: Tokens sent before a ``drop``, ``network_error`` or ``stall``.
+        retry_after: Seconds in ``Retry-After`` for the ``rate_limit`` fault.
+        stall_s: The longest a ``stall`` holds the connection open.
+    """
+
+    ttft_ms: Dist = field(default_factory=lambda: Dist("lognormal", 350.0, 0.35))
+    itl_ms: Dist = field(default_factory=lambda: Dist("lognormal", 22.0, 0.25))
+    tokens: int = 256
+    reasoning_tokens: int = 64
+    tokens_per_chunk: int = 1
+    capacity: int = 32
+    seed: int = 0
+    fault: str | None = None
+    fault_after: int | None = None
+    retry_after: float = 1.0
+    stall_s: float = 600.0
+
+    def with_overrides(self, overrides: Mapping[str, Any], where: str = "sim") -> SimConfig:
+        """A copy with ``overrides`` applied; :class:`ConfigError` names a bad key or value."""
+        if not isinstance(overrides, Mapping):
+            msg = f"{where} must be an object, got {type(overrides).__name__}"
+            raise ConfigError(msg)
+        known = {f.name for f in fields(self)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            msg = f"{where}: unknown keys {unknown}; known: {sorted(known)}"
+            raise ConfigError(msg)
+        changes: dict[str, Any] = {}
+        for key, value in overrides.items():
+            name = f"{where}.{key}"
+            if key in ("ttft_ms", "itl_ms"):
+                changes[key] = Dist.parse(value, name)
+            elif key in ("tokens", "tokens_per_chunk"):
+                changes[key] = _int(value, name, 1)
+            elif key in ("reasoning_tokens", "capacity", "seed"):
+                changes[key] = _int(value, name, 0)
+            elif key == "fault_after":
+                changes[key] = None if value is None else _int(value, name, 0)
+            elif key in ("retry_after", "stall_s"):
+                changes[key] = _non_negative(value, name)
+            elif key == "fault":
+                if value is not None and value not in FAULTS:
+                    msg = f"{name} must be one of {', '.join(FAULTS)} (or null), got {value!r}"
+                    raise ConfigError(msg)
+                changes[key] = value
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    """How the runtime serves: address, backend, security, limits, simulator defaults."""
+
+    host: str = "127.0.0.1"
+    port: int = 8765
+    backend: str = "sim"
+    upstream: str | None = None
+    token: str | None = field(default=None, repr=False)
+    max_body_bytes: int = 4 * 1024 * 1024
+    allowed_origins: tuple[str, ...] = ()
+    sim: SimConfig = field(default_factory=SimConfig)
+
+    def __post_init__(self) -> None:
+        if self.backend not in ("sim", "glm", "openai"):
+            msg = f"backend must be sim, glm or openai, got {self.backend!r}"
+            raise ConfigError(msg)
+        if self.backend == "openai" and not self.upstream:
+            msg = "the openai backend needs an upstream base URL (--upstream URL)"
+            raise ConfigError(msg)
+
+
+def load_config(path: str | Path, **overrides: Any) -> RuntimeConfig:
+    """Read a TOML file: top-level runtime keys, and a ``[sim]`` table of simulator defaults.
+
+    ``overrides`` (e.g. from the command line) win over the file; ``None`` values are ignored.
+    """
+    try:
+        data = tomllib.loads(Path(path).read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        msg = f"cannot read config file {path}: {exc}"
+        raise ConfigError(msg) from exc
+    return config_from_mapping(data, **overrides)
+
+
+def config_from_mapping(data: Mapping[str, Any], **overrides: Any) -> RuntimeConfig:
+    """Build a :class:`RuntimeConfig` from plain data (a parsed config file)."""
+    data = dict(data)
+    sim_table = data.pop("sim", {})
+    sim_overrides = overrides.pop("sim", None) or {}
+    known = {f.name for f in fields(RuntimeConfig)} - {"sim"}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        msg = f"config: unknown keys {unknown}; known: {sorted(known)} and a [sim] table"
+        raise ConfigError(msg)
+    values = {**data, **{k: v for k, v in overrides.items() if v is not None}}
+    if "allowed_origins" in values:
+        values["allowed_origins"] = tuple(values["allowed_origins"])
+    sim = SimConfig().with_overrides(sim_table, "[sim]").with_overrides(sim_overrides)
+    return RuntimeConfig(**values, sim=sim)
