@@ -36,6 +36,7 @@ test: lint
 
 bench: $(VENV)/.dev
 	$(BIN)/python bench/sse_decode.py
+	$(BIN)/python bench/sim_throughput.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

@@ -7,6 +7,7 @@ cleanly on Ctrl-C.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import sys
 from collections.abc import Sequence
@@ -93,7 +94,10 @@ def _serve(args: argparse.Namespace) -> int:
             print(f"listening on http://{bound[0]}:{bound[1]}  (Ctrl-C to stop)", flush=True)
 
     server.startup = startup  # type: ignore[method-assign]
-    server.run()
+    # uvicorn re-raises Ctrl-C after its graceful shutdown; that is a clean stop.
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run()
+    print("glm_live runtime stopped", flush=True)
     return 0 if server.started else 1
 
 

@@ -69,6 +69,8 @@ class Runtime:
         self.simulator = Simulator(config.sim)
         self.proxy = Proxy.for_config(config) if config.backend != "sim" else None
         self.active_streams = 0
+        self.requests_in_flight = 0
+        self.metrics.in_flight.set_function(lambda: self.requests_in_flight)
         self._expected_auth = f"Bearer {config.token}".encode() if config.token else None
         self.starlette = Starlette(
             routes=[
@@ -124,7 +126,7 @@ class Runtime:
                 "backend": self.config.backend,
                 "simulated": self.config.backend == "sim",
                 "model": "glm-4.6-sim" if self.config.backend == "sim" else None,
-                "requests_in_flight": int(self.metrics.in_flight._value.get()),
+                "requests_in_flight": self.requests_in_flight,
             }
         )
 
@@ -139,7 +141,7 @@ class Runtime:
         started = time.perf_counter()
         route = scope["path"]
         metrics = self.metrics
-        metrics.in_flight.inc()
+        self.requests_in_flight += 1
         status = 500
         try:
             body = parse_json_body(await self._read_body(scope, receive))
@@ -157,7 +159,7 @@ class Runtime:
             headers = [(k.encode(), v.encode()) for k, v in fault.headers.items()]
             await send_json(send, fault.status, error_body(fault.code, fault.message), headers)
         finally:
-            metrics.in_flight.dec()
+            self.requests_in_flight -= 1
             metrics.requests.labels(route, str(status)).inc()
             metrics.duration.labels(route).observe(time.perf_counter() - started)
 

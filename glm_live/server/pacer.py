@@ -256,8 +256,3 @@ class Pacer:
             self._push(stream)
         else:
             self._end(stream)
-
-    @property
-    def active(self) -> int:
-        """Streams waiting for their next frame."""
-        return sum(1 for _, _, s in self._heap if not s.closed)

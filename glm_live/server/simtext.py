@@ -106,8 +106,18 @@ def _topic(prompt: str) -> str:
     return "general"
 
 
+_VERBS = frozenset(
+    {
+        "review", "analyse", "analyze", "summarise", "summarize", "write", "create", "plan",
+        "compare", "assess", "evaluate", "draft", "prepare", "check", "find", "build", "run",
+        "audit",
+    }
+)  # fmt: skip
+
+
 def _company(rng: random.Random, words: Sequence[str]) -> str:
-    capitalised = [w for w in words if w[:1].isupper()]
+    # A capitalised word that is not just the first word of an instruction names the subject.
+    capitalised = [w for w in words if w[:1].isupper() and w.lower() not in _VERBS]
     if capitalised:
         return capitalised[0]
     return rng.choice(["Northwind", "Contoso", "Globex", "Initech", "Umbrella", "Tyrell"])
