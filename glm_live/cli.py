@@ -32,6 +32,8 @@ def _serve_parser(commands: Any) -> None:
     serve.add_argument("--seed", type=int, help="simulator seed")
     serve.add_argument("--token", help="require this bearer token (default: GLM_LIVE_TOKEN)")
     serve.add_argument("--config", help="a TOML config file (top-level keys and a [sim] table)")
+    serve.add_argument("--ssl-certfile", help="serve TLS with this certificate (PEM)")
+    serve.add_argument("--ssl-keyfile", help="...and this private key (PEM)")
     serve.add_argument("--ttft-ms", type=float, help="simulated time to first token (ms)")
     serve.add_argument("--itl-ms", type=float, help="simulated gap between tokens (ms)")
     serve.add_argument("--tokens", type=int, help="simulated answer length in tokens")
@@ -66,6 +68,8 @@ def _serve(args: argparse.Namespace) -> int:
             seed=args.seed,
             token=args.token,
             sim=sim,
+            ssl_certfile=args.ssl_certfile,
+            ssl_keyfile=args.ssl_keyfile,
         )
         runtime = Runtime(config)
     except ConfigError as exc:
@@ -91,7 +95,8 @@ def _serve(args: argparse.Namespace) -> int:
             )
             auth = ", token required" if config.token else ""
             print(f"glm_live runtime: {what}{auth}", flush=True)
-            print(f"listening on http://{bound[0]}:{bound[1]}  (Ctrl-C to stop)", flush=True)
+            scheme = "https" if config.ssl_certfile else "http"
+            print(f"listening on {scheme}://{bound[0]}:{bound[1]}  (Ctrl-C to stop)", flush=True)
 
     server.startup = startup  # type: ignore[method-assign]
     # uvicorn re-raises Ctrl-C after its graceful shutdown; that is a clean stop.

@@ -22,6 +22,7 @@ import asyncio
 import json
 import logging
 import os
+import ssl
 import time
 from array import array
 from collections.abc import AsyncIterator, Iterable, Mapping
@@ -396,6 +397,8 @@ class GLMClient(AsyncClosing):
         idle_timeout: Seconds without a byte before the stream counts as dropped.
         headers: Extra headers on every request.
         transport: An httpx transport (tests, proxies).
+        verify: TLS verification: ``True`` (the default CAs), a CA bundle path, an
+            ``ssl.SSLContext``, or ``False`` (not recommended).
         max_line_size: Largest SSE line accepted, in bytes.
         max_event_size: Largest SSE event accepted, in characters.
         observers: Connection observers, passed to every request's event source.
@@ -413,6 +416,7 @@ class GLMClient(AsyncClosing):
         idle_timeout: float | None = 120.0,
         headers: Mapping[str, str] | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        verify: ssl.SSLContext | str | bool = True,
         max_line_size: int = DEFAULT_MAX_LINE_SIZE,
         max_event_size: int = DEFAULT_MAX_EVENT_SIZE,
         observers: Iterable[Observer] = (),
@@ -428,6 +432,9 @@ class GLMClient(AsyncClosing):
         self.idle_timeout = idle_timeout
         self._extra_headers = dict(headers or {})
         self._transport = transport
+        if isinstance(verify, str):  # a CA bundle: verification stays on, with that CA
+            verify = ssl.create_default_context(cafile=verify)
+        self._verify = verify
         self.max_line_size = max_line_size
         self.max_event_size = max_event_size
         self.observers = list(observers)
@@ -462,6 +469,7 @@ class GLMClient(AsyncClosing):
         if self._http is None:
             self._http = httpx.AsyncClient(
                 transport=self._transport,
+                verify=self._verify,
                 follow_redirects=True,
                 limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
             )

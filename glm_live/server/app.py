@@ -22,7 +22,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 
 from .asgi import (
     ConnectionCut,
@@ -35,6 +35,7 @@ from .asgi import (
 )
 from .chatreq import BadRequest, ChatRequest, error_body, parse_chat_request, parse_json_body
 from .config import RuntimeConfig
+from .hub import Hub
 from .pacer import LagHistogram, PacedStream, Pacer
 from .promstats import RuntimeMetrics
 from .proxy import Proxy
@@ -67,6 +68,7 @@ class Runtime:
         self.pacer = Pacer(self.lag)
         self.metrics = RuntimeMetrics(self.lag)
         self.simulator = Simulator(config.sim)
+        self.hub = Hub(token=config.token, allowed_origins=config.allowed_origins)
         self.proxy = Proxy.for_config(config) if config.backend != "sim" else None
         self.active_streams = 0
         self.requests_in_flight = 0
@@ -76,6 +78,7 @@ class Runtime:
             routes=[
                 Route("/health", self._health, methods=["GET"]),
                 Route("/metrics", self._metrics, methods=["GET"]),
+                WebSocketRoute("/ws", self.hub.endpoint),
             ],
             lifespan=self._lifespan,
         )
@@ -88,8 +91,10 @@ class Runtime:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
-        if kind in ("http", "websocket") and not self._authorised(scope):
-            await self._refuse(scope, send)
+        # The hub checks WebSocket tokens itself, after accepting, so that a refused client
+        # learns why from the close code instead of a bare HTTP 403.
+        if kind == "http" and not self._authorised(scope):
+            await self._refuse(send)
             return
         if kind == "http" and scope["path"] in CHAT_PATHS and scope["method"] == "POST":
             await self.chat(scope, receive, send)
@@ -106,15 +111,12 @@ class Runtime:
                 return hmac.compare_digest(value, self._expected_auth)
         return False
 
-    async def _refuse(self, scope: Scope, send: Send) -> None:
+    async def _refuse(self, send: Send) -> None:
         self.metrics.errors.labels("unauthorised").inc()
         message = (
             "this runtime requires a token: send 'Authorization: Bearer <token>' "
             "(the value given to glm-live serve --token or GLM_LIVE_TOKEN)"
         )
-        if scope["type"] == "websocket":
-            await send({"type": "websocket.close", "code": 4401, "reason": "token required"})
-            return
         await send_json(send, 401, error_body("1001", message))
 
     # -- plain routes --------------------------------------------------------------------------

@@ -207,11 +207,16 @@ class RuntimeConfig:
     token: str | None = field(default=None, repr=False)
     max_body_bytes: int = 4 * 1024 * 1024
     allowed_origins: tuple[str, ...] = ()
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
     sim: SimConfig = field(default_factory=SimConfig)
 
     def __post_init__(self) -> None:
         if self.backend not in ("sim", "glm", "openai"):
             msg = f"backend must be sim, glm or openai, got {self.backend!r}"
+            raise ConfigError(msg)
+        if bool(self.ssl_certfile) != bool(self.ssl_keyfile):
+            msg = "TLS needs both ssl_certfile and ssl_keyfile"
             raise ConfigError(msg)
         if self.backend == "openai" and not self.upstream:
             msg = "the openai backend needs an upstream base URL (--upstream URL)"

@@ -61,6 +61,8 @@ def build_config(
             "token": config.token,
             "max_body_bytes": config.max_body_bytes,
             "allowed_origins": config.allowed_origins,
+            "ssl_certfile": config.ssl_certfile,
+            "ssl_keyfile": config.ssl_keyfile,
         }
         values = {**base, **{k: v for k, v in overrides.items() if v is not None and k != "sim"}}
         result = RuntimeConfig(**values, sim=config.sim.with_overrides(sim))
@@ -87,7 +89,10 @@ def uvicorn_config(runtime: Runtime, log_level: str = "warning") -> uvicorn.Conf
         access_log=False,
         lifespan="on",
         timeout_graceful_shutdown=3,
-        ws_max_size=1 << 20,
+        ws_max_size=runtime.hub.limits.max_message_bytes,
+        ws_ping_interval=20.0,
+        ssl_certfile=runtime.config.ssl_certfile,
+        ssl_keyfile=runtime.config.ssl_keyfile,
     )
 
 
@@ -101,8 +106,9 @@ class ServerHandle:
         sockets = [s for srv in server.servers for s in srv.sockets]
         host, port = sockets[0].getsockname()[:2]
         host = f"[{host}]" if ":" in host else host
+        scheme = "https" if runtime.config.ssl_certfile else "http"
         #: The runtime's root URL, e.g. ``http://127.0.0.1:54321``.
-        self.url = f"http://{host}:{port}"
+        self.url = f"{scheme}://{host}:{port}"
         self.port = int(port)
 
     @property
@@ -141,6 +147,8 @@ def serve(
     token: str | None = None,
     config: RuntimeConfig | str | Path | None = None,
     sim: dict[str, Any] | None = None,
+    ssl_certfile: str | None = None,
+    ssl_keyfile: str | None = None,
     log_level: str = "warning",
     startup_timeout: float = 15.0,
 ) -> ServerHandle:
@@ -154,6 +162,8 @@ def serve(
         upstream: The upstream base URL for the proxy backends.
         seed: The simulator's seed.
         token: Require ``Authorization: Bearer <token>`` (default ``GLM_LIVE_TOKEN``).
+        ssl_certfile: Serve TLS (``https://``, ``wss://``) with this certificate...
+        ssl_keyfile: ...and this private key.
         config: A :class:`RuntimeConfig` or a TOML config file.
         sim: Simulator defaults (``ttft_ms``, ``itl_ms``, ``tokens``, ...).
         log_level: uvicorn's log level.
@@ -173,6 +183,8 @@ def serve(
         seed=seed,
         token=token,
         sim=sim,
+        ssl_certfile=ssl_certfile,
+        ssl_keyfile=ssl_keyfile,
     )
     runtime = Runtime(runtime_config)
     server = uvicorn.Server(uvicorn_config(runtime, log_level))

@@ -1,0 +1,336 @@
+"""The hub and the WebSocket client: delivery exactly once, in order, through faults."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from collections.abc import Iterator
+
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from glm_live.retry import Backoff
+from glm_live.server import ServerHandle, serve
+from glm_live.server.hub import HubLimits
+from glm_live.ws import Connection, Gap, HubRefused, Message, OutboxFull, hub_url
+from tests.chaosproxy import ChaosProxy
+
+
+@pytest.fixture(scope="module")
+def runtime() -> Iterator[ServerHandle]:
+    with serve() as handle:
+        yield handle
+
+
+def quick() -> Backoff:
+    return Backoff(initial=0.02, maximum=0.2, stable_after=1.0, rng=random.Random(1))
+
+
+async def collect(conn: Connection, room: str, n: int, timeout: float = 30) -> list[Message | Gap]:
+    items: list[Message | Gap] = []
+
+    async def run() -> None:
+        async for item in conn.subscribe(room):
+            items.append(item)
+            if sum(1 for i in items if isinstance(i, Message)) == n:
+                return
+
+    await asyncio.wait_for(run(), timeout)
+    return items
+
+
+def test_hub_url() -> None:
+    assert hub_url("http://127.0.0.1:8765") == "ws://127.0.0.1:8765/ws"
+    assert hub_url("https://example.org/") == "wss://example.org/ws"
+    assert hub_url("ws://h:1/ws") == "ws://h:1/ws"
+
+
+async def test_publish_subscribe_and_direct(runtime: ServerHandle) -> None:
+    async with (
+        Connection(runtime.url, name="alice") as alice,
+        Connection(runtime.url, name="bob", kind="agent") as bob,
+    ):
+        await bob.join("room-1")
+        for i in range(20):
+            await alice.publish("room-1", {"i": i})
+        await alice.flush()
+        got = await collect(bob, "room-1", 20)
+        assert [m.data["i"] for m in got if isinstance(m, Message)] == list(range(20))
+        seqs = [m.seq for m in got if isinstance(m, Message)]
+        assert seqs == list(range(seqs[0], seqs[0] + 20))
+        assert all(m.sender == alice.id for m in got if isinstance(m, Message))
+        await alice.send_direct("bob", {"command": "pause"})
+        (direct,) = [m async for m in _first(bob.subscribe("@bob"))]
+        assert direct.data == {"command": "pause"}
+        assert direct.name == "alice"
+        presence = runtime.runtime.hub.clients
+        assert {"name": "bob", "kind": "agent"} in [
+            {"name": c["name"], "kind": c["kind"]} for c in presence
+        ]
+
+
+async def _first(iterator):  # type: ignore[no-untyped-def]
+    async for item in iterator:
+        yield item
+        return
+
+
+async def test_exactly_once_in_order_through_a_proxy_that_keeps_cutting(
+    runtime: ServerHandle,
+) -> None:
+    proxy = ChaosProxy(runtime.port, lifetime=(0.05, 0.4), seed=4)
+    await proxy.start()
+    url = f"http://127.0.0.1:{proxy.port}"
+    n = 400
+    try:
+        async with (
+            Connection(url, backoff=quick(), heartbeat=0.5) as left,
+            Connection(url, backoff=quick(), heartbeat=0.5) as right,
+        ):
+            await asyncio.wait_for(left.join("left-to-right"), 30)
+            await asyncio.wait_for(right.join("right-to-left"), 30)
+
+            async def send(conn: Connection, room: str) -> None:
+                for i in range(n):
+                    await conn.publish(room, i)
+                    await asyncio.sleep(0.002)
+                await conn.flush(60)
+
+            received = await asyncio.gather(
+                collect(right, "left-to-right", n, 60),
+                collect(left, "right-to-left", n, 60),
+                send(left, "left-to-right"),
+                send(right, "right-to-left"),
+            )
+            for items in received[:2]:
+                values = [m.data for m in items if isinstance(m, Message)]
+                assert values == list(range(n))  # every message exactly once, in order
+                assert not [g for g in items if isinstance(g, Gap)]
+            assert left.reconnects + right.reconnects >= 3
+            assert left.dropped == right.dropped == 0
+    finally:
+        await proxy.stop()
+    assert proxy.cuts >= 3
+
+
+async def test_outbox_overflow_policies(unused_tcp_port: int) -> None:
+    url = f"ws://127.0.0.1:{unused_tcp_port}/ws"  # nothing listens: everything waits
+    raising = Connection(url, outbox_limit=3, overflow="raise")
+    for i in range(3):
+        await raising.publish("r", i)
+    with pytest.raises(OutboxFull, match="outbox full"):
+        await raising.publish("r", 3)
+    oldest = Connection(url, outbox_limit=3, overflow="drop_oldest")
+    newest = Connection(url, outbox_limit=3, overflow="drop_newest")
+    for i in range(5):
+        await oldest.publish("r", i)
+        await newest.publish("r", i)
+    assert [json.loads(p.frame)["data"] for p in oldest._outbox] == [2, 3, 4]
+    assert [json.loads(p.frame)["data"] for p in newest._outbox] == [0, 1, 2]
+    assert oldest.dropped == newest.dropped == 2
+    assert oldest.outbox_depth == 3
+    with pytest.raises(ValueError, match="overflow"):
+        Connection(url, overflow="explode")  # type: ignore[arg-type]
+
+
+async def test_outbox_is_sent_after_connecting_and_ttl_drops_stale(
+    runtime: ServerHandle,
+) -> None:
+    async with Connection(runtime.url) as reader:
+        await reader.join("late")
+        writer = Connection(runtime.url, ttl=0.2)
+        await writer.publish("late", "stale")
+        await asyncio.sleep(0.3)
+        writer.ttl = 10
+        await writer.publish("late", "fresh")
+        writer.ttl = 0.2  # "stale" is now 0.3 s old, "fresh" 0 s
+        async with writer:
+            await writer.flush()
+        got = await collect(reader, "late", 1)
+    assert [m.data for m in got if isinstance(m, Message)] == ["fresh"]
+    assert writer.dropped == 1
+
+
+async def test_resume_after_outage_replays_history_or_signals_trimmed_gap() -> None:
+    with serve() as handle:
+        handle.runtime.hub.limits = HubLimits(history=5)
+        proxy = ChaosProxy(handle.port)
+        await proxy.start()
+        try:
+            async with (
+                Connection(handle.url) as publisher,
+                Connection(f"http://127.0.0.1:{proxy.port}", backoff=quick()) as reader,
+            ):
+                await reader.join("small")
+                await publisher.publish("small", 0)
+                await publisher.publish("small", 1)
+                first = await collect(reader, "small", 2)
+                proxy.enabled = False
+                proxy.cut_all()  # the reader is offline while 12 more go out...
+                for i in range(2, 14):
+                    await publisher.publish("small", i)
+                await publisher.flush()
+                proxy.enabled = True  # ...and history keeps only the last 5
+                rest = await collect(reader, "small", 5)
+        finally:
+            await proxy.stop()
+    assert [m.data for m in first if isinstance(m, Message)] == [0, 1]
+    gap = rest[0]
+    assert isinstance(gap, Gap)
+    assert (gap.reason, gap.lost_from, gap.lost_to) == ("trimmed", 3, 9)
+    assert [m.data for m in rest[1:] if isinstance(m, Message)] == [9, 10, 11, 12, 13]
+
+
+async def test_bad_input_gets_error_replies_and_close_codes(runtime: ServerHandle) -> None:
+    url = hub_url(runtime.url)
+    async with connect(url) as ws:
+        await ws.send("{nope")
+        assert json.loads(await ws.recv())["code"] == "bad_json"
+        await ws.send(json.dumps({"type": "teleport"}))
+        reply = json.loads(await ws.recv())
+        assert reply["code"] == "unknown_type"
+        assert "publish" in reply["message"]
+        await ws.send(json.dumps({"type": "publish", "room": "x"}))
+        assert json.loads(await ws.recv())["code"] == "bad_request"
+        await ws.send(b"\x00binary")
+        assert json.loads(await ws.recv())["code"] == "bad_frame"
+        await ws.send(json.dumps({"type": "ping", "t": 1.0}))
+        assert json.loads(await ws.recv()) == {"type": "pong", "t": 1.0}
+    async with connect(url, max_size=None) as ws:
+        await ws.send("x" * (2 << 20))
+        with pytest.raises(ConnectionClosed) as info:
+            await ws.recv()
+        assert info.value.rcvd is not None
+        assert info.value.rcvd.code == 1009
+    async with connect(url, additional_headers={"Origin": "https://evil.example"}) as ws:
+        with pytest.raises(ConnectionClosed) as info:
+            await ws.recv()
+        assert info.value.rcvd is not None
+        assert info.value.rcvd.code == 4403
+    # Flooding: the flooder is cut off, a well-behaved client carries on.
+    async with Connection(runtime.url) as calm, connect(url) as flood:
+        await calm.join("calm")
+        with pytest.raises(ConnectionClosed) as info:
+            for i in range(5000):
+                await flood.send(
+                    json.dumps({"type": "publish", "room": "spam", "id": i + 1, "data": i})
+                )
+            while True:
+                await flood.recv()
+        assert info.value.rcvd is not None
+        assert info.value.rcvd.code == 1008
+        await calm.publish("calm", "still here")
+        got = await collect(calm, "calm", 1)
+        assert [m.data for m in got if isinstance(m, Message)] == ["still here"]
+
+
+async def test_token_is_required_and_refusal_says_why() -> None:
+    with serve(token="hub-token-123456") as handle:
+        refused = Connection(handle.url, token="wrong-token-0000")
+        async with refused:
+            with pytest.raises(TimeoutError):
+                await refused.join("r", timeout=2)
+        assert isinstance(refused.last_error, HubRefused)
+        assert refused.last_error.code == 4401
+        assert refused.state.value == "closed"
+        async with Connection(handle.url, token="hub-token-123456") as ok:
+            await ok.join("r", timeout=5)
+            assert ok.state.value == "open"
+
+
+async def test_runtime_restart_reconnects_and_signals_the_lost_history(
+    unused_tcp_port: int,
+) -> None:
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    port = unused_tcp_port
+    url = f"http://127.0.0.1:{port}"
+
+    def start() -> subprocess.Popen[bytes]:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "glm_live", "serve", "--port", str(port)],
+            stdout=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(url + "/health").status_code == 200:
+                    return process
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        process.kill()
+        raise AssertionError("runtime did not start")
+
+    first = start()
+    second = None
+    try:
+        async with (
+            Connection(url, backoff=quick(), heartbeat=0.5) as publisher,
+            Connection(url, backoff=quick(), heartbeat=0.5) as reader,
+        ):
+            await reader.join("run")
+            for i in range(3):
+                await publisher.publish("run", i)
+            before = await collect(reader, "run", 3)
+            old_epoch = reader.hub_epoch
+            first.terminate()
+            first.wait(10)
+            await publisher.publish("run", "queued while the runtime was down")
+            second = start()
+            after = await collect(reader, "run", 1, timeout=30)
+            assert reader.reconnects >= 1
+            assert publisher.reconnects >= 1
+            assert reader.hub_epoch != old_epoch
+    finally:
+        for process in (first, second):
+            if process is not None and process.poll() is None:
+                process.terminate()
+                process.wait(10)
+    assert [m.data for m in before if isinstance(m, Message)] == [0, 1, 2]
+    gap = after[0]
+    assert isinstance(gap, Gap)  # the history went with the old process: said, not hidden
+    assert gap.reason == "epoch"
+    assert gap.old_epoch == old_epoch
+    assert [m.data for m in after[1:] if isinstance(m, Message)] == [
+        "queued while the runtime was down"
+    ]
+
+
+async def test_tls_with_a_self_signed_ca(tmp_path: object) -> None:
+    import ssl
+    from pathlib import Path
+
+    import trustme
+
+    from glm_live import GLMClient
+
+    folder = Path(str(tmp_path))
+    ca = trustme.CA()
+    ca.cert_pem.write_to_path(str(folder / "ca.pem"))
+    ca.issue_cert("127.0.0.1", "localhost").private_key_and_cert_chain_pem.write_to_path(
+        str(folder / "server.pem")
+    )
+    pem = str(folder / "server.pem")
+    with serve(ssl_certfile=pem, ssl_keyfile=pem, sim={"ttft_ms": 1, "itl_ms": 1}) as handle:
+        assert handle.url.startswith("https://")
+        async with Connection(handle.url, cafile=str(folder / "ca.pem")) as conn:
+            assert conn.url.startswith("wss://")
+            await conn.join("secure")
+            await conn.publish("secure", "over TLS")
+            got = await collect(conn, "secure", 1)
+            assert [m.data for m in got if isinstance(m, Message)] == ["over TLS"]
+        untrusting = Connection(handle.url, backoff=quick())
+        async with untrusting:
+            with pytest.raises(TimeoutError):
+                await untrusting.wait_open(timeout=1)
+        assert isinstance(untrusting.last_error, ssl.SSLCertVerificationError)
+        async with GLMClient(base_url=handle.base_url, verify=str(folder / "ca.pem")) as client:
+            completion = await client.complete("x", sim={"tokens": 3})
+        assert completion.usage is not None
+        assert completion.usage["completion_tokens"] == 3
