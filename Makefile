@@ -37,6 +37,7 @@ test: lint
 bench: $(VENV)/.dev
 	$(BIN)/python bench/sse_decode.py
 	$(BIN)/python bench/sim_throughput.py
+	$(BIN)/python bench/hub_fanout.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

@@ -118,8 +118,8 @@ class _Pending:
 
 
 class _Room:
-    def __init__(self) -> None:
-        self.last = 0
+    def __init__(self, replay: bool = False) -> None:
+        self.last: int | None = 0 if replay else None  # None: first join, live only
         self.epoch: str | None = None
         self.joined = asyncio.Event()
         self.backlog: deque[Message | Gap] = deque()
@@ -249,15 +249,18 @@ class Connection(AsyncClosing):
         """Wait until connected (``TimeoutError`` after ``timeout`` seconds)."""
         await asyncio.wait_for(self._opened.wait(), timeout)
 
-    async def join(self, room: str, timeout: float | None = 10.0) -> None:
+    async def join(self, room: str, *, replay: bool = False, timeout: float | None = 10.0) -> None:
         """Receive ``room`` from now on, this connection and every reconnect after it.
 
-        Waits until the hub confirms (at most ``timeout`` seconds, then ``TimeoutError``;
-        the room stays joined for when the connection comes).
+        Args:
+            room: The room.
+            replay: Also receive the history the hub still keeps (a run's events so far).
+            timeout: Seconds to wait for the hub to confirm (then ``TimeoutError``; the room
+                stays joined for when the connection comes).
         """
         state = self._rooms.get(room)
         if state is None:
-            state = self._rooms[room] = _Room()
+            state = self._rooms[room] = _Room(replay)
             if self._ready and self._ws is not None:
                 await self._send(self._join_frame(room, state))
         await asyncio.wait_for(state.joined.wait(), timeout)
@@ -495,7 +498,7 @@ class Connection(AsyncClosing):
         if state is None:
             return
         seq = frame["seq"]
-        if frame["epoch"] == state.epoch and seq <= state.last:
+        if frame["epoch"] == state.epoch and state.last is not None and seq <= state.last:
             return  # already delivered
         state.last = seq
         state.epoch = frame["epoch"]
@@ -546,5 +549,7 @@ class Connection(AsyncClosing):
             )
             if gap.get("reason") == "epoch":
                 state.last = 0
+        if state.last is None:
+            state.last = frame["last"]  # first join, live only: resume from here
         state.epoch = frame["epoch"]
         state.joined.set()

@@ -89,8 +89,9 @@ async def test_exactly_once_in_order_through_a_proxy_that_keeps_cutting(
             Connection(url, backoff=quick(), heartbeat=0.5) as left,
             Connection(url, backoff=quick(), heartbeat=0.5) as right,
         ):
-            await asyncio.wait_for(left.join("left-to-right"), 30)
-            await asyncio.wait_for(right.join("right-to-left"), 30)
+            # Each side joins the room it reads before anyone publishes.
+            await asyncio.wait_for(right.join("left-to-right"), 30)
+            await asyncio.wait_for(left.join("right-to-left"), 30)
 
             async def send(conn: Connection, room: str) -> None:
                 for i in range(n):

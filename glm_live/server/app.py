@@ -68,7 +68,9 @@ class Runtime:
         self.pacer = Pacer(self.lag)
         self.metrics = RuntimeMetrics(self.lag)
         self.simulator = Simulator(config.sim)
-        self.hub = Hub(token=config.token, allowed_origins=config.allowed_origins)
+        self.hub = Hub(
+            token=config.token, allowed_origins=config.allowed_origins, limits=config.hub
+        )
         self.proxy = Proxy.for_config(config) if config.backend != "sim" else None
         self.active_streams = 0
         self.requests_in_flight = 0

@@ -1,5 +1,8 @@
 """Runtime and simulator settings: defaults, a TOML config file, and per-request overrides.
 
+A ``[hub]`` table sets the hub's limits (``history``, ``max_message_bytes``, ``rate``,
+``burst``, ``send_queue``, ``dedupe``).
+
 A latency is a :class:`Dist`, written as a number (a constant, in milliseconds) or a table::
 
     [sim]
@@ -20,6 +23,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
+
+from .hub import HubLimits
 
 __all__ = ["FAULTS", "ConfigError", "Dist", "RuntimeConfig", "SimConfig", "load_config"]
 
@@ -209,6 +214,7 @@ class RuntimeConfig:
     allowed_origins: tuple[str, ...] = ()
     ssl_certfile: str | None = None
     ssl_keyfile: str | None = None
+    hub: HubLimits = field(default_factory=HubLimits)
     sim: SimConfig = field(default_factory=SimConfig)
 
     def __post_init__(self) -> None:
@@ -240,12 +246,20 @@ def config_from_mapping(data: Mapping[str, Any], **overrides: Any) -> RuntimeCon
     """Build a :class:`RuntimeConfig` from plain data (a parsed config file)."""
     data = dict(data)
     sim_table = data.pop("sim", {})
+    hub_table = data.pop("hub", {})
     sim_overrides = overrides.pop("sim", None) or {}
     known = {f.name for f in fields(RuntimeConfig)} - {"sim"}
     unknown = sorted(set(data) - known)
     if unknown:
-        msg = f"config: unknown keys {unknown}; known: {sorted(known)} and a [sim] table"
+        msg = f"config: unknown keys {unknown}; known: {sorted(known)}, [sim] and [hub] tables"
         raise ConfigError(msg)
+    hub_known = {f.name for f in fields(HubLimits)}
+    if not isinstance(hub_table, Mapping) or set(hub_table) - hub_known:
+        msg = f"config: [hub] takes {sorted(hub_known)}, got {hub_table!r}"
+        raise ConfigError(msg)
+    if hub_table:
+        values_hub = HubLimits(**hub_table)
+        overrides.setdefault("hub", values_hub)
     values = {**data, **{k: v for k, v in overrides.items() if v is not None}}
     if "allowed_origins" in values:
         values["allowed_origins"] = tuple(values["allowed_origins"])

@@ -6,7 +6,8 @@ Client to hub:
 
 - ``hello {id, name, kind}``: who this is; ``id`` is stable across the client's reconnects.
 - ``join {room, since, epoch}``: receive ``room``; replay what came after ``since`` in
-  ``epoch``. Answered by ``joined {room, epoch, last, gap}`` and the replayed ``msg`` frames.
+  ``epoch`` (``since: null``: nothing, live from now; ``0``: all the history kept).
+  Answered by ``joined {room, epoch, last, gap}`` and the replayed ``msg`` frames.
   ``gap`` is ``null``, or says what cannot be replayed: ``{"reason": "epoch"}`` when the room's
   history is not the one the client saw (the hub restarted), ``{"reason": "trimmed",
   "lost_from", "lost_to"}`` when it is older than the bounded history.
@@ -308,11 +309,13 @@ class Hub:
 
     def _join(self, client: _Client, frame: dict[str, Any]) -> None:
         name = _text(frame, "room", 256)
-        since = frame.get("since") or 0
-        if not isinstance(since, int) or since < 0:
-            raise _BadFrame("since must be a non-negative integer")
-        epoch = frame.get("epoch")
         room = self._room(name)
+        since = frame.get("since")
+        if since is None:
+            since = room.last  # live from now on: nothing to replay
+        if not isinstance(since, int) or isinstance(since, bool) or since < 0:
+            raise _BadFrame("since must be null or a non-negative integer")
+        epoch = frame.get("epoch")
         gap: dict[str, Any] | None = None
         if epoch is not None and epoch != room.epoch:
             gap = {"reason": "epoch", "old_epoch": epoch}

@@ -63,6 +63,7 @@ def build_config(
             "allowed_origins": config.allowed_origins,
             "ssl_certfile": config.ssl_certfile,
             "ssl_keyfile": config.ssl_keyfile,
+            "hub": config.hub,
         }
         values = {**base, **{k: v for k, v in overrides.items() if v is not None and k != "sim"}}
         result = RuntimeConfig(**values, sim=config.sim.with_overrides(sim))
