@@ -10,6 +10,9 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 
 from . import errors, sse
+from .agents import AgentContext, Run, Workflow, WorkflowError
+from .agui import AgentStatus, RunState
+from .aio import Handle
 from .errors import (
     AuthenticationError,
     ContentFilteredError,
@@ -40,6 +43,7 @@ from .glm import (
     ToolCallDelta,
 )
 from .retry import Backoff
+from .session import ChatHandle, RunHandle, Session, connect
 from .sse import Decoder, Event
 from .stream import (
     ConnectionEvent,
@@ -56,8 +60,11 @@ except PackageNotFoundError:  # running from a source tree that was never instal
 
 __all__ = [
     "DEFAULT_BASE_URL",
+    "AgentContext",
+    "AgentStatus",
     "AuthenticationError",
     "Backoff",
+    "ChatHandle",
     "ChatStream",
     "Chunk",
     "Completion",
@@ -74,6 +81,7 @@ __all__ = [
     "GLMError",
     "GlmLiveError",
     "HTTPStatusError",
+    "Handle",
     "InsufficientBalanceError",
     "InvalidRequestError",
     "MalformedResponseError",
@@ -81,14 +89,21 @@ __all__ = [
     "RateLimitError",
     "ResponseError",
     "RetriesExhausted",
+    "Run",
+    "RunHandle",
+    "RunState",
     "SSEError",
     "ServerError",
+    "Session",
     "StreamInterrupted",
     "Timings",
     "ToolCall",
     "ToolCallDelta",
     "TransportError",
+    "Workflow",
+    "WorkflowError",
     "__version__",
+    "connect",
     "errors",
     "sse",
 ]

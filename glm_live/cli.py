@@ -96,6 +96,8 @@ def _serve(args: argparse.Namespace) -> int:
             auth = ", token required" if config.token else ""
             print(f"glm_live runtime: {what}{auth}", flush=True)
             scheme = "https" if config.ssl_certfile else "http"
+            host = "127.0.0.1" if bound[0] in ("0.0.0.0", "::") else bound[0]
+            runtime.self_url = f"{scheme}://{host}:{bound[1]}"
             print(f"listening on {scheme}://{bound[0]}:{bound[1]}  (Ctrl-C to stop)", flush=True)
 
     server.startup = startup  # type: ignore[method-assign]

@@ -388,8 +388,8 @@ class GLMClient(AsyncClosing):
     Args:
         base_url: The API root; ``/chat/completions`` is appended. Defaults to ``ZAI_BASE_URL``
             or :data:`DEFAULT_BASE_URL`.
-        api_key: The key; defaults to ``ZAI_API_KEY``, then ``ZHIPUAI_API_KEY``. May be absent
-            for endpoints that need none (the embedded simulator).
+        api_key: The key; ``None`` reads ``ZAI_API_KEY``, then ``ZHIPUAI_API_KEY``; ``""``
+            sends none (endpoints that need none, like the embedded simulator).
         model: The model asked for unless a call says otherwise.
         max_retries: Retries of a retryable failure before the first chunk (0 opts out).
         backoff: Delay policy between those retries.
@@ -423,7 +423,9 @@ class GLMClient(AsyncClosing):
     ) -> None:
         base = base_url or os.environ.get("ZAI_BASE_URL") or DEFAULT_BASE_URL
         self.base_url = base.rstrip("/")
-        key = api_key or os.environ.get("ZAI_API_KEY") or os.environ.get("ZHIPUAI_API_KEY")
+        if api_key is None:
+            api_key = os.environ.get("ZAI_API_KEY") or os.environ.get("ZHIPUAI_API_KEY")
+        key = api_key
         self._api_key = Secret(key) if key else None
         self.model = model
         self.max_retries = max_retries

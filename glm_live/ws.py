@@ -95,6 +95,8 @@ class Gap:
     lost_from: int | None = None
     lost_to: int | None = None
     gap: bool = True
+    seq: int | None = None  # no message here: these two only mirror Message's shape
+    data: Any = None
 
 
 def hub_url(url: str) -> str:

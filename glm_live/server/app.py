@@ -24,6 +24,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
+from ..agents import Workflow
+from ..glm import GLMClient
+from ..workflows import builtin_workflows
 from .asgi import (
     ConnectionCut,
     Receive,
@@ -39,6 +42,7 @@ from .hub import Hub
 from .pacer import LagHistogram, PacedStream, Pacer
 from .promstats import RuntimeMetrics
 from .proxy import Proxy
+from .runs import RunService
 from .sim import Answer, HTTPFault, Simulator
 
 __all__ = ["CHAT_PATHS", "Runtime", "create_app"]
@@ -75,12 +79,17 @@ class Runtime:
         self.active_streams = 0
         self.requests_in_flight = 0
         self.metrics.in_flight.set_function(lambda: self.requests_in_flight)
+        #: The runtime's own root URL, once it listens (agents chat through it).
+        self.self_url: str | None = None
+        self._agent_client: GLMClient | None = None
+        self.runs = RunService(self.hub, builtin_workflows(), self._agents_client)
         self._expected_auth = f"Bearer {config.token}".encode() if config.token else None
         self.starlette = Starlette(
             routes=[
                 Route("/health", self._health, methods=["GET"]),
                 Route("/metrics", self._metrics, methods=["GET"]),
                 WebSocketRoute("/ws", self.hub.endpoint),
+                Route("/agents/{name}", self.runs.endpoint, methods=["POST"]),
             ],
             lifespan=self._lifespan,
         )
@@ -90,6 +99,23 @@ class Runtime:
         yield
         if self.proxy is not None:
             await self.proxy.aclose()
+        if self._agent_client is not None:
+            await self._agent_client.aclose()
+
+    def _agents_client(self) -> GLMClient:
+        """The GLM client agents chat through: this runtime itself (simulator or proxy)."""
+        if self._agent_client is None:
+            if self.self_url is None:
+                msg = "the runtime's own URL is not known yet: it is set once it listens"
+                raise RuntimeError(msg)
+            self._agent_client = GLMClient(
+                base_url=self.self_url + "/v1", api_key=self.config.token or "", max_retries=2
+            )
+        return self._agent_client
+
+    def register(self, workflow: Workflow) -> None:
+        """Serve ``workflow`` at ``POST /agents/<name>``."""
+        self.runs.workflows[workflow.name] = workflow
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]

@@ -35,7 +35,7 @@ import logging
 import secrets
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -119,12 +119,27 @@ class Hub:
         # Per client id: the highest publish id handled, and recent ids' (room, seq).
         self._seen: dict[str, tuple[int, dict[int, tuple[str, int]]]] = {}
         self.stats = {"published": 0, "delivered": 0, "duplicates": 0, "dropped_clients": 0}
+        self._listeners: dict[str, list[Callable[[Any], None]]] = {}
 
     # -- publishing from inside the runtime ---------------------------------------------------
 
     def publish(self, room: str, data: Any, *, sender: str = "runtime", name: str = "") -> int:
         """Publish ``data`` to ``room`` from the runtime itself; returns its sequence number."""
         return self._deliver(room, data, sender, name, None)
+
+    def listen(self, room: str, callback: Callable[[Any], None]) -> Callable[[], None]:
+        """Call ``callback(data)`` for every message published to ``room`` (inside the
+        runtime: how a run hears its control room). Returns a function that stops it."""
+        self._listeners.setdefault(room, []).append(callback)
+
+        def stop() -> None:
+            callbacks = self._listeners.get(room, [])
+            if callback in callbacks:
+                callbacks.remove(callback)
+            if not callbacks:
+                self._listeners.pop(room, None)
+
+        return stop
 
     @property
     def clients(self) -> list[dict[str, str]]:
@@ -157,6 +172,11 @@ class Hub:
         )
         room.history.append((room.last, frame))
         self.stats["published"] += 1
+        for callback in list(self._listeners.get(room_name, ())):
+            try:
+                callback(data)
+            except Exception:
+                logger.exception("hub listener for %s failed", room_name)
         for member in list(room.members):
             if member.offer(frame):
                 self.stats["delivered"] += 1

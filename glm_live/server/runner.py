@@ -111,6 +111,7 @@ class ServerHandle:
         #: The runtime's root URL, e.g. ``http://127.0.0.1:54321``.
         self.url = f"{scheme}://{host}:{port}"
         self.port = int(port)
+        runtime.self_url = self.url
 
     @property
     def base_url(self) -> str:

@@ -1,0 +1,162 @@
+"""``POST /agents/{name}``: run a registered workflow, AG-UI over SSE out.
+
+The body is an AG-UI ``RunAgentInput`` (camelCase JSON), so a CopilotKit ``HttpAgent`` can
+drive it. The run's inputs are ``forwardedProps.inputs`` (plus ``prompt``: the last user
+message); ``forwardedProps.sim`` is passed to every agent's chat. Every event also goes to the
+hub room ``run:<runId>``, and a status line per agent change to the room ``agents``. Commands
+published to ``control:<runId>`` (``{"command": "pause" | "resume" | "cancel" | "input",
+"agent": name or null, "data": ...}``) reach the run. When the client disconnects, the run is
+cancelled: its agents stop on the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from ag_ui.core import BaseEvent, RunAgentInput
+from pydantic import ValidationError
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from ..agents import Run, Workflow
+from ..agui import encode_event, event_dict
+from ..glm import GLMClient
+from .chatreq import error_body
+from .hub import Hub
+
+__all__ = ["RunService"]
+
+
+class RunService:
+    """Registered workflows, and the runs in progress."""
+
+    def __init__(
+        self, hub: Hub, workflows: dict[str, Workflow], client: Callable[[], GLMClient]
+    ) -> None:
+        self.hub = hub
+        self.workflows = workflows
+        self._client = client
+        self.runs: dict[str, Run] = {}
+        self._tasks: dict[str, asyncio.Task[Any]] = {}
+
+    async def endpoint(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        workflow = self.workflows.get(name)
+        if workflow is None:
+            known = ", ".join(sorted(self.workflows)) or "none"
+            return _error(404, "1211", f"no workflow named {name!r}; this runtime has: {known}")
+        try:
+            run_input = RunAgentInput.model_validate_json(await request.body())
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            return _error(400, "1214", f"not an AG-UI RunAgentInput: {where}: {first['msg']}")
+        props = run_input.forwarded_props if isinstance(run_input.forwarded_props, dict) else {}
+        inputs = dict(props.get("inputs") or {})
+        for message in reversed(run_input.messages):
+            if getattr(message, "role", None) == "user":
+                inputs.setdefault("prompt", getattr(message, "content", ""))
+                break
+        sim = props.get("sim")
+        queue: asyncio.Queue[BaseEvent] = asyncio.Queue()
+        room = f"run:{run_input.run_id}"
+
+        agents: dict[str, str] = {}
+
+        def emit(event: BaseEvent) -> None:
+            queue.put_nowait(event)
+            data = event_dict(event)
+            self.hub.publish(room, data)
+            status = _agent_status(data, agents, run_input.run_id)
+            if status is not None:
+                self.hub.publish("agents", status)
+
+        run = Run(
+            workflow,
+            self._client(),
+            emit,
+            inputs=inputs,
+            state=run_input.state if isinstance(run_input.state, dict) else None,
+            run_id=run_input.run_id,
+            thread_id=run_input.thread_id,
+            chat_defaults={"sim": sim} if isinstance(sim, dict) else None,
+        )
+        return StreamingResponse(
+            self._stream(run, queue),
+            media_type="text/event-stream",
+            headers={"cache-control": "no-cache"},
+        )
+
+    async def _stream(self, run: Run, queue: asyncio.Queue[BaseEvent]) -> AsyncIterator[bytes]:
+        self.runs[run.run_id] = run
+        unlisten = self.hub.listen(f"control:{run.run_id}", lambda data: self._control(run, data))
+        task = asyncio.ensure_future(run.execute())
+        self._tasks[run.run_id] = task
+        try:
+            while True:
+                getter = asyncio.ensure_future(queue.get())
+                await asyncio.wait({getter, task}, return_when=asyncio.FIRST_COMPLETED)
+                if getter.done():
+                    yield encode_event(getter.result())
+                    continue
+                getter.cancel()
+                while not queue.empty():
+                    yield encode_event(queue.get_nowait())
+                break
+        finally:
+            # The client went away (or the run ended): stop the agents on the server.
+            if not task.done():
+                task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+            unlisten()
+            self.runs.pop(run.run_id, None)
+            self._tasks.pop(run.run_id, None)
+
+    def _control(self, run: Run, data: Any) -> None:
+        if not isinstance(data, dict):
+            return
+        command = data.get("command")
+        agent = data.get("agent")
+        if command == "cancel" and agent is None:
+            task = self._tasks.get(run.run_id)
+            if task is not None:
+                task.cancel()
+            return
+        with contextlib.suppress(ValueError):
+            run.control(agent, str(command), data.get("data"))
+
+
+def _agent_status(
+    event: dict[str, Any], names: dict[str, str], run_id: str
+) -> dict[str, Any] | None:
+    """A compact status line for the ``agents`` room, for the events that change one."""
+    kind = event["type"]
+    if kind == "SUBAGENT_STARTED":
+        names[event["subagentRunId"]] = event["name"]
+    agent = names.get(event.get("subagentRunId") or "")
+    if agent is None:
+        return None
+    if kind == "SUBAGENT_STARTED":
+        return {"run": run_id, "agent": agent, "status": "running"}
+    if kind == "SUBAGENT_FINISHED":
+        return {"run": run_id, "agent": agent, "status": "done"}
+    if kind == "SUBAGENT_ERROR":
+        return {"run": run_id, "agent": agent, "status": "error", "message": event["message"]}
+    if kind == "CUSTOM" and event.get("name") == "progress":
+        value = event.get("value") or {}
+        return {
+            "run": run_id,
+            "agent": agent,
+            "status": "running",
+            "progress": value.get("fraction"),
+            "message": value.get("message"),
+        }
+    return None
+
+
+def _error(status: int, code: str, message: str) -> Response:
+    return Response(error_body(code, message), status_code=status, media_type="application/json")

@@ -1,0 +1,294 @@
+"""Workflows, AG-UI runs over SSE, sessions and their handles, against a real runtime."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from glm_live import AgentContext, Session, Workflow, WorkflowError, connect
+from glm_live.agui import event_dict
+from glm_live.sse import Decoder
+from tests.agui_checker import OrderingError, check_run
+
+FAST = {"ttft_ms": 1, "itl_ms": 1}
+
+
+@pytest.fixture(scope="module")
+def session() -> Iterator[Session]:
+    with connect() as s:
+        yield s
+
+
+def kinds(events: list[dict[str, Any]]) -> list[str]:
+    return [e["type"] for e in events]
+
+
+# --- the ordering checker can fail -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "events",
+    [
+        [{"type": "STEP_STARTED", "stepName": "a"}],
+        [{"type": "RUN_STARTED"}, {"type": "TEXT_MESSAGE_CONTENT", "messageId": "m", "delta": "x"}],
+        [
+            {"type": "RUN_STARTED"},
+            {"type": "TEXT_MESSAGE_START", "messageId": "m"},
+            {"type": "RUN_FINISHED"},
+        ],
+        [
+            {"type": "RUN_STARTED"},
+            {"type": "RUN_ERROR", "message": "x"},
+            {"type": "STEP_STARTED", "stepName": "a"},
+        ],
+        [{"type": "RUN_STARTED"}, {"type": "STEP_FINISHED", "stepName": "a"}],
+        [{"type": "RUN_STARTED"}, {"type": "STATE_DELTA", "delta": []}],
+        [{"type": "RUN_STARTED"}, {"type": "SUBAGENT_FINISHED", "subagentRunId": "s"}],
+        [{"type": "RUN_STARTED"}],
+    ],
+)
+def test_checker_rejects_broken_streams(events: list[dict[str, Any]]) -> None:
+    with pytest.raises(OrderingError):
+        check_run(events)
+
+
+# --- the demo workflow on the runtime ---------------------------------------------------------
+
+
+def test_account_review_over_ag_ui_sse(session: Session) -> None:
+    body = {
+        "threadId": "thread-1",
+        "runId": "run-1",
+        "state": {},
+        "messages": [{"id": "m1", "role": "user", "content": "Review the Globex account"}],
+        "tools": [],
+        "context": [],
+        "forwardedProps": {"inputs": {"account": "Globex"}, "sim": FAST},
+    }
+    decoder = Decoder()
+    with httpx.stream(
+        "POST",
+        session.url + "/agents/account-review",
+        json=body,
+        headers={"accept": "text/event-stream"},
+        timeout=60,
+    ) as r:
+        assert r.status_code == 200
+        assert r.headers["content-type"].startswith("text/event-stream")
+        events = [json.loads(e.data) for p in r.iter_bytes() for e in decoder.feed(p)]
+    check_run(events)
+    order = kinds(events)
+    assert order[:2] == ["RUN_STARTED", "STATE_SNAPSHOT"]
+    assert order[-1] == "RUN_FINISHED"
+    assert events[0]["runId"] == "run-1"
+    assert events[0]["threadId"] == "thread-1"
+    for kind in (
+        "SUBAGENT_STARTED",
+        "SUBAGENT_FINISHED",
+        "STEP_STARTED",
+        "STEP_FINISHED",
+        "TEXT_MESSAGE_START",
+        "TEXT_MESSAGE_CONTENT",
+        "TEXT_MESSAGE_END",
+        "TOOL_CALL_START",
+        "TOOL_CALL_ARGS",
+        "TOOL_CALL_END",
+        "TOOL_CALL_RESULT",
+        "STATE_DELTA",
+        "CUSTOM",
+    ):
+        assert kind in order, kind
+    started = {e["name"]: i for i, e in enumerate(events) if e["type"] == "SUBAGENT_STARTED"}
+    runs = {e["subagentRunId"]: e["name"] for e in events if e["type"] == "SUBAGENT_STARTED"}
+    finished = {
+        runs[e["subagentRunId"]]: i
+        for i, e in enumerate(events)
+        if e["type"] == "SUBAGENT_FINISHED"
+    }
+    # data-analyzer and risk-assessor run in parallel; report-writer waits for both.
+    assert started["risk-assessor"] < finished["data-analyzer"]
+    assert started["data-analyzer"] < finished["risk-assessor"]
+    assert started["report-writer"] > max(finished["data-analyzer"], finished["risk-assessor"])
+
+
+def test_unknown_workflow_and_bad_input(session: Session) -> None:
+    r = httpx.post(session.url + "/agents/nope", json={})
+    assert r.status_code == 404
+    assert "account-review" in r.json()["error"]["message"]
+    r = httpx.post(session.url + "/agents/account-review", json={"runId": "x"})
+    assert r.status_code == 400
+    assert "RunAgentInput" in r.json()["error"]["message"]
+
+
+async def test_session_run_handle_folds_state_agents_messages(session: Session) -> None:
+    handle = session.run("account-review", account="Initech", sim=FAST)
+    events = [event_dict(e) async for e in handle]
+    result = await handle
+    check_run(events)
+    assert result is handle.folded
+    assert handle.status == "finished"
+    assert handle.state["account"] == "Initech"
+    assert handle.state["risk"]["level"] == "medium"
+    assert handle.state["report"]["status"] == "done"
+    assert set(handle.agents) == {"data-analyzer", "risk-assessor", "report-writer"}
+    for status in handle.agents.values():
+        assert status.status == "done"
+        assert status.progress == 1.0
+        assert status.elapsed is not None
+        assert status.elapsed >= 0
+    writers = [m for m in handle.messages if m["name"] == "report-writer"]
+    assert writers
+    assert writers[0]["content"]
+    assert any(m["name"] == "orchestrator" for m in handle.messages)
+
+
+def test_handle_wait_blocks_for_the_result(session: Session) -> None:
+    handle = session.chat("Summarise the quarter", sim={**FAST, "tokens": 25})
+    completion = handle.wait(timeout=30)
+    assert completion.usage is not None
+    assert completion.usage["completion_tokens"] == 25
+    assert handle.done
+    assert len(handle.items) == 26  # replayable after the fact
+    with pytest.raises(TimeoutError):
+        session.chat("x", sim={"ttft_ms": 5000, "itl_ms": 1}).wait(timeout=0.2)
+
+
+async def test_chat_handle_iterates_and_awaits(session: Session) -> None:
+    handle = session.chat("Analyse the data", sim={**FAST, "tokens": 15})
+    text = "".join([c.content async for c in handle])
+    completion = await handle
+    assert text == completion.text
+    assert completion.finish_reason == "stop"
+
+
+async def test_run_events_and_agent_status_reach_the_hub(session: Session) -> None:
+    from glm_live.ws import Connection, Message
+
+    async with Connection(session.url) as watcher:
+        await watcher.join("agents")
+        handle = session.run("account-review", account="Globex", sim=FAST)
+        await handle
+        await watcher.join(f"run:{handle.folded.run_id}", replay=True)
+        replayed: list[Any] = []
+        async for item in watcher.subscribe(f"run:{handle.folded.run_id}"):
+            replayed.append(item.data)
+            if item.data["type"] == "RUN_FINISHED":
+                break
+        statuses: list[Any] = []
+        async for item in watcher.subscribe("agents"):
+            assert isinstance(item, Message)
+            statuses.append(item.data)
+            if sum(1 for s in statuses if s["status"] == "done") == 3:
+                break
+    check_run(replayed)  # the hub room holds the whole run, replayable
+    assert {s["agent"] for s in statuses} == {"data-analyzer", "risk-assessor", "report-writer"}
+    assert any(s.get("progress") == 1.0 for s in statuses)
+
+
+async def test_cancelled_run_stops_its_agents_on_the_server() -> None:
+    with connect(sim={"ttft_ms": 5, "itl_ms": 40}) as session:
+        runtime = session._embedded.runtime
+        handle = session.run("account-review", account="Globex")
+        async for event in handle:
+            if event.type == "SUBAGENT_STARTED":
+                break
+        assert runtime.runs.runs  # the run is going on server-side
+        handle.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await handle
+        deadline = time.monotonic() + 10
+        while runtime.runs.runs or runtime.requests_in_flight:
+            assert time.monotonic() < deadline, "the server kept running the cancelled run"
+            await asyncio.sleep(0.05)
+
+
+async def test_human_input_and_pause_reach_server_side_agents() -> None:
+    flow = Workflow("ask")
+
+    @flow.agent()
+    async def asker(ctx: AgentContext) -> Any:
+        await ctx.progress(0.5, "waiting for a person")
+        answer = await ctx.receive(timeout=20)
+        await ctx.progress(1.0, "got it")
+        return answer["data"]
+
+    with connect() as session:
+        session._embedded.runtime.register(flow)
+        await asyncio.wait_for(session.hub.wait_open(), 10)  # type: ignore[union-attr]
+        handle = session.run("ask")
+        async for event in handle:
+            if event.type == "CUSTOM":
+                break
+        handle.control("pause", agent="asker")
+        handle.control("resume", agent="asker")
+        handle.control("input", agent="asker", data={"approved": True})
+        state = await asyncio.wait_for(asyncio.wrap_future(handle._future), 20)
+    assert state.result == {"asker": {"approved": True}}
+
+
+async def test_local_workflow_sequence_parallel_dag_and_failure(session: Session) -> None:
+    trace: list[str] = []
+    flow = Workflow("local", initial_state={"log": []})
+
+    async def worker(name: str, ctx: AgentContext) -> str:
+        trace.append(f"start {name}")
+        async with ctx.step("work"):
+            await ctx.patch([{"op": "add", "path": "/log/-", "value": name}])
+            await asyncio.sleep(0.05)
+        trace.append(f"end {name}")
+        return name.upper()
+
+    flow.add("a", lambda ctx: worker("a", ctx))
+    flow.add("b", lambda ctx: worker("b", ctx), after=["a"])
+    flow.add("c", lambda ctx: worker("c", ctx), after=["a"])
+    flow.add("d", lambda ctx: worker("d", ctx), after=["b", "c"])
+    assert flow.order() == [["a"], ["b", "c"], ["d"]]
+    handle = session.run(flow)
+    events = [event_dict(e) async for e in handle]
+    check_run(events)
+    assert handle.folded.result == {"a": "A", "b": "B", "c": "C", "d": "D"}
+    assert trace[:2] == ["start a", "end a"]
+    assert set(trace[2:4]) == {"start b", "start c"}  # b and c in parallel
+    assert trace[-2:] == ["start d", "end d"]
+    assert sorted(handle.state["log"]) == ["a", "b", "c", "d"]
+
+    broken = Workflow("broken")
+
+    async def fails(ctx: AgentContext) -> None:
+        async with ctx.step("doomed"):
+            raise RuntimeError("disk on fire")
+
+    broken.add("first", fails)
+    broken.add("second", lambda ctx: worker("second", ctx), after=["first"])
+    handle = session.run(broken)
+    events = [event_dict(e) async for e in handle]
+    check_run(events)
+    assert events[-1]["type"] == "RUN_ERROR"
+    assert "first" in events[-1]["message"]
+    assert handle.agents["first"].status == "error"
+    assert "disk on fire" in (handle.agents["first"].error or "")
+    assert "second" not in handle.agents  # never started: what it needed failed
+
+
+def test_workflow_errors() -> None:
+    flow = Workflow("w")
+
+    async def nothing(ctx: AgentContext) -> None:
+        return None
+
+    flow.add("a", nothing, after=["b"])
+    flow.add("b", nothing, after=["a"])
+    with pytest.raises(WorkflowError, match="cycle"):
+        flow.order()
+    with pytest.raises(WorkflowError, match="already has"):
+        flow.add("a", nothing)
+    lonely = Workflow("x")
+    lonely.add("a", nothing, after=["ghost"])
+    with pytest.raises(WorkflowError, match="unknown agents"):
+        lonely.order()
