@@ -355,7 +355,7 @@ class Run:
     Args:
         workflow: What to run.
         client: The GLM client agents chat through.
-        emit: Receives every event, in order.
+        emit: Receives every event, in order, as it happens (see also :meth:`events`).
         inputs: The run's inputs (``ctx.inputs``).
         state: Initial shared state (the workflow's initial state is merged under it).
         run_id, thread_id: Ids (random by default).
@@ -366,7 +366,7 @@ class Run:
         self,
         workflow: Workflow,
         client: GLMClient,
-        emit: Emit,
+        emit: Emit | None = None,
         *,
         inputs: Mapping[str, Any] | None = None,
         state: Mapping[str, Any] | None = None,
@@ -386,11 +386,40 @@ class Run:
         self._controls = {name: _Control() for name in workflow.agents}
         self._tasks: dict[str, asyncio.Task[Any]] = {}
         self._open_steps: list[str] = []
+        self._queue: asyncio.Queue[BaseEvent] | None = None
+        self._main: asyncio.Task[Any] | None = None
         self.finished = False
 
     def _emit(self, event: BaseEvent) -> None:
-        if not self.finished:
+        if self.finished:
+            return
+        if self._sink is not None:
             self._sink(event)
+        if self._queue is not None:
+            self._queue.put_nowait(event)
+
+    async def events(self) -> AsyncIterator[BaseEvent]:
+        """Execute the run, yielding each event as it is emitted. Leaving the loop early
+        (or cancelling the task that iterates) cancels the run."""
+        queue = self._queue = asyncio.Queue()
+        task = self._main = asyncio.ensure_future(self.execute())
+        try:
+            while not (task.done() and queue.empty()):
+                getter = asyncio.ensure_future(queue.get())
+                await asyncio.wait({getter, task}, return_when=asyncio.FIRST_COMPLETED)
+                if getter.done():
+                    yield getter.result()
+                else:
+                    getter.cancel()
+        finally:
+            if not task.done():
+                task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    def cancel(self) -> None:
+        """Cancel the whole run (its agents stop; the stream ends ``cancelled``)."""
+        if self._main is not None:
+            self._main.cancel()
 
     def _change_state(self, change: Callable[[Any], Any], ctx: AgentContext | None) -> None:
         before = self.state

@@ -14,7 +14,6 @@ return at once with a live handle (see :mod:`glm_live.aio`):
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -132,39 +131,20 @@ class RunHandle(Handle[BaseEvent, RunState]):
                 yield event
 
     async def _run_here(self, workflow: Workflow) -> AsyncIterator[BaseEvent]:
-        queue: asyncio.Queue[BaseEvent] = asyncio.Queue()
-        hub = self.session.hub
-        room = f"run:{self.run_id}"
-
-        def emit(event: BaseEvent) -> None:
-            queue.put_nowait(event)
-
         run = self._local = Run(
             workflow,
             self.session.client,
-            emit,
             inputs=self.inputs,
             run_id=self.run_id,
             thread_id=self.thread_id,
             chat_defaults={"sim": self.sim} if self.sim else None,
         )
-        task = asyncio.ensure_future(run.execute())
-        try:
-            while not (task.done() and queue.empty()):
-                getter = asyncio.ensure_future(queue.get())
-                await asyncio.wait({getter, task}, return_when=asyncio.FIRST_COMPLETED)
-                if not getter.done():
-                    getter.cancel()
-                    continue
-                event = getter.result()
-                self.folded.apply(event)
-                if hub is not None:
-                    await hub.publish(room, event_dict(event))
-                yield event
-        finally:
-            if not task.done():
-                task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        hub = self.session.hub
+        async for event in run.events():
+            self.folded.apply(event)
+            if hub is not None:
+                await hub.publish(f"run:{self.run_id}", event_dict(event))
+            yield event
 
     def _result(self) -> RunState:
         return self.folded

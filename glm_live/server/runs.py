@@ -11,7 +11,6 @@ cancelled: its agents stop on the server.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -40,7 +39,6 @@ class RunService:
         self.workflows = workflows
         self._client = client
         self.runs: dict[str, Run] = {}
-        self._tasks: dict[str, asyncio.Task[Any]] = {}
 
     async def endpoint(self, request: Request) -> Response:
         name = request.path_params["name"]
@@ -61,13 +59,11 @@ class RunService:
                 inputs.setdefault("prompt", getattr(message, "content", ""))
                 break
         sim = props.get("sim")
-        queue: asyncio.Queue[BaseEvent] = asyncio.Queue()
         room = f"run:{run_input.run_id}"
 
         agents: dict[str, str] = {}
 
         def emit(event: BaseEvent) -> None:
-            queue.put_nowait(event)
             data = event_dict(event)
             self.hub.publish(room, data)
             status = _agent_status(data, agents, run_input.run_id)
@@ -85,36 +81,21 @@ class RunService:
             chat_defaults={"sim": sim} if isinstance(sim, dict) else None,
         )
         return StreamingResponse(
-            self._stream(run, queue),
+            self._stream(run),
             media_type="text/event-stream",
             headers={"cache-control": "no-cache"},
         )
 
-    async def _stream(self, run: Run, queue: asyncio.Queue[BaseEvent]) -> AsyncIterator[bytes]:
+    async def _stream(self, run: Run) -> AsyncIterator[bytes]:
         self.runs[run.run_id] = run
         unlisten = self.hub.listen(f"control:{run.run_id}", lambda data: self._control(run, data))
-        task = asyncio.ensure_future(run.execute())
-        self._tasks[run.run_id] = task
         try:
-            while True:
-                getter = asyncio.ensure_future(queue.get())
-                await asyncio.wait({getter, task}, return_when=asyncio.FIRST_COMPLETED)
-                if getter.done():
-                    yield encode_event(getter.result())
-                    continue
-                getter.cancel()
-                while not queue.empty():
-                    yield encode_event(queue.get_nowait())
-                break
+            async for event in run.events():
+                yield encode_event(event)
         finally:
-            # The client went away (or the run ended): stop the agents on the server.
-            if not task.done():
-                task.cancel()
-            with contextlib.suppress(BaseException):
-                await task
+            # Ended, or the client went away: run.events() has cancelled what was running.
             unlisten()
             self.runs.pop(run.run_id, None)
-            self._tasks.pop(run.run_id, None)
 
     def _control(self, run: Run, data: Any) -> None:
         if not isinstance(data, dict):
@@ -122,9 +103,7 @@ class RunService:
         command = data.get("command")
         agent = data.get("agent")
         if command == "cancel" and agent is None:
-            task = self._tasks.get(run.run_id)
-            if task is not None:
-                task.cancel()
+            run.cancel()
             return
         with contextlib.suppress(ValueError):
             run.control(agent, str(command), data.get("data"))

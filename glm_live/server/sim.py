@@ -24,6 +24,7 @@ from .chatreq import ChatRequest
 from .config import SimConfig
 from .simtext import (
     answer_text,
+    content_text,
     prompt_text,
     reasoning_text,
     seeded_rng,
@@ -214,7 +215,9 @@ class Simulator:
                 answer_text(_with_tool_results(prompt, request.messages), rng, wanted)
             )
         tool_tokens = len(tokenize(tool_call["function"]["arguments"])) if tool_call else 0
-        prompt_tokens = sum(len(tokenize(_text_of(m.get("content")))) + 4 for m in request.messages)
+        prompt_tokens = sum(
+            len(tokenize(content_text(m.get("content")))) + 4 for m in request.messages
+        )
         completion = len(content) + len(reasoning) + tool_tokens
         usage = {
             "prompt_tokens": prompt_tokens,
@@ -392,14 +395,6 @@ def _fault_index(sim: SimConfig, pieces: list[_Piece]) -> int:
     return len(pieces)
 
 
-def _text_of(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return " ".join(str(p.get("text", "")) for p in content if isinstance(p, Mapping))
-    return ""
-
-
 def _with_tool_results(prompt: str, messages: list[dict[str, Any]]) -> str:
-    results = [_text_of(m.get("content")) for m in messages if m.get("role") == "tool"]
+    results = [content_text(m.get("content")) for m in messages if m.get("role") == "tool"]
     return prompt + (" " + " ".join(results) if results else "")

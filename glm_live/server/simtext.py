@@ -21,6 +21,7 @@ from typing import Any
 
 __all__ = [
     "answer_text",
+    "content_text",
     "prompt_text",
     "reasoning_text",
     "seeded_rng",
@@ -61,11 +62,12 @@ def prompt_text(messages: Sequence[Mapping[str, Any]]) -> str:
     """The text of the last user message (the topic), or of all messages if there is none."""
     for message in reversed(messages):
         if message.get("role") == "user":
-            return _content_text(message.get("content"))
-    return " ".join(_content_text(m.get("content")) for m in messages)
+            return content_text(message.get("content"))
+    return " ".join(content_text(m.get("content")) for m in messages)
 
 
-def _content_text(content: Any) -> str:
+def content_text(content: Any) -> str:
+    """The text of a message content (a string, or a list of parts with ``text``)."""
     if isinstance(content, str):
         return content
     if isinstance(content, list):
