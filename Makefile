@@ -38,6 +38,7 @@ bench: $(VENV)/.dev
 	$(BIN)/python bench/sse_decode.py
 	$(BIN)/python bench/sim_throughput.py
 	$(BIN)/python bench/hub_fanout.py
+	$(BIN)/python bench/recorder.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

@@ -126,6 +126,7 @@ class Chunk:
         role: ``delta.role`` when given.
         arrival_ns: When the bytes that completed it arrived (``perf_counter_ns``).
         raw: The chunk's JSON, as parsed.
+        size: Characters of the event's data (the chunk's JSON text).
     """
 
     index: int
@@ -137,6 +138,20 @@ class Chunk:
     role: str | None
     arrival_ns: int
     raw: Mapping[str, Any]
+    size: int = 0
+
+    @property
+    def kind(self) -> str:
+        """What the chunk mainly carries: tool, content, reasoning, usage, role or other."""
+        if self.tool_calls:
+            return "tool"
+        if self.content:
+            return "content"
+        if self.reasoning:
+            return "reasoning"
+        if self.usage is not None:
+            return "usage"
+        return "role" if self.role else "other"
 
 
 @dataclass(slots=True)
@@ -326,7 +341,11 @@ def _tool_deltas(raw_calls: Any, known: Mapping[int, ToolCall]) -> tuple[ToolCal
 
 
 def parse_chunk(
-    raw: Mapping[str, Any], index: int, arrival_ns: int, known: Mapping[int, ToolCall]
+    raw: Mapping[str, Any],
+    index: int,
+    arrival_ns: int,
+    known: Mapping[int, ToolCall],
+    size: int = 0,
 ) -> Chunk:
     """Turn one chunk's JSON into a :class:`Chunk`, tolerating missing fields."""
     choices = raw.get("choices") or []
@@ -345,6 +364,7 @@ def parse_chunk(
         role=delta.get("role"),
         arrival_ns=arrival_ns,
         raw=raw,
+        size=size,
     )
 
 
@@ -638,7 +658,7 @@ class ChatStream(AsyncClosing):
             raise error_from_response(
                 None, raw, secrets=self._client._secrets(), partial=completion
             )
-        return parse_chunk(raw, completion.chunks, arrival, completion._calls)
+        return parse_chunk(raw, completion.chunks, arrival, completion._calls, len(data))
 
     def _finish(self, done: bool) -> None:
         completion = self.completion

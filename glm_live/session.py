@@ -1,6 +1,7 @@
 """``glm_live.connect()``: a session with the runtime, for notebooks and scripts.
 
-A :class:`Session` holds a GLM client, a hub connection and a background event loop. With no
+A :class:`Session` holds a GLM client, a hub connection, a :class:`~glm_live.metrics.Recorder`
+(every chat, run and hub heartbeat it makes) and a background event loop. With no
 URL it starts the embedded runtime (simulated GLM-4.6) on a free loopback port. Its calls
 return at once with a live handle (see :mod:`glm_live.aio`):
 
@@ -14,6 +15,8 @@ return at once with a live handle (see :mod:`glm_live.aio`):
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -24,7 +27,8 @@ from .agents import Run, Workflow
 from .agui import AgentStatus, RunState, event_dict, parse_event
 from .aio import Handle, LoopThread, background_loop
 from .glm import ChatStream, Chunk, Completion, GLMClient
-from .stream import EventSource
+from .metrics import Recorder
+from .stream import ConnectionEvent, EventSource
 from .ws import Connection
 
 __all__ = ["ChatHandle", "RunHandle", "Session", "connect"]
@@ -35,6 +39,9 @@ class ChatHandle(Handle[Chunk, Completion]):
 
     def __init__(self, session: Session, messages: Any, params: dict[str, Any]) -> None:
         super().__init__(session.loop)
+        self.recorder = session.recorder
+        label = messages if isinstance(messages, str) else str(messages[-1].get("content", ""))
+        self.request = self.recorder.begin(label[:80], kind="chat", model=params.get("model"))
         self._stream: ChatStream = session.client.stream(messages, **params)
         self._start()
 
@@ -44,9 +51,17 @@ class ChatHandle(Handle[Chunk, Completion]):
         return self._stream.completion
 
     async def _produce(self) -> AsyncIterator[Chunk]:
-        async with self._stream:
-            async for chunk in self._stream:
-                yield chunk
+        recorder, request = self.recorder, self.request
+        try:
+            async with self._stream:
+                async for chunk in self._stream:
+                    recorder.record_chunk(request, chunk)
+                    yield chunk
+        except BaseException as exc:
+            status = "cancelled" if isinstance(exc, asyncio.CancelledError) else "error"
+            recorder.end(request, status=status, error=exc, completion=self._stream.completion)
+            raise
+        recorder.end(request, completion=self._stream.completion)
 
     def _result(self) -> Completion:
         return self._stream.completion
@@ -75,6 +90,9 @@ class RunHandle(Handle[BaseEvent, RunState]):
         self.thread_id = uuid.uuid4().hex
         self.folded = RunState()
         self._local: Run | None = None
+        self.recorder = session.recorder
+        name = workflow if isinstance(workflow, str) else workflow.name
+        self.request = self.recorder.begin(name, kind="run")
         self._start()
 
     @property
@@ -97,6 +115,24 @@ class RunHandle(Handle[BaseEvent, RunState]):
         return self.folded.status
 
     async def _produce(self) -> AsyncIterator[BaseEvent]:
+        recorder, request = self.recorder, self.request
+        index = 0
+        try:
+            async for event in self._events():
+                recorder.event(request, index, time.perf_counter_ns(), 0, "agui")
+                index += 1
+                yield event
+        except BaseException as exc:
+            status = "cancelled" if isinstance(exc, asyncio.CancelledError) else "error"
+            recorder.end(request, status=status, error=exc)
+            raise
+        recorder.end(
+            request,
+            status="ok" if self.folded.status == "finished" else self.folded.status,
+            run_id=self.folded.run_id,
+        )
+
+    async def _events(self) -> AsyncIterator[BaseEvent]:
         if isinstance(self.workflow, Workflow):
             async for event in self._run_here(self.workflow):
                 yield event
@@ -188,6 +224,7 @@ class Session:
         hub: bool = True,
         model: str = "glm-4.6",
         name: str | None = None,
+        heartbeat: float = 5.0,
     ) -> None:
         self.url = url.rstrip("/")
         self.loop = loop or background_loop()
@@ -195,10 +232,25 @@ class Session:
         self.auth_headers = {"Authorization": f"Bearer {token}"} if token else {}
         # The runtime's token is the key here; never the user's ZAI_API_KEY.
         self.client = GLMClient(base_url=self.url + "/v1", api_key=token or "", model=model)
+        #: Every chat, run and hub heartbeat of this session, as DataFrames on demand.
+        self.recorder = Recorder()
         self.hub: Connection | None = None
         if hub:
-            self.hub = Connection(self.url, token=token, name=name, kind="notebook")
+            self.hub = Connection(
+                self.url,
+                token=token,
+                name=name,
+                kind="notebook",
+                heartbeat=heartbeat,
+                observers=[self._observe_hub],
+            )
             self.loop.loop.call_soon_threadsafe(self.hub.start)
+
+    def _observe_hub(self, change: ConnectionEvent) -> None:
+        if change.kind == "heartbeat" and change.delay is not None:
+            self.recorder.sample("hub_rtt_s", change.delay)
+        elif change.kind == "reconnecting":
+            self.recorder.sample("hub_reconnects", change.reconnects)
 
     def __repr__(self) -> str:
         kind = "embedded simulator" if self._embedded is not None else "remote"
@@ -234,7 +286,12 @@ class Session:
 
 
 def connect(
-    url: str | None = None, token: str | None = None, *, hub: bool = True, **serve_options: Any
+    url: str | None = None,
+    token: str | None = None,
+    *,
+    hub: bool = True,
+    heartbeat: float = 5.0,
+    **serve_options: Any,
 ) -> Session:
     """A :class:`Session` with the runtime at ``url``, or with an embedded one.
 
@@ -245,5 +302,5 @@ def connect(
         from .server import serve  # the server floor, only when asked for
 
         embedded = serve(token=token, **serve_options)
-        return Session(embedded.url, token=token, embedded=embedded, hub=hub)
-    return Session(url, token=token, hub=hub)
+        return Session(embedded.url, token=token, embedded=embedded, hub=hub, heartbeat=heartbeat)
+    return Session(url, token=token, hub=hub, heartbeat=heartbeat)

@@ -154,6 +154,8 @@ class Connection(AsyncClosing):
         max_size: Largest incoming message, bytes.
         observers: Callables receiving every :class:`~glm_live.stream.ConnectionEvent`.
 
+    Observers also get ``heartbeat`` events, whose ``delay`` is the round trip in seconds.
+
     Attributes:
         state: ``connecting``, ``open``, ``reconnecting`` or ``closed``.
         latency: Last heartbeat round trip, seconds (``None`` before the first).
@@ -490,6 +492,7 @@ class Connection(AsyncClosing):
             self._pong_at = time.monotonic()
             if isinstance(frame.get("t"), float):
                 self.latency = time.perf_counter() - frame["t"]
+                self._emit("heartbeat", self.state, delay=self.latency)
         elif kind == "welcome":
             self.hub_epoch = frame.get("epoch")
         elif kind == "error":
