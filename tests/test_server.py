@@ -445,7 +445,7 @@ async def test_disconnect_frees_resources_at_once(runtime: ServerHandle) -> None
 
 async def test_slow_reader_does_not_hold_back_others(runtime: ServerHandle) -> None:
     body = json.dumps(
-        {**chat_body(sim={"tokens": 20000, "ttft_ms": 0, "itl_ms": 0}), "stream": True}
+        {**chat_body(sim={"tokens": 60000, "ttft_ms": 0, "itl_ms": 0.01}), "stream": True}
     ).encode()
     sock = socket.create_connection(("127.0.0.1", runtime.port))
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)

@@ -51,11 +51,6 @@ class LagHistogram:
         self.total += lag
         self.count += 1
 
-    def fraction_within(self, bound: float) -> float:
-        """Share of observations at or below ``bound`` (which must be one of the bounds)."""
-        index = LAG_BOUNDS.index(bound)
-        return sum(self.counts[: index + 1]) / self.count if self.count else 1.0
-
 
 def drive(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None] | None:
     """Run ``coro`` inline until it completes or blocks; a blocked one finishes in a task.
@@ -63,29 +58,36 @@ def drive(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None] | None:
     Returns ``None`` when it completed on the spot, else the task finishing it.
     """
     try:
-        waiting_on = coro.send(None)
+        waiting_on = _claim(coro.send(None))
     except StopIteration:
         return None
     return asyncio.ensure_future(_resume(coro, waiting_on))
 
 
+def _claim(awaited: Any) -> Any:
+    # A coroutine blocked on a future yields it with _asyncio_future_blocking set; a Task
+    # clears that flag when it takes the future over, and so must we, or awaiting the future
+    # again raises "await wasn't used with future".
+    if awaited is not None:
+        awaited._asyncio_future_blocking = False
+    return awaited
+
+
 async def _resume(coro: Coroutine[Any, Any, None], waiting_on: Any) -> None:
-    # Continue the coroutine the way a Task would: wait for what it yielded, then send the
-    # outcome back in, until it returns.
+    # Continue the coroutine the way a Task would: wait until what it is blocked on is done,
+    # then resume it (it reads the outcome itself), until it returns. Cancelling this task
+    # cancels what the coroutine waits on, so the coroutine sees the cancellation.
     while True:
         try:
             if waiting_on is None:
                 await asyncio.sleep(0)  # a bare yield: just give the loop a turn
             else:
-                await waiting_on
-        except BaseException as exc:  # propagate cancellation and errors into it
-            try:
-                waiting_on = coro.throw(exc)
-            except StopIteration:
-                return
-            continue
+                await asyncio.wait({waiting_on})
+        except asyncio.CancelledError:
+            if waiting_on is not None:
+                waiting_on.cancel()
         try:
-            waiting_on = coro.send(None)
+            waiting_on = _claim(coro.send(None))
         except StopIteration:
             return
 

@@ -1,0 +1,80 @@
+"""The pacer with a plain ASGI ``send`` (no uvicorn fast path), including a send that blocks:
+the slow stream waits, the others go on, and nothing is lost or reordered."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from glm_live.server.chatreq import parse_chat_request
+from glm_live.server.config import SimConfig
+from glm_live.server.pacer import PacedStream, Pacer
+from glm_live.server.sim import Simulator
+
+
+def plan(tokens: int, itl_ms: float = 0.0) -> Any:
+    sim = Simulator(SimConfig())
+    body = {
+        "model": "glm-4.6",
+        "messages": [{"role": "user", "content": "hi"}],
+        "stream": True,
+        "sim": {"tokens": tokens, "ttft_ms": 0, "itl_ms": itl_ms},
+    }
+    request = parse_chat_request(body, sim.config)
+    return sim.stream_plan(request, sim.answer(request), 1)
+
+
+class Sink:
+    """An ASGI send that records bodies and can be made to block."""
+
+    def __init__(self) -> None:
+        self.bodies: list[bytes] = []
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self.calls = 0
+
+    async def send(self, message: dict[str, Any]) -> None:
+        self.calls += 1
+        await self.gate.wait()
+        self.bodies.append(message["body"])
+
+    def contents(self) -> list[str]:
+        text = b"".join(self.bodies).decode()
+        chunks = [line[6:] for line in text.split("\n\n") if line.startswith("data: {")]
+        return [json.loads(c)["choices"][0]["delta"].get("content", "") for c in chunks]
+
+
+async def test_blocked_send_pauses_only_its_stream() -> None:
+    pacer = Pacer()
+    loop = asyncio.get_running_loop()
+    slow, fast = Sink(), Sink()
+    slow.gate.clear()  # the slow client's first write blocks
+    slow_stream = PacedStream(plan(20, itl_ms=1), slow.send, loop.create_future())
+    fast_stream = PacedStream(plan(20, itl_ms=1), fast.send, loop.create_future())
+    assert slow_stream.transport_cycle is None  # a plain ASGI send: no fast path
+    pacer.start(slow_stream)
+    pacer.start(fast_stream)
+    assert await asyncio.wait_for(fast_stream.done, 5) == "done"
+    assert slow_stream.blocked
+    assert not slow_stream.done.done()
+    assert slow.calls == 1  # one write in flight, nothing piled up behind it
+    slow.gate.set()
+    assert await asyncio.wait_for(slow_stream.done, 5) == "done"
+    assert slow.contents() == fast.contents()
+    assert len(slow.contents()) == 21  # 20 tokens and the finishing chunk
+    assert b"".join(slow.bodies).endswith(b"data: [DONE]\n\n")
+    assert pacer.lag.count == 2 * 20  # one observation per write
+
+
+async def test_closed_stream_stops_being_paced() -> None:
+    pacer = Pacer()
+    sink = Sink()
+    stream = PacedStream(plan(50, itl_ms=5), sink.send, asyncio.get_running_loop().create_future())
+    pacer.start(stream)
+    await asyncio.sleep(0.05)
+    stream.close("gone")
+    written = len(sink.bodies)
+    await asyncio.sleep(0.1)
+    assert len(sink.bodies) == written
+    assert stream.done.result() == "gone"
