@@ -39,6 +39,7 @@ bench: $(VENV)/.dev
 	$(BIN)/python bench/sim_throughput.py
 	$(BIN)/python bench/hub_fanout.py
 	$(BIN)/python bench/recorder.py
+	$(BIN)/python bench/widget_updates.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

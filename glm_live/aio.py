@@ -17,12 +17,15 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Coroutine, Generator
 from typing import Any, Generic, TypeVar
 
 __all__ = ["Handle", "LoopThread", "background_loop"]
+
+logger = logging.getLogger("glm_live.aio")
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -88,17 +91,29 @@ class Handle(ABC, Generic[T, R]):
         self._task: asyncio.Task[R] | None = None
         self._future: concurrent.futures.Future[R] = concurrent.futures.Future()
         self._listeners: list[Callable[[T], None]] = []
+        self._finishers: list[Callable[[R | None, BaseException | None], None]] = []
 
     def _start(self) -> None:
         self._future = self._loop.submit(self._main())
 
     async def _main(self) -> R:
         self._task = asyncio.current_task()
+        result: R | None = None
+        failure: BaseException | None = None
         try:
             async for item in self._produce():
                 self._push(item)
-            return self._result()
+            result = self._result()
+            return result
+        except BaseException as exc:
+            failure = exc
+            raise
         finally:
+            for finisher in self._finishers:
+                try:
+                    finisher(result, failure)
+                except Exception:
+                    logger.exception("a handle's finisher failed")
             with self._lock:
                 self._finished = True
                 waiters, self._waiters = self._waiters, []
@@ -121,6 +136,10 @@ class Handle(ABC, Generic[T, R]):
             _wake(loop, waiter)
         for listener in list(self._listeners):
             listener(item)
+
+    def on_done(self, finisher: Callable[[R | None, BaseException | None], None]) -> None:
+        """Call ``finisher(result, error)`` on the background loop when the work ends."""
+        self._finishers.append(finisher)
 
     def on_item(self, listener: Callable[[T], None]) -> None:
         """Call ``listener(item)`` on the background loop for every item from now on."""

@@ -37,12 +37,18 @@ __all__ = ["ChatHandle", "RunHandle", "Session", "connect"]
 class ChatHandle(Handle[Chunk, Completion]):
     """A streamed chat: chunks as they come; the completion at the end."""
 
-    def __init__(self, session: Session, messages: Any, params: dict[str, Any]) -> None:
+    def __init__(
+        self, session: Session, messages: Any, params: dict[str, Any], display: bool
+    ) -> None:
         super().__init__(session.loop)
         self.recorder = session.recorder
         label = messages if isinstance(messages, str) else str(messages[-1].get("content", ""))
         self.request = self.recorder.begin(label[:80], kind="chat", model=params.get("model"))
         self._stream: ChatStream = session.client.stream(messages, **params)
+        #: The StreamView showing this chat, when displayed.
+        self.view: Any = None
+        if display:
+            self.view = session._show_chat(self, label[:80])
         self._start()
 
     @property
@@ -80,6 +86,7 @@ class RunHandle(Handle[BaseEvent, RunState]):
         workflow: str | Workflow,
         inputs: dict[str, Any],
         sim: Mapping[str, Any] | None,
+        display: bool = False,
     ) -> None:
         super().__init__(session.loop)
         self.session = session
@@ -93,6 +100,10 @@ class RunHandle(Handle[BaseEvent, RunState]):
         self.recorder = session.recorder
         name = workflow if isinstance(workflow, str) else workflow.name
         self.request = self.recorder.begin(name, kind="run")
+        #: The AgentBoard showing this run, when displayed.
+        self.view: Any = None
+        if display:
+            self.view = session._show_run(self, name)
         self._start()
 
     @property
@@ -234,6 +245,7 @@ class Session:
         self.client = GLMClient(base_url=self.url + "/v1", api_key=token or "", model=model)
         #: Every chat, run and hub heartbeat of this session, as DataFrames on demand.
         self.recorder = Recorder()
+        self._panel: Any = None
         self.hub: Connection | None = None
         if hub:
             self.hub = Connection(
@@ -256,18 +268,93 @@ class Session:
         kind = "embedded simulator" if self._embedded is not None else "remote"
         return f"<glm_live.Session {self.url} ({kind})>"
 
-    def chat(self, prompt_or_messages: Any, **params: Any) -> ChatHandle:
-        """Start a streamed chat; returns at once with its live handle."""
-        return ChatHandle(self, prompt_or_messages, params)
+    def chat(
+        self, prompt_or_messages: Any, *, display: bool | None = None, **params: Any
+    ) -> ChatHandle:
+        """Start a streamed chat; returns at once with its live handle.
+
+        In a notebook its :class:`~glm_live.widgets.StreamView` is displayed (``display=False``
+        opts out); in a script nothing is.
+        """
+        return ChatHandle(self, prompt_or_messages, params, _wants_display(display))
 
     def run(
-        self, workflow: str | Workflow, *, sim: Mapping[str, Any] | None = None, **inputs: Any
+        self,
+        workflow: str | Workflow,
+        *,
+        sim: Mapping[str, Any] | None = None,
+        display: bool | None = None,
+        **inputs: Any,
     ) -> RunHandle:
         """Start a workflow run (a name the runtime serves, or a Workflow to run here).
 
-        ``sim`` passes simulator knobs to every chat of the run.
+        ``sim`` passes simulator knobs to every chat of the run. In a notebook its
+        :class:`~glm_live.widgets.AgentBoard` is displayed (``display=False`` opts out).
         """
-        return RunHandle(self, workflow, inputs, sim)
+        return RunHandle(self, workflow, inputs, sim, _wants_display(display))
+
+    def panel(self) -> Any:
+        """A :class:`~glm_live.widgets.LivePanel` for this session: the hub connection, live
+        latency metrics, and the views of the chats and runs started from now on."""
+        from .widgets import LivePanel
+
+        if self._panel is None:
+            self._panel = LivePanel()
+            self._panel.indicator.update(url=self.hub.url if self.hub else "")
+            if self.hub is not None:
+                self.hub.add_observer(self._panel.indicator.observe_connection)
+        return self._panel
+
+    def _show_chat(self, handle: ChatHandle, title: str) -> Any:
+        from IPython.display import display
+
+        from .widgets import StreamView
+
+        view = StreamView(title=title, on_stop=handle.cancel)
+        panel = self._panel
+
+        def finished(result: Completion | None, error: BaseException | None) -> None:
+            if isinstance(error, asyncio.CancelledError):
+                view.finish("cancelled", "stopped")
+            elif error is not None:
+                view.finish("error", error)
+                if panel is not None:
+                    panel.dashboard.fail()
+            else:
+                usage = (result.usage or {}) if result is not None else {}
+                view.finish("done", usage_tokens=usage.get("completion_tokens"))
+                if panel is not None and result is not None:
+                    panel.dashboard.record(result)
+
+        handle.on_item(lambda chunk: view.feed_chunk(chunk, handle.completion))
+        handle.on_done(finished)
+        if panel is not None:
+            panel.add(view)
+        else:
+            display(view)  # type: ignore[no-untyped-call]
+        return view
+
+    def _show_run(self, handle: RunHandle, title: str) -> Any:
+        from IPython.display import display
+
+        from .widgets import AgentBoard
+
+        board = AgentBoard(title=title)
+        handle.on_item(lambda _: board.show(handle.folded))
+
+        def finished(result: RunState | None, error: BaseException | None) -> None:
+            if isinstance(error, asyncio.CancelledError):
+                handle.folded.status = "cancelled"
+            elif error is not None:
+                handle.folded.status, handle.folded.error = "error", str(error)
+            board.show(handle.folded)
+
+        handle.on_done(finished)
+        if self._panel is not None:
+            self._panel.add(board)
+        else:
+            display(board)  # type: ignore[no-untyped-call]
+        return board
 
     def close(self) -> None:
         """Close the hub connection and the client; stop an embedded runtime."""
@@ -283,6 +370,18 @@ class Session:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _wants_display(display: bool | None) -> bool:
+    """Display widgets by default only inside a Jupyter kernel."""
+    if display is not None:
+        return display
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and getattr(shell, "kernel", None) is not None
 
 
 def connect(
