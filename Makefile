@@ -31,8 +31,12 @@ lint: $(VENV)/.dev
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# The browser test runs whenever Chromium is installed (.ci/run installs it).
+CHROMIUM := $(shell command -v chromium 2>/dev/null)
+
 test: lint
-	$(BIN)/python -m pytest tests $(if $(NOTEBOOKS),--nbmake $(NOTEBOOKS))
+	$(BIN)/python -m pytest tests $(if $(CHROMIUM),,-m "not browser") \
+		$(if $(NOTEBOOKS),--nbmake $(NOTEBOOKS))
 
 bench: $(VENV)/.dev
 	$(BIN)/python bench/sse_decode.py
