@@ -1,7 +1,8 @@
 """``glm-live``: the command line.
 
 ``glm-live serve`` runs the embedded runtime in the foreground, prints its URL, and stops
-cleanly on Ctrl-C.
+cleanly on Ctrl-C. ``glm-live bench URL --concurrency 1,8,64 --requests 200 --out r.parquet``
+benchmarks an endpoint, with a progress bar, and writes the results.
 """
 
 from __future__ import annotations
@@ -108,14 +109,130 @@ def _serve(args: argparse.Namespace) -> int:
     return 0 if server.started else 1
 
 
+def _bench_parser(commands: Any) -> None:
+    bench = commands.add_parser(
+        "bench",
+        help="benchmark a streaming chat-completions endpoint",
+        description="Benchmark an OpenAI-compatible endpoint (or a glm_live runtime's URL): "
+        "a sweep over concurrency (closed loop) or rate (open loop).",
+    )
+    bench.add_argument("url", help="runtime root URL or OpenAI-compatible base URL")
+    bench.add_argument("--concurrency", default="1", help="comma-separated, e.g. 1,8,64")
+    bench.add_argument("--rate", help="comma-separated requests/s (open loop) instead")
+    bench.add_argument("--arrivals", default="poisson", choices=("poisson", "gamma", "constant"))
+    bench.add_argument("--requests", type=int, default=100, help="requests per run")
+    bench.add_argument("--warmup", type=int, default=0, help="requests excluded first")
+    bench.add_argument("--model", default="glm-4.6")
+    bench.add_argument(
+        "--api-key-env",
+        default="ZAI_API_KEY",
+        help="environment variable holding the key (never a flag: keys in shell history leak)",
+    )
+    bench.add_argument("--prompts", help="a file of prompts (lines, or JSONL with prompt)")
+    bench.add_argument("--prompt-tokens", type=int, help="generate prompts of about N words")
+    bench.add_argument("--max-tokens", type=int)
+    bench.add_argument("--sim", help="simulator knobs as JSON, e.g. '{\"tokens\": 64}'")
+    bench.add_argument("--out", help="results file: .parquet, .json or .csv")
+
+
+def _bench(args: argparse.Namespace) -> int:
+    import asyncio
+    import json
+    import os
+
+    from .bench import BenchResult, run
+
+    try:
+        levels = [float(v) for v in (args.rate or args.concurrency).split(",")]
+    except ValueError:
+        print("glm-live bench: --concurrency/--rate take comma-separated numbers", file=sys.stderr)
+        return 2
+    params: dict[str, Any] = {}
+    if args.sim:
+        try:
+            params["sim"] = json.loads(args.sim)
+        except ValueError as exc:
+            print(f"glm-live bench: --sim is not JSON: {exc}", file=sys.stderr)
+            return 2
+    if args.max_tokens:
+        params["max_tokens"] = args.max_tokens
+    key = os.environ.get(args.api_key_env) if args.api_key_env else None
+
+    def progress(snapshot: dict[str, Any]) -> None:
+        p50, p99 = snapshot["ttft_p50_ms"], snapshot["ttft_p99_ms"]
+        ttft = f"TTFT p50 {p50:.0f} ms p99 {p99:.0f} ms" if p50 is not None else ""
+        bar = "#" * int(30 * snapshot["done"] / max(1, snapshot["total"]))
+        print(
+            f"\r  [{bar:<30}] {snapshot['done']}/{snapshot['total']} {ttft} "
+            f"errors {snapshot['errors']}   ",
+            end="",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    results = []
+    by = "rate" if args.rate else "concurrency"
+    for level in levels:
+        options: dict[str, Any] = dict(
+            requests=args.requests,
+            warmup=args.warmup,
+            model=args.model,
+            api_key=key,
+            prompts=args.prompts,
+            prompt_tokens=args.prompt_tokens,
+            progress=progress,
+            arrivals=args.arrivals,
+            **params,
+        )
+        if args.rate:
+            options.update(rate=level, concurrency=None)
+        else:
+            options.update(concurrency=int(level))
+        print(f"{by} {level:g}:", file=sys.stderr)
+        try:
+            result = asyncio.run(run(args.url, **options))
+        except KeyboardInterrupt:
+            print("\ninterrupted", file=sys.stderr)
+            break
+        print(file=sys.stderr)
+        results.append(result)
+        summary = result.summary(ci=False)
+        rate = result.throughput()
+        calibration = result.calibration
+        line = (
+            f"  TTFT p50 {summary.loc['ttft_ms', 'p50']:.1f} p99 "
+            f"{summary.loc['ttft_ms', 'p99']:.1f} ms · TPOT p50 "
+            f"{summary.loc['tpot_ms', 'p50']:.2f} ms · E2E p99 "
+            f"{summary.loc['e2e_ms', 'p99']:.0f} ms · {rate['output_tokens_per_s']:.0f} tok/s"
+            if "ttft_ms" in summary.index and summary.loc["ttft_ms", "count"]
+            else "  no successful requests"
+        )
+        print(line)
+        if calibration.get("timing_error_p99_ms") is not None:
+            print(
+                f"  harness timing error p99 {calibration['timing_error_p99_ms']:.2f} ms, "
+                f"event-loop lag p99 {calibration['loop_lag_p99_ms']:.2f} ms"
+            )
+        if calibration.get("warning"):
+            print(f"  warning: {calibration['warning']}")
+    if args.out and results:
+        combined = BenchResult.combine(results, by=by)
+        written = combined.save(args.out)
+        print("wrote " + ", ".join(str(p) for p in written))
+    return 0 if results else 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``glm-live`` command."""
     parser = argparse.ArgumentParser(prog="glm-live", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     _serve_parser(commands)
+    _bench_parser(commands)
     args = parser.parse_args(argv)
     if args.command == "serve":
         return _serve(args)
+    if args.command == "bench":
+        return _bench(args)
     parser.error(f"unknown command {args.command}")  # pragma: no cover - argparse checks
     return 2  # pragma: no cover
 

@@ -2,9 +2,10 @@
 
 :class:`Recorder` keeps events in typed arrays, one per column (no object per event): a
 request number, the event's index in its request, its arrival (``perf_counter_ns``), its size,
-its kind and the characters of text it carried; about 30 bytes and a fraction of a microsecond
-per event (``bench/recorder.py``). Requests (chats, runs) are rows of their own, with their
-timings. All stamps are on one monotonic clock; ``anchor_ns`` pairs it with the wall clock
+its kind, the characters of text it carried and the server's send stamp when there is one;
+about 34 bytes and a fraction of a microsecond per event (``bench/recorder.py``). Requests
+(chats, runs, benchmark requests) are rows of their own, with their timings. All stamps are on
+one monotonic clock; ``anchor_ns`` pairs it with the wall clock
 (``wall = anchor_wall_ns + (stamp - anchor_ns)``).
 
 :meth:`Recorder.events_frame` has one row per event, :meth:`Recorder.requests_frame` one row
@@ -61,6 +62,7 @@ class Recorder:
         self._bytes = array("i")
         self._kind = array("b")
         self._chars = array("i")
+        self._sent = array("q")  # the server's send stamp (x_sent_ns, wall clock), or -1
         self._requests: list[_Request] = []
         self._samples: list[tuple[str, int, float]] = []
         self._lock = threading.Lock()
@@ -90,15 +92,24 @@ class Recorder:
             return len(self._requests) - 1
 
     def event(
-        self, request: int, index: int, arrival_ns: int, size: int, kind: str, chars: int = 0
+        self,
+        request: int,
+        index: int,
+        arrival_ns: int,
+        size: int,
+        kind: str,
+        chars: int = 0,
+        sent_ns: int = -1,
     ) -> None:
-        """Record one event (the hot path: six array appends)."""
+        """Record one event (the hot path: seven array appends). ``sent_ns`` is the server's
+        send stamp (``x_sent_ns``, wall clock) when it gives one."""
         self._request.append(request)
         self._index.append(index)
         self._arrival.append(arrival_ns)
         self._bytes.append(size)
         self._kind.append(_KIND_CODE.get(kind, 5))
         self._chars.append(chars)
+        self._sent.append(sent_ns)
 
     def end(
         self,
@@ -107,9 +118,12 @@ class Recorder:
         status: str = "ok",
         error: BaseException | None = None,
         completion: Completion | None = None,
+        stamps: dict[str, int | None] | None = None,
+        usage: Mapping[str, Any] | None = None,
         **extra: Any,
     ) -> None:
-        """Close a request row, with the completion's timings and usage when there is one."""
+        """Close a request row, with the completion's timings and usage when there is one
+        (or ``stamps`` and ``usage`` given directly, as the benchmark harness does)."""
         row = self._requests[request]
         row.status = status
         if error is not None:
@@ -130,6 +144,9 @@ class Recorder:
             }
             row.usage = completion.usage
             row.model = completion.model or row.model
+        elif stamps is not None:
+            row.stamps = dict(stamps)
+            row.usage = usage
         else:
             row.stamps.setdefault("end_ns", time.perf_counter_ns())
         row.extra.update(extra)
@@ -152,7 +169,15 @@ class Recorder:
     @property
     def nbytes(self) -> int:
         """Memory held by the event columns (allocated, not just used)."""
-        columns = (self._request, self._index, self._arrival, self._bytes, self._kind, self._chars)
+        columns = (
+            self._request,
+            self._index,
+            self._arrival,
+            self._bytes,
+            self._kind,
+            self._chars,
+            self._sent,
+        )
         return sum(c.buffer_info()[1] * c.itemsize for c in columns)
 
     # -- reading -------------------------------------------------------------------------------
@@ -164,7 +189,8 @@ class Recorder:
 
     def events_frame(self) -> pd.DataFrame:
         """One row per event: request, index, arrival_ns, t (s since the anchor), arrival
-        (wall clock), bytes, kind, chars."""
+        (wall clock), arrival_wall_ns, sent_ns (the server's stamp, when it sends one),
+        bytes, kind, chars."""
         import numpy as np
         import pandas as pd
 
@@ -176,6 +202,10 @@ class Recorder:
                 "arrival_ns": arrival,
                 "t": (arrival - self.anchor_ns) / 1e9,
                 "arrival": self._wall(arrival),
+                "arrival_wall_ns": self.anchor_wall_ns + (arrival - self.anchor_ns),
+                "sent_ns": pd.array(
+                    np.frombuffer(self._sent, dtype=np.int64).copy(), dtype="Int64"
+                ),
                 "bytes": np.frombuffer(self._bytes, dtype=np.int32).copy(),
                 "kind": pd.Categorical.from_codes(
                     np.frombuffer(self._kind, dtype=np.int8).astype(np.int8), KINDS
@@ -183,6 +213,7 @@ class Recorder:
                 "chars": np.frombuffer(self._chars, dtype=np.int32).copy(),
             }
         )
+        frame.loc[frame["sent_ns"] < 0, "sent_ns"] = pd.NA
         return frame
 
     def requests_frame(self) -> pd.DataFrame:
@@ -222,13 +253,14 @@ class Recorder:
             rows.append(
                 {
                     "request": number,
+                    "scheduled_ns": row.scheduled_ns,
+                    "sent_ns": start,
                     "label": row.label,
                     "kind": row.kind,
                     "model": row.model,
                     "status": row.status,
                     "error_type": row.error_type,
                     "error": row.error,
-                    "start": self._wall(np.int64(start)),
                     "queue_ms": (start - row.scheduled_ns) / 1e6
                     if row.scheduled_ns is not None
                     else np.nan,
@@ -246,7 +278,13 @@ class Recorder:
                     **row.extra,
                 }
             )
-        return pd.DataFrame(rows)
+        frame = pd.DataFrame(rows)
+        if not frame.empty:
+            frame.insert(9, "start", self._wall(frame["sent_ns"].to_numpy(dtype="int64")))
+        for column in ("label", "kind", "model", "status", "error_type", "error"):
+            if column in frame:
+                frame[column] = frame[column].astype("string")  # missing is NA, not None/NaN
+        return frame
 
     def samples_frame(self) -> pd.DataFrame:
         """Named measurements: name, t (s since the anchor), value."""

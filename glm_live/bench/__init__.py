@@ -1,0 +1,26 @@
+"""Benchmarks of streaming endpoints, as DataFrames: ``await glm_live.bench.run(url, ...)``.
+
+See :mod:`glm_live.bench.runner` for how load is generated and timed, and
+:mod:`glm_live.bench.stats` for the statistics and metric dialects.
+"""
+
+from __future__ import annotations
+
+from .results import BenchResult
+from .runner import Benchmark, chat_url, prompts_from, run, run_sync, sweep
+from .stats import PERCENTILES, bootstrap_ci, describe, dialects, permutation_test
+
+__all__ = [
+    "PERCENTILES",
+    "BenchResult",
+    "Benchmark",
+    "bootstrap_ci",
+    "chat_url",
+    "describe",
+    "dialects",
+    "permutation_test",
+    "prompts_from",
+    "run",
+    "run_sync",
+    "sweep",
+]

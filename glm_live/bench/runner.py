@@ -1,0 +1,403 @@
+"""The load generator: closed loop, open loop, warm-up, sweeps, cancellation.
+
+Every request has a *scheduled* send time, and latencies count from it: in a closed loop a
+worker schedules its next request the moment it is free; in an open loop arrivals are drawn
+in advance (Poisson, gamma with ``burstiness``, or constant) and a request that waits for a
+free slot (``concurrency`` cap) carries that wait as ``queue_ms``. Nothing is lost to
+coordinated omission.
+
+While the run goes, a monitor samples the event loop's lag every 5 ms; afterwards, when the
+server stamped ``x_sent_ns`` (the simulator does), the harness reports its own timing error
+(arrival on the wall clock minus the server's send stamp), and warns when the client, not the
+server, looks like the bottleneck.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import random
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..glm import parse_chunk
+from ..metrics import Recorder
+from ._client import HTTPResponseError, Response, StreamClient
+from .results import BenchResult
+
+__all__ = ["Benchmark", "chat_url", "prompts_from", "run", "run_sync", "sweep"]
+
+Progress = Callable[[dict[str, Any]], None]
+
+
+def chat_url(url: str) -> str:
+    """The chat-completions URL for a runtime root URL or an OpenAI-compatible base URL."""
+    url = url.rstrip("/")
+    if url.endswith("/chat/completions"):
+        return url
+    _, _, rest = url.partition("://")
+    if "/" not in rest:  # a bare root: the runtime's OpenAI-style path
+        return url + "/v1/chat/completions"
+    return url + "/chat/completions"
+
+
+def prompts_from(
+    prompts: str | Path | Sequence[str] | None, prompt_tokens: int | None, seed: int
+) -> list[str]:
+    """Prompts from a list, a file (one per line, or JSONL with ``prompt``), or generated to
+    about ``prompt_tokens`` tokens (a word is counted as a token)."""
+    if prompts is None:
+        words = (
+            "latency",
+            "account",
+            "review",
+            "revenue",
+            "stream",
+            "agent",
+            "quarter",
+            "risk",
+            "trend",
+            "report",
+            "metric",
+            "growth",
+            "customer",
+            "usage",
+        )
+        rng = random.Random(seed)
+        length = prompt_tokens or 16
+        return [" ".join(rng.choice(words) for _ in range(length)) for _ in range(64)]
+    if isinstance(prompts, str | Path) and Path(prompts).is_file():
+        lines = [line for line in Path(prompts).read_text().splitlines() if line.strip()]
+        out = []
+        for line in lines:
+            if line.lstrip().startswith("{"):
+                out.append(str(json.loads(line).get("prompt", "")))
+            else:
+                out.append(line)
+        return out
+    if isinstance(prompts, str):
+        return [prompts]
+    if isinstance(prompts, Path):
+        msg = f"no prompt file at {prompts}"
+        raise FileNotFoundError(msg)
+    return list(prompts)
+
+
+def _arrivals(n: int, rate: float, kind: str, burstiness: float, seed: int) -> list[float]:
+    rng = random.Random(seed)
+    t = 0.0
+    times = []
+    for _ in range(n):
+        times.append(t)
+        if kind == "constant":
+            t += 1.0 / rate
+        elif kind == "gamma":
+            t += rng.gammavariate(burstiness, 1.0 / (rate * burstiness))
+        else:
+            t += rng.expovariate(rate)
+    return times
+
+
+class Benchmark:
+    """One benchmark run; :meth:`cancel` stops it and :meth:`run` returns what it has."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        concurrency: int | None = 1,
+        requests: int = 100,
+        rate: float | None = None,
+        arrivals: str = "poisson",
+        burstiness: float = 1.0,
+        warmup: int = 0,
+        prompts: str | Path | Sequence[str] | None = None,
+        prompt_tokens: int | None = None,
+        model: str = "glm-4.6",
+        api_key: str | None = None,
+        seed: int = 0,
+        timeout: float = 300.0,
+        progress: Progress | None = None,
+        **params: Any,
+    ) -> None:
+        if rate is None and not concurrency:
+            msg = "give a concurrency (closed loop) or a rate (open loop)"
+            raise ValueError(msg)
+        if arrivals not in ("poisson", "gamma", "constant"):
+            msg = f"arrivals must be poisson, gamma or constant, got {arrivals!r}"
+            raise ValueError(msg)
+        self.url = chat_url(url)
+        self.config = {
+            "url": self.url,
+            "concurrency": concurrency,
+            "requests": requests,
+            "rate": rate,
+            "arrivals": arrivals,
+            "burstiness": burstiness,
+            "warmup": warmup,
+            "model": model,
+            "seed": seed,
+            "params": params,
+        }
+        self.concurrency = concurrency
+        self.total = warmup + requests
+        self.warmup = warmup
+        self.rate = rate
+        self.arrival_kind = arrivals
+        self.burstiness = burstiness
+        self.seed = seed
+        self.model = model
+        self.params = params
+        self.prompts = prompts_from(prompts, prompt_tokens, seed)
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.client = StreamClient(self.url, headers=headers, timeout=timeout)
+        self.progress = progress
+        self.recorder = Recorder()
+        self._responses: dict[int, tuple[Response, int, BaseException | None]] = {}
+        self._stopped = asyncio.Event()
+        self._lag: list[float] = []
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        """Stop scheduling, cancel what is in flight; :meth:`run` returns the partial result."""
+        self.cancelled = True
+        self._stopped.set()
+
+    def _body(self, index: int) -> bytes:
+        prompt = self.prompts[index % len(self.prompts)]
+        body = {
+            "model": self.model,
+            "messages": [{"role": "user", "content": prompt}],
+            "stream": True,
+            **self.params,
+        }
+        return json.dumps(body).encode()
+
+    async def _one(self, index: int, scheduled_ns: int) -> None:
+        response = Response()
+        error: BaseException | None = None
+        try:
+            await self.client.post(self._body(index), response)
+        except asyncio.CancelledError as exc:
+            error = exc
+        except (OSError, TimeoutError, HTTPResponseError, ConnectionError) as exc:
+            error = exc
+        self._responses[index] = (response, scheduled_ns, error)
+
+    async def _monitor(self) -> None:
+        interval = 0.005
+        while not self._stopped.is_set():
+            start = time.perf_counter()
+            await asyncio.sleep(interval)
+            self._lag.append(max(0.0, time.perf_counter() - start - interval))
+
+    async def _report(self) -> None:
+        while not self._stopped.is_set():
+            await asyncio.sleep(0.25)
+            if self.progress is not None:
+                self.progress(self._snapshot())
+
+    def _snapshot(self) -> dict[str, Any]:
+        ttfts = sorted(
+            (r.arrivals[0] - scheduled) / 1e6
+            for r, scheduled, error in self._responses.values()
+            if error is None and r.arrivals
+        )
+        pick = (lambda q: ttfts[min(len(ttfts) - 1, int(q * len(ttfts)))]) if ttfts else None
+        return {
+            "done": len(self._responses),
+            "total": self.total,
+            "ttft_p50_ms": pick(0.5) if pick else None,
+            "ttft_p99_ms": pick(0.99) if pick else None,
+            "errors": sum(1 for _, _, e in self._responses.values() if e is not None),
+        }
+
+    async def run(self) -> BenchResult:
+        """Run the benchmark (cancelling this task, or :meth:`cancel`, keeps partial data)."""
+        monitor = asyncio.ensure_future(self._monitor())
+        reporter = asyncio.ensure_future(self._report())
+        started_wall = time.time()
+        tasks: list[asyncio.Task[None]] = []
+        try:
+            if self.rate is None:
+                await self._closed_loop(tasks)
+            else:
+                await self._open_loop(tasks)
+        except asyncio.CancelledError:
+            self.cancelled = True
+        finally:
+            for task in tasks:
+                if not task.done():
+                    task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self._stopped.set()
+            monitor.cancel()
+            reporter.cancel()
+            self.client.close()
+        if self.progress is not None:
+            self.progress(self._snapshot())
+        return self._result(started_wall)
+
+    async def _closed_loop(self, tasks: list[asyncio.Task[None]]) -> None:
+        counter = iter(range(self.total))
+
+        async def worker() -> None:
+            for index in counter:
+                if self._stopped.is_set():
+                    return
+                await self._one(index, time.perf_counter_ns())
+
+        workers = [asyncio.ensure_future(worker()) for _ in range(self.concurrency or 1)]
+        tasks.extend(workers)
+        await _until(workers, asyncio.ensure_future(self._stopped.wait()))
+
+    async def _open_loop(self, tasks: list[asyncio.Task[None]]) -> None:
+        assert self.rate is not None
+        offsets = _arrivals(self.total, self.rate, self.arrival_kind, self.burstiness, self.seed)
+        limit = asyncio.Semaphore(self.concurrency) if self.concurrency else None
+        start = time.perf_counter_ns()
+
+        async def limited(index: int, scheduled: int) -> None:
+            if limit is None:
+                await self._one(index, scheduled)
+                return
+            async with limit:
+                await self._one(index, scheduled)
+
+        for index, offset in enumerate(offsets):
+            scheduled = start + int(offset * 1e9)
+            delay = (scheduled - time.perf_counter_ns()) / 1e9
+            if delay > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopped.wait(), delay)
+            if self._stopped.is_set():
+                break
+            tasks.append(asyncio.ensure_future(limited(index, scheduled)))
+        await _until(tasks, asyncio.ensure_future(self._stopped.wait()))
+
+    def _result(self, started_wall: float) -> BenchResult:
+        recorder = self.recorder
+        for index in sorted(self._responses):
+            response, scheduled, error = self._responses[index]
+            number = recorder.begin(
+                f"request {index}", kind="bench", model=self.model, scheduled_ns=scheduled
+            )
+            stamps, usage, model = _feed(recorder, number, response)
+            status = (
+                "ok"
+                if error is None
+                else ("cancelled" if isinstance(error, asyncio.CancelledError) else "error")
+            )
+            recorder.end(
+                number,
+                status=status,
+                error=error,
+                stamps=stamps,
+                usage=usage,
+                phase="warmup" if index < self.warmup else "measure",
+                http_status=response.status or None,
+                chunks=len(response.events),
+            )
+            if model:
+                recorder._requests[number].model = model
+        return BenchResult.from_recorder(
+            recorder,
+            config=self.config,
+            lag_s=self._lag,
+            cancelled=self.cancelled,
+            started_wall=started_wall,
+        )
+
+
+async def _until(tasks: Iterable[asyncio.Future[Any]], stop: asyncio.Future[Any]) -> None:
+    pending = set(tasks)
+    try:
+        while pending and not stop.done():
+            _, pending = await asyncio.wait(pending | {stop}, return_when=asyncio.FIRST_COMPLETED)
+            pending.discard(stop)
+    finally:
+        stop.cancel()
+
+
+def _feed(
+    recorder: Recorder, number: int, response: Response
+) -> tuple[dict[str, int | None], dict[str, Any] | None, str | None]:
+    """Parse a finished response's events (after the run: JSON stays off the hot path)."""
+    stamps: dict[str, int | None] = {
+        "request_start_ns": response.sent_ns,
+        "request_sent_ns": response.sent_ns,
+        "headers_ns": response.headers_ns,
+        "first_byte_ns": response.first_byte_ns,
+        "first_event_ns": response.arrivals[0] if response.arrivals else None,
+        "first_reasoning_ns": None,
+        "first_content_ns": None,
+        "first_tool_call_ns": None,
+        "end_ns": response.end_ns,
+        "last_token_ns": None,
+    }
+    usage = None
+    model = None
+    for i, (data, arrival, size) in enumerate(
+        zip(response.events, response.arrivals, response.sizes, strict=True)
+    ):
+        if data == "[DONE]":
+            recorder.event(number, i, arrival, size, "other")
+            continue
+        try:
+            raw = json.loads(data)
+        except ValueError:
+            recorder.event(number, i, arrival, size, "other")
+            continue
+        chunk = parse_chunk(raw, i, arrival, {}, size)
+        sent = raw.get("x_sent_ns")
+        kind = chunk.kind
+        recorder.event(
+            number,
+            i,
+            arrival,
+            size,
+            kind,
+            len(chunk.content) + len(chunk.reasoning),
+            sent if isinstance(sent, int) else -1,
+        )
+        if chunk.reasoning and stamps["first_reasoning_ns"] is None:
+            stamps["first_reasoning_ns"] = arrival
+        if chunk.content and stamps["first_content_ns"] is None:
+            stamps["first_content_ns"] = arrival
+        if chunk.tool_calls and stamps["first_tool_call_ns"] is None:
+            stamps["first_tool_call_ns"] = arrival
+        if chunk.content or chunk.reasoning or chunk.tool_calls:
+            stamps["last_token_ns"] = arrival
+        if chunk.usage is not None:
+            usage = dict(chunk.usage)
+        model = model or raw.get("model")
+    return stamps, usage, model
+
+
+async def run(url: str, **options: Any) -> BenchResult:
+    """Benchmark ``url`` (see :class:`Benchmark` for the options; unknown ones go into the
+    request body, e.g. ``sim={...}`` or ``max_tokens``)."""
+    return await Benchmark(url, **options).run()
+
+
+def run_sync(url: str, **options: Any) -> BenchResult:
+    """:func:`run`, blocking (scripts; or a notebook cell that should wait)."""
+    from ..aio import background_loop
+
+    return background_loop().run(run(url, **options))
+
+
+async def sweep(
+    url: str,
+    *,
+    concurrency: Sequence[int] | None = None,
+    rate: Sequence[float] | None = None,
+    **options: Any,
+) -> list[BenchResult]:
+    """One run per concurrency (or per rate), in order."""
+    if rate is not None:
+        return [await run(url, rate=r, **options) for r in rate]
+    return [await run(url, concurrency=c, **options) for c in concurrency or [1]]

@@ -1,0 +1,196 @@
+"""The benchmark harness against the embedded runtime: frames, dialects, faults, cancel, files."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from glm_live import bench
+from glm_live.bench import Benchmark, BenchResult
+from glm_live.server import ServerHandle, serve
+
+SIM = {"ttft_ms": 5, "itl_ms": 2, "tokens": 20}
+
+
+@pytest.fixture(scope="module")
+def runtime() -> Iterator[ServerHandle]:
+    with serve() as handle:
+        yield handle
+
+
+def test_chat_url_and_prompts(tmp_path: Path) -> None:
+    assert bench.chat_url("http://h:1") == "http://h:1/v1/chat/completions"
+    assert bench.chat_url("https://api.z.ai/api/paas/v4") == (
+        "https://api.z.ai/api/paas/v4/chat/completions"
+    )
+    assert bench.chat_url("http://h/v1/chat/completions") == "http://h/v1/chat/completions"
+    lines = tmp_path / "p.txt"
+    lines.write_text("first prompt\n\nsecond prompt\n")
+    assert bench.prompts_from(lines, None, 0) == ["first prompt", "second prompt"]
+    jsonl = tmp_path / "p.jsonl"
+    jsonl.write_text('{"prompt": "a"}\n{"prompt": "b"}\n')
+    assert bench.prompts_from(jsonl, None, 0) == ["a", "b"]
+    generated = bench.prompts_from(None, 50, 1)
+    assert all(len(p.split()) == 50 for p in generated)
+
+
+async def test_closed_loop_frames(runtime: ServerHandle) -> None:
+    result = await bench.run(runtime.url, concurrency=4, requests=24, warmup=4, sim=SIM)
+    r, e = result.requests, result.events
+    assert len(r) == 28
+    assert (r["status"] == "ok").all()
+    assert (r["phase"] == "warmup").sum() == 4
+    assert len(result.measured) == 24
+    assert (r["completion_tokens"] == 20).all()
+    content = e[e["kind"] == "content"].groupby("request").size()
+    assert (content == 20).all()  # one content event per token, as usage says
+    assert {"sent_ns", "arrival_wall_ns", "arrival_ns", "bytes", "kind"} <= set(e.columns)
+    stamped = e.dropna(subset=["sent_ns"])
+    assert len(stamped) == 28 * 21  # every chunk but [DONE] carries x_sent_ns
+    assert (stamped["arrival_wall_ns"] >= stamped["sent_ns"].astype("int64") - 5_000_000).all()
+    assert (r["ttft_ms"] <= r["e2e_ms"]).all()
+    assert (r["queue_ms"] >= 0).all()
+    cal = result.calibration
+    assert cal["timing_error_p99_ms"] is not None
+    assert cal["loop_lag_p99_ms"] is not None
+    summary = result.summary()
+    assert {"p50", "p90", "p95", "p99", "p99.9", "p99_low", "p99_high"} <= set(summary.columns)
+    assert (
+        summary.loc["ttft_ms", "p50_low"]
+        <= summary.loc["ttft_ms", "p50"]
+        <= (summary.loc["ttft_ms", "p50_high"])
+    )
+    html = result._repr_mimebundle_()["text/html"]
+    assert "ttft_ms" in html
+
+
+async def test_open_loop_schedules_ahead_and_counts_queueing(runtime: ServerHandle) -> None:
+    result = await bench.run(
+        runtime.url, rate=200, concurrency=2, requests=30, arrivals="gamma", burstiness=0.5, sim=SIM
+    )
+    r = result.requests.sort_values("scheduled_ns")
+    assert len(r) == 30
+    assert (r["status"] == "ok").all()
+    # Two slots for bursty arrivals at 200/s: some requests wait, and that wait is counted.
+    assert (r["queue_ms"] >= 0).all()
+    assert r["queue_ms"].max() > 0
+    assert (r["ttft_ms"] >= r["queue_ms"]).all()
+
+
+def test_dialects_side_by_side(runtime: ServerHandle) -> None:
+    result = bench.run_sync(
+        runtime.url,
+        concurrency=2,
+        requests=10,
+        sim={**SIM, "reasoning_tokens": 5},
+        thinking={"type": "enabled"},
+    )
+    table = result.dialects()
+    assert set(table["tool"]) == {"glm_live", "vLLM", "GuideLLM", "genai-perf"}
+    assert table["definition"].str.len().min() > 20
+    row = table.set_index(["tool", "metric"])
+    # Reasoning comes first: content-only TTFTs (genai-perf) come later than any-token ones.
+    assert row.loc[("genai-perf", "ttft_ms"), "p50"] > row.loc[("GuideLLM", "ttft_ms"), "p50"]
+    # GuideLLM's "TPOT" includes the time to first token; its "ITL" is vLLM's TPOT.
+    assert row.loc[("GuideLLM", "tpot_ms"), "p50"] > row.loc[("GuideLLM", "itl_ms"), "p50"]
+    assert row.loc[("vLLM", "itl_ms"), "count"] > row.loc[("vLLM", "tpot_ms"), "count"]
+
+
+def test_faults_are_rows_with_errors(runtime: ServerHandle) -> None:
+    limited = bench.run_sync(
+        runtime.url, concurrency=2, requests=6, sim={**SIM, "fault": "rate_limit"}
+    )
+    assert (limited.requests["status"] == "error").all()
+    assert (limited.requests["http_status"] == 429).all()
+    assert (limited.requests["error_type"] == "HTTPResponseError").all()
+    dropped = bench.run_sync(
+        runtime.url, concurrency=2, requests=4, sim={**SIM, "fault": "drop", "fault_after": 7}
+    )
+    assert (dropped.requests["status"] == "error").all()
+    kept = dropped.events[dropped.events["kind"] == "content"].groupby("request").size()
+    assert (kept == 7).all()  # what arrived before the drop is kept
+
+
+async def test_cancel_keeps_partial_results(runtime: ServerHandle) -> None:
+    run = Benchmark(
+        runtime.url, concurrency=2, requests=400, sim={"ttft_ms": 1, "itl_ms": 5, "tokens": 20}
+    )
+    four_done = asyncio.Event()
+    run.progress = lambda snapshot: four_done.set() if snapshot["done"] >= 4 else None
+    task = asyncio.ensure_future(run.run())
+    await asyncio.wait_for(four_done.wait(), 10)
+    run.cancel()
+    result = await asyncio.wait_for(task, 10)
+    assert result.config["cancelled"] is True
+    assert 4 <= len(result.requests) < 400
+    assert (result.requests["status"] == "ok").sum() >= 4
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".json"])
+def test_save_and_load_losslessly(runtime: ServerHandle, tmp_path: Path, suffix: str) -> None:
+    result = bench.run_sync(runtime.url, concurrency=2, requests=6, sim=SIM)
+    paths = result.save(tmp_path / f"run{suffix}")
+    assert all(p.exists() for p in paths)
+    loaded = BenchResult.load(tmp_path / f"run{suffix}")
+    pd.testing.assert_frame_equal(loaded.requests, result.requests, check_dtype=False)
+    pd.testing.assert_frame_equal(
+        loaded.events.drop(columns=["arrival"]),
+        result.events.drop(columns=["arrival"]),
+        check_dtype=False,
+        check_categorical=False,
+    )
+    assert loaded.config["url"] == result.config["url"]
+    assert loaded.calibration == pytest.approx(result.calibration, nan_ok=True)
+
+
+def test_statistics() -> None:
+    rng = np.random.default_rng(3)
+    sample = rng.normal(100, 10, 2000)
+    low, high = bench.bootstrap_ci(sample, 50)
+    assert low < np.percentile(sample, 50) < high
+    assert high - low < 2
+    shifted = sample + 5
+    assert bench.permutation_test(sample[:300], shifted[:300], resamples=500) < 0.01
+    assert bench.permutation_test(sample[:300], sample[300:600], resamples=500) > 0.05
+    described = bench.describe([1, 2, 3, np.nan], ci=False)
+    assert described["count"] == 3
+    assert described["p50"] == 2
+
+
+def test_cli_sweep_writes_results(runtime: ServerHandle, tmp_path: Path) -> None:
+    out = tmp_path / "results.parquet"
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "glm_live",
+            "bench",
+            runtime.url,
+            "--concurrency",
+            "1,4",
+            "--requests",
+            "8",
+            "--sim",
+            json.dumps(SIM),
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert "TTFT p50" in completed.stdout
+    assert "harness timing error p99" in completed.stdout
+    loaded = BenchResult.load(out)
+    assert sorted(loaded.requests["concurrency"].unique()) == [1, 4]
+    assert len(loaded.requests) == 16
+    assert loaded.requests["request"].is_unique
