@@ -44,6 +44,7 @@ bench: $(VENV)/.dev
 	$(BIN)/python bench/hub_fanout.py
 	$(BIN)/python bench/recorder.py
 	$(BIN)/python bench/widget_updates.py
+	$(BIN)/python bench/loadgen_accuracy.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache
