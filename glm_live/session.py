@@ -23,6 +23,7 @@ from typing import Any
 
 from ag_ui.core import BaseEvent
 
+from ._env import in_kernel
 from .agents import Run, Workflow
 from .agui import AgentStatus, RunState, event_dict, parse_event
 from .aio import Handle, LoopThread, background_loop
@@ -374,14 +375,7 @@ class Session:
 
 def _wants_display(display: bool | None) -> bool:
     """Display widgets by default only inside a Jupyter kernel."""
-    if display is not None:
-        return display
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return False
-    shell = get_ipython()
-    return shell is not None and getattr(shell, "kernel", None) is not None
+    return in_kernel() if display is None else display
 
 
 def connect(

@@ -194,3 +194,50 @@ def test_cli_sweep_writes_results(runtime: ServerHandle, tmp_path: Path) -> None
     assert sorted(loaded.requests["concurrency"].unique()) == [1, 4]
     assert len(loaded.requests) == 16
     assert loaded.requests["request"].is_unique
+
+
+def test_compare_and_plots(runtime: ServerHandle) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    fast = bench.run_sync(
+        runtime.url, concurrency=4, requests=30, sim={"ttft_ms": 5, "itl_ms": 1, "tokens": 10}
+    )
+    slow = bench.run_sync(
+        runtime.url, concurrency=4, requests=30, sim={"ttft_ms": 60, "itl_ms": 1, "tokens": 10}
+    )
+    table = bench.compare(fast, slow, "ttft_ms", labels=("fast", "slow"))
+    assert list(table.index) == ["p50", "p90", "p95", "p99", "p99.9"]
+    assert (table["diff_low"] <= table["diff"]).all()
+    assert (table["diff"] <= table["diff_high"]).all()
+    assert table.loc["p50", "diff"] > 40  # 55 ms more time to first token, by design
+    assert table.attrs["significant"] is True
+    same = bench.compare(fast, fast, "ttft_ms")
+    assert same.attrs["p_value"] > 0.5
+    figures = [
+        bench.plots.cdf([fast, slow], labels=["fast", "slow"]),
+        bench.plots.percentiles_vs([fast, slow]),
+        bench.plots.throughput_latency([fast, slow]),
+        bench.plots.timeline(fast),
+    ]
+    assert len(figures[0].axes[0].lines) == 2
+    assert figures[3].axes[0].get_xlabel().startswith("ms since")
+
+
+def test_progress_widget_follows_the_run(runtime: ServerHandle) -> None:
+    from glm_live.widgets import coalescer
+    from glm_live.widgets.recording import record_comms
+
+    with record_comms() as log:
+        result = bench.run_sync(
+            runtime.url,
+            concurrency=2,
+            requests=10,
+            display=True,
+            sim={"ttft_ms": 2, "itl_ms": 20, "tokens": 10},
+        )
+        coalescer().flush(result.view)
+    view = result.view
+    assert (view.done, view.total, view.status) == (10, 10, "done")
+    assert view.ttft_p50_ms > 0
+    assert len(log.updates(view.comm.comm_id)) >= 2  # it moved while the run went

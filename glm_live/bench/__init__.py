@@ -6,6 +6,8 @@ See :mod:`glm_live.bench.runner` for how load is generated and timed, and
 
 from __future__ import annotations
 
+from . import plots
+from .compare import compare
 from .results import BenchResult
 from .runner import Benchmark, chat_url, prompts_from, run, run_sync, sweep
 from .stats import PERCENTILES, bootstrap_ci, describe, dialects, permutation_test
@@ -16,9 +18,11 @@ __all__ = [
     "Benchmark",
     "bootstrap_ci",
     "chat_url",
+    "compare",
     "describe",
     "dialects",
     "permutation_test",
+    "plots",
     "prompts_from",
     "run",
     "run_sync",

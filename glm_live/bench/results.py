@@ -45,6 +45,8 @@ class BenchResult:
         self.events = events
         self.config = config
         self.calibration = calibration
+        #: The progress widget that showed the run, when one was displayed.
+        self.view: Any = None
 
     @classmethod
     def from_recorder(

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from .._env import in_kernel
 from ..glm import parse_chunk
 from ..metrics import Recorder
 from ._client import HTTPResponseError, Response, StreamClient
@@ -377,10 +378,35 @@ def _feed(
     return stamps, usage, model
 
 
-async def run(url: str, **options: Any) -> BenchResult:
+async def run(url: str, *, display: bool | None = None, **options: Any) -> BenchResult:
     """Benchmark ``url`` (see :class:`Benchmark` for the options; unknown ones go into the
-    request body, e.g. ``sim={...}`` or ``max_tokens``)."""
-    return await Benchmark(url, **options).run()
+    request body, e.g. ``sim={...}`` or ``max_tokens``).
+
+    In a notebook a :class:`~glm_live.widgets.BenchProgress` shows the progress and the
+    running percentiles (``display=False`` opts out).
+    """
+    benchmark = Benchmark(url, **options)
+    view = None
+    if in_kernel() if display is None else display:
+        from IPython.display import display as show
+
+        from ..widgets import BenchProgress
+
+        view = BenchProgress(title=f"benchmark {benchmark.url}")
+        chained = benchmark.progress
+
+        def progress(snapshot: dict[str, Any]) -> None:
+            view.report(snapshot)
+            if chained is not None:
+                chained(snapshot)
+
+        benchmark.progress = progress
+        show(view)  # type: ignore[no-untyped-call]
+    result = await benchmark.run()
+    if view is not None:
+        view.update(status="cancelled" if benchmark.cancelled else "done")
+        result.view = view
+    return result
 
 
 def run_sync(url: str, **options: Any) -> BenchResult:

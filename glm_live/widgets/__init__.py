@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from ._coalescer import Coalescer, coalescer
 from .agent_board import AgentBoard
+from .bench_progress import BenchProgress
 from .connection import ConnectionIndicator
 from .metrics_dashboard import MetricsDashboard
 from .panel import LivePanel
@@ -12,6 +13,7 @@ from .stream_view import StreamView
 
 __all__ = [
     "AgentBoard",
+    "BenchProgress",
     "Coalescer",
     "ConnectionIndicator",
     "LivePanel",
