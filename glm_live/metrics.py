@@ -190,7 +190,7 @@ class Recorder:
     def events_frame(self) -> pd.DataFrame:
         """One row per event: request, index, arrival_ns, t (s since the anchor), arrival
         (wall clock), arrival_wall_ns, sent_ns (the server's stamp, when it sends one),
-        bytes, kind, chars."""
+        bytes, kind, chars, tokens (1 for a token-bearing delta)."""
         import numpy as np
         import pandas as pd
 
@@ -214,6 +214,9 @@ class Recorder:
             }
         )
         frame.loc[frame["sent_ns"] < 0, "sent_ns"] = pd.NA
+        # GLM streams one token per delta; a chunk carrying text or a tool fragment counts
+        # one. requests_frame's tokens_per_chunk checks that against usage per request.
+        frame["tokens"] = frame["kind"].isin(["reasoning", "content", "tool"]).astype("int8")
         return frame
 
     def requests_frame(self) -> pd.DataFrame:

@@ -52,6 +52,7 @@ async def test_closed_loop_frames(runtime: ServerHandle) -> None:
     assert (r["completion_tokens"] == 20).all()
     content = e[e["kind"] == "content"].groupby("request").size()
     assert (content == 20).all()  # one content event per token, as usage says
+    assert (r["tokens_per_chunk"] == 1.0).all()
     assert {"sent_ns", "arrival_wall_ns", "arrival_ns", "bytes", "kind"} <= set(e.columns)
     stamped = e.dropna(subset=["sent_ns"])
     assert len(stamped) == 28 * 21  # every chunk but [DONE] carries x_sent_ns

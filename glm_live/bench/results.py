@@ -74,6 +74,10 @@ class BenchResult:
             ):
                 requests[column] = requests[column] + shift
             requests["queue_ms"] = shift
+            deltas = events[events["tokens"] > 0].groupby("request").size()
+            requests["tokens_per_chunk"] = requests["completion_tokens"] / requests["request"].map(
+                deltas
+            )
         config = {**config, "cancelled": cancelled, "started_wall": started_wall}
         return cls(requests, events, config, _calibrate(events, lag_s))
 
