@@ -24,7 +24,7 @@ $(VENV)/.demo: pyproject.toml | $(BIN)/python
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
 
 demo: $(VENV)/.demo
-	$(BIN)/jupyter lab $(ROOT_FLAG) notebooks/
+	$(BIN)/jupyter lab $(ROOT_FLAG) notebooks/01-quickstart.ipynb
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .

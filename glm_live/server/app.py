@@ -90,6 +90,7 @@ class Runtime:
                 Route("/metrics", self._metrics, methods=["GET"]),
                 WebSocketRoute("/ws", self.hub.endpoint),
                 Route("/agents/{name}", self.runs.endpoint, methods=["POST"]),
+                Route("/runs/{run_id}", self.runs.status, methods=["GET"]),
             ],
             lifespan=self._lifespan,
         )

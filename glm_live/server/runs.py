@@ -12,6 +12,8 @@ cancelled: its agents stop on the server.
 from __future__ import annotations
 
 import contextlib
+import json
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -21,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from ..agents import Run, Workflow
-from ..agui import encode_event, event_dict
+from ..agui import RunState, encode_event, event_dict
 from ..glm import GLMClient
 from .chatreq import error_body
 from .hub import Hub
@@ -39,6 +41,8 @@ class RunService:
         self.workflows = workflows
         self._client = client
         self.runs: dict[str, Run] = {}
+        # Folded state of recent runs, for GET /runs/{id} (HTTP polling clients).
+        self.states: dict[str, tuple[RunState, list[int]]] = {}
 
     async def endpoint(self, request: Request) -> Response:
         name = request.path_params["name"]
@@ -62,9 +66,15 @@ class RunService:
         room = f"run:{run_input.run_id}"
 
         agents: dict[str, str] = {}
+        folded, updated = RunState(), [time.time_ns()]
+        self.states[run_input.run_id] = (folded, updated)
+        while len(self.states) > 100:
+            self.states.pop(next(iter(self.states)))
 
         def emit(event: BaseEvent) -> None:
             data = event_dict(event)
+            folded.apply(data)
+            updated[0] = time.time_ns()
             self.hub.publish(room, data)
             status = _agent_status(data, agents, run_input.run_id)
             if status is not None:
@@ -96,6 +106,29 @@ class RunService:
             # Ended, or the client went away: run.events() has cancelled what was running.
             unlisten()
             self.runs.pop(run.run_id, None)
+
+    async def status(self, request: Request) -> Response:
+        """``GET /runs/{id}``: the run's folded state, for clients that poll."""
+        entry = self.states.get(request.path_params["run_id"])
+        if entry is None:
+            return _error(404, "1214", "no such run (only the last 100 are kept)")
+        folded, updated = entry
+        body = {
+            "run": folded.run_id,
+            "status": folded.status,
+            "updated_ns": updated[0],
+            "agents": {
+                name: {
+                    "status": a.status,
+                    "progress": a.progress,
+                    "step": a.step,
+                    "message": a.message,
+                }
+                for name, a in folded.agents.items()
+            },
+            "state": folded.state,
+        }
+        return Response(json.dumps(body, default=str), media_type="application/json")
 
     def _control(self, run: Run, data: Any) -> None:
         if not isinstance(data, dict):

@@ -1,8 +1,9 @@
-"""A loopback TCP proxy that cuts every connection at a random moment.
+"""A loopback TCP proxy that cuts connections, for testing what survives a flaky network.
 
-Each accepted connection is forwarded to ``target`` and torn down (both sides aborted) after a
-random lifetime drawn from ``lifetime`` seconds, so a client behind it sees connections drop
-mid-frame, again and again. ``cuts`` counts them.
+Each accepted connection is forwarded to ``target_port`` and torn down (both sides aborted)
+after a random lifetime drawn from ``lifetime`` seconds, so a client behind it sees its
+connections drop mid-frame, again and again; ``enabled = False`` refuses new connections (an
+outage) and :meth:`ChaosProxy.cut_all` drops the current ones. ``cuts`` counts the cuts.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+
+__all__ = ["ChaosProxy"]
 
 
 class ChaosProxy:
