@@ -292,3 +292,16 @@ def test_workflow_errors() -> None:
     lonely.add("a", nothing, after=["ghost"])
     with pytest.raises(WorkflowError, match="unknown agents"):
         lonely.order()
+
+
+def test_run_status_endpoint_for_polling_clients(session: Session) -> None:
+    handle = session.run("account-review", account="Globex", sim=FAST, display=False)
+    state = handle.wait(60)
+    r = httpx.get(f"{session.url}/runs/{state.run_id}")
+    assert r.status_code == 200
+    body = r.json()
+    assert body["status"] == "finished"
+    assert set(body["agents"]) == {"data-analyzer", "risk-assessor", "report-writer"}
+    assert body["agents"]["report-writer"]["progress"] == 1.0
+    assert body["state"]["report"]["status"] == "done"
+    assert httpx.get(f"{session.url}/runs/nope").status_code == 404
