@@ -21,9 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,27 +32,8 @@ from websockets.asyncio.client import connect
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench._servers import free_port, start  # noqa: E402
 from glm_live.ws import Connection, Message  # noqa: E402
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _start(command: list[str], port: int) -> subprocess.Popen[bytes]:
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return process
-        except OSError:
-            time.sleep(0.1)
-    process.kill()
-    msg = f"server did not start: {command}"
-    raise RuntimeError(msg)
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -154,8 +133,8 @@ def main() -> None:
     config = Path(tempfile.mkdtemp()) / "hub.toml"
     # The bench publishes as fast as it can: lift the per-connection rate limit for it.
     config.write_text(f"[hub]\nrate = 1e9\nburst = 1e9\nsend_queue = {args.messages * 2}\n")
-    hub_port, raw_port = _free_port(), _free_port()
-    hub = _start(
+    hub_port, raw_port = free_port(), free_port()
+    hub = start(
         [
             sys.executable,
             "-m",
@@ -168,7 +147,7 @@ def main() -> None:
         ],
         hub_port,
     )
-    raw = _start([sys.executable, "bench/raw_ws_server.py", str(raw_port)], raw_port)
+    raw = start([sys.executable, "bench/raw_ws_server.py", str(raw_port)], raw_port)
     try:
         asyncio.run(hub_rtt(hub_port, 100))  # warm-up
         asyncio.run(raw_rtt(raw_port, 100))

@@ -32,15 +32,17 @@ import asyncio
 import json
 import os
 import re
-import socket
 import statistics
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench._servers import free_port, start  # noqa: E402
+
 _STAMP = re.compile(rb'"x_sent_ns": ?(\d+)')
 
 
@@ -169,26 +171,6 @@ def _run(coro: object) -> tuple[list[_Reader], int]:
         return asyncio.run(coro)  # type: ignore[arg-type,no-any-return]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _start(command: list[str], port: int) -> subprocess.Popen[bytes]:
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return process
-        except OSError:
-            time.sleep(0.1)
-    process.kill()
-    msg = f"server did not start: {command}"
-    raise RuntimeError(msg)
-
-
 def servers(port: int) -> dict[str, list[str]]:
     py = sys.executable
     plain = [
@@ -221,9 +203,9 @@ def main() -> None:
         f"{args.itl_ms:g} ms; median of {args.repeat} runs after a warm-up"
     )
     results: dict[str, Result] = {}
-    for name, command in servers(_free_port()).items():
+    for name, command in servers(free_port()).items():
         port = int(command[command.index("--port") + 1])
-        process = _start(command, port)
+        process = start(command, port)
         try:
             measure(port, process.pid, min(64, args.streams), 8, args.itl_ms)  # warm-up
             runs = [

@@ -48,6 +48,7 @@ __all__ = [
     "ConnectionFailed",
     "ConnectionState",
     "EventSource",
+    "Observed",
     "Observer",
     "safe_url",
 ]
@@ -95,6 +96,42 @@ class ConnectionEvent:
 Observer = Callable[[ConnectionEvent], None]
 
 
+class Observed:
+    """What EventSource and the hub client share: a state, attempt and reconnect counts, and
+    observers told of every change (an observer's exception is logged, never raised)."""
+
+    state: ConnectionState
+    attempts: int
+    reconnects: int
+    _observers: list[Observer]
+    _logger = logging.getLogger("glm_live.stream")
+
+    def add_observer(self, observer: Observer) -> None:
+        """Call ``observer`` with every :class:`ConnectionEvent` from now on."""
+        self._observers.append(observer)
+
+    def remove_observer(self, observer: Observer) -> None:
+        """Stop calling ``observer``."""
+        self._observers.remove(observer)
+
+    def _emit(self, kind: str, state: ConnectionState, **fields: Any) -> None:
+        self.state = state
+        change = ConnectionEvent(
+            kind=kind,
+            state=state,
+            at_ns=time.perf_counter_ns(),
+            attempt=self.attempts,
+            reconnects=self.reconnects,
+            **fields,
+        )
+        for observer in list(self._observers):
+            try:
+                observer(change)
+            except Exception:
+                # An observer's bug must not kill the connection it observes.
+                self._logger.exception("observer %r failed on %s", observer, kind)
+
+
 class ConnectionFailed(TransportError):
     """The connection failed or dropped and will not be retried (``reconnect=False``).
 
@@ -122,7 +159,7 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-class EventSource(AsyncClosing):
+class EventSource(AsyncClosing, Observed):
     """Server-sent events from ``url``, reconnecting until closed.
 
     Use it as an async context manager and iterate it::
@@ -236,31 +273,6 @@ class EventSource(AsyncClosing):
         )
 
     # -- observers ---------------------------------------------------------------------------
-
-    def add_observer(self, observer: Observer) -> None:
-        """Call ``observer`` with every :class:`ConnectionEvent` from now on."""
-        self._observers.append(observer)
-
-    def remove_observer(self, observer: Observer) -> None:
-        """Stop calling ``observer``."""
-        self._observers.remove(observer)
-
-    def _emit(self, kind: str, state: ConnectionState, **fields: Any) -> None:
-        self.state = state
-        change = ConnectionEvent(
-            kind=kind,
-            state=state,
-            at_ns=time.perf_counter_ns(),
-            attempt=self.attempts,
-            reconnects=self.reconnects,
-            **fields,
-        )
-        for observer in list(self._observers):
-            try:
-                observer(change)
-            except Exception:
-                # An observer's bug must not kill the stream it observes.
-                logger.exception("observer %r failed on %s", observer, kind)
 
     # -- lifecycle ---------------------------------------------------------------------------
 

@@ -42,7 +42,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from ._closing import AsyncClosing
 from .errors import TransportError
 from .retry import Backoff
-from .stream import ConnectionEvent, ConnectionState, Observer
+from .stream import ConnectionState, Observed, Observer
 
 __all__ = ["Connection", "Gap", "HubRefused", "Message", "OutboxFull", "hub_url"]
 
@@ -134,7 +134,9 @@ class _Room:
             queue.put_nowait(item)
 
 
-class Connection(AsyncClosing):
+class Connection(AsyncClosing, Observed):
+    _logger = logger
+
     """One client of the hub, reconnecting until closed.
 
     Args:
@@ -343,26 +345,7 @@ class Connection(AsyncClosing):
         if self.state is not ConnectionState.CLOSED:
             self._emit("closed", ConnectionState.CLOSED)
 
-    def add_observer(self, observer: Observer) -> None:
-        self._observers.append(observer)
-
     # -- the loop ------------------------------------------------------------------------------
-
-    def _emit(self, kind: str, state: ConnectionState, **fields: Any) -> None:
-        self.state = state
-        change = ConnectionEvent(
-            kind=kind,
-            state=state,
-            at_ns=time.perf_counter_ns(),
-            attempt=self.attempts,
-            reconnects=self.reconnects,
-            **fields,
-        )
-        for observer in list(self._observers):
-            try:
-                observer(change)
-            except Exception:
-                logger.exception("observer %r failed on %s", observer, kind)
 
     async def _run(self) -> None:
         while not self._closing:
