@@ -192,7 +192,7 @@ class Handle(ABC, Generic[T, R]):
                 continue
             index += 1
             yield item
-        self._future.result()  # raise the work's exception, if it failed
+        await asyncio.wrap_future(self._future)  # raise the work's exception, if it failed
 
 
 def _wake(loop: asyncio.AbstractEventLoop, waiter: asyncio.Future[None]) -> None:
