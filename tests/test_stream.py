@@ -170,7 +170,8 @@ async def test_wrong_content_type_raises(server: ByteServer) -> None:
 
 
 async def test_idle_watchdog_reconnects(server: ByteServer) -> None:
-    # Comments keep the connection alive (0.4 s of pings > idle_timeout); silence does not.
+    # Comments keep the connection alive (pings every 0.1 s for 0.4 s, and a 0.35 s watchdog:
+    # without them it would fire mid-pings); silence does not.
     first = [
         "data: a\n\n",
         0.1,
@@ -184,7 +185,7 @@ async def test_idle_watchdog_reconnects(server: ByteServer) -> None:
     ]
     server.play(sse(*first, end="hang"), sse("data: b\n\n", end="hang"))
     at_error: list[int] = []
-    source = EventSource(server.url, idle_timeout=0.3, backoff=fast())
+    source = EventSource(server.url, idle_timeout=0.35, backoff=fast())
     source.add_observer(
         lambda c: at_error.append(source.bytes_received) if c.kind == "error" else None
     )
