@@ -143,14 +143,10 @@ class _Protocol(asyncio.Protocol):
         while i < n:
             state = self._chunk_state
             if state == "size":
-                newline = data.find(b"\n", i)
-                if newline < 0:
-                    self._size_line += view[i:]
+                line, i = self._line(data, view, i)
+                if line is None:
                     return
-                self._size_line += view[i:newline]
-                i = newline + 1
-                size = int(bytes(self._size_line).split(b";")[0].strip() or b"0", 16)
-                self._size_line.clear()
+                size = int(line.split(b";")[0].strip() or b"0", 16)
                 if size == 0:
                     self._chunk_state = "trailer"
                     continue
@@ -170,17 +166,24 @@ class _Protocol(asyncio.Protocol):
                 i = newline + 1
                 self._chunk_state = "size"
             else:  # trailer lines after the last chunk, up to an empty line: the body's end
-                newline = data.find(b"\n", i)
-                if newline < 0:
-                    self._size_line += view[i:]
+                line, i = self._line(data, view, i)
+                if line is None:
                     return
-                self._size_line += view[i:newline]
-                i = newline + 1
-                line = bytes(self._size_line).strip()
-                self._size_line.clear()
-                if not line:
+                if not line.strip():
                     self._finish()
                     return
+
+    def _line(self, data: bytes, view: memoryview, i: int) -> tuple[bytes | None, int]:
+        """The line starting at ``i`` (joined to what an earlier read left) and where the next
+        starts; ``None`` when it is not complete yet (what there is waits in the buffer)."""
+        newline = data.find(b"\n", i)
+        if newline < 0:
+            self._size_line += view[i:]
+            return None, len(data)
+        self._size_line += view[i:newline]
+        line = bytes(self._size_line)
+        self._size_line.clear()
+        return line, newline + 1
 
     def _payload(self, data: bytes | memoryview, now: int) -> None:
         response = self.response
