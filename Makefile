@@ -31,11 +31,17 @@ lint: $(VENV)/.dev
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-# The browser test runs whenever Chromium is installed (.ci/run installs it).
+# The browser test runs whenever Chromium is installed, the Redis hub's tests whenever
+# redis-server is (.ci/run installs both from Debian's packages).
 CHROMIUM := $(shell command -v chromium 2>/dev/null)
+REDIS    := $(shell command -v redis-server 2>/dev/null)
+MISSING  := $(strip $(if $(CHROMIUM),,browser) $(if $(REDIS),,redis))
+DESELECT := $(if $(CHROMIUM),$(if $(REDIS),,-m "not redis"),\
+	$(if $(REDIS),-m "not browser",-m "not browser and not redis"))
 
 test: lint
-	$(BIN)/python -m pytest tests $(if $(CHROMIUM),,-m "not browser") \
+	$(if $(MISSING),@echo "not installed and so not tested here: $(MISSING) (see .ci/run)")
+	$(BIN)/python -m pytest tests $(DESELECT) \
 		$(if $(NOTEBOOKS),--nbmake $(NOTEBOOKS))
 
 bench: $(VENV)/.dev

@@ -8,6 +8,7 @@ benchmarks an endpoint, with a progress bar, and writes the results.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import gc
 import sys
@@ -35,6 +36,12 @@ def _serve_parser(commands: Any) -> None:
     serve.add_argument("--config", help="a TOML config file (top-level keys and a [sim] table)")
     serve.add_argument("--ssl-certfile", help="serve TLS with this certificate (PEM)")
     serve.add_argument("--ssl-keyfile", help="...and this private key (PEM)")
+    serve.add_argument(
+        "--redis",
+        help="keep the hub's rooms in Redis (redis://[:password@]host:port/db) so that several "
+        "runtimes share them (default: GLM_LIVE_REDIS, else in memory)",
+    )
+    serve.add_argument("--redis-prefix", help="prefix of the hub's Redis keys (glm_live)")
     serve.add_argument("--ttft-ms", type=float, help="simulated time to first token (ms)")
     serve.add_argument("--itl-ms", type=float, help="simulated gap between tokens (ms)")
     serve.add_argument("--tokens", type=int, help="simulated answer length in tokens")
@@ -46,6 +53,7 @@ def _serve_parser(commands: Any) -> None:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from .errors import HubStoreError
     from .server.app import Runtime
     from .server.config import ConfigError
     from .server.runner import build_config, uvicorn_config
@@ -71,9 +79,15 @@ def _serve(args: argparse.Namespace) -> int:
             sim=sim,
             ssl_certfile=args.ssl_certfile,
             ssl_keyfile=args.ssl_keyfile,
+            redis=args.redis,
+            redis_prefix=args.redis_prefix,
         )
         runtime = Runtime(config)
-    except ConfigError as exc:
+        if config.redis is not None:
+            from .server.redis_hub import check_redis
+
+            asyncio.run(check_redis(config.redis))
+    except (ConfigError, HubStoreError) as exc:
         print(f"glm-live serve: {exc}", file=sys.stderr)
         return 2
     # A long-running server: move everything imported so far out of the collector's way, and

@@ -32,7 +32,7 @@ import ssl as ssl_module
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -135,12 +135,12 @@ class _Room:
 
 
 class Connection(AsyncClosing, Observed):
-    _logger = logger
-
     """One client of the hub, reconnecting until closed.
 
     Args:
-        url: The hub URL (``ws://host/ws``), or the runtime's ``http(s)://`` URL.
+        url: The hub URL (``ws://host/ws``), or the runtime's ``http(s)://`` URL; or several,
+            for runtimes that share their rooms (``glm-live serve --redis``): after a
+            failure the next attempt goes to the next URL, and the client resumes there.
         token: The runtime's token, sent as ``Authorization: Bearer``.
         name: This client's name; direct messages reach it in the room ``@<name>``.
         kind: What it is, for presence (``notebook``, ``agent``).
@@ -159,6 +159,8 @@ class Connection(AsyncClosing, Observed):
     Observers also get ``heartbeat`` events, whose ``delay`` is the round trip in seconds.
 
     Attributes:
+        url: The hub URL in use (or tried next).
+        urls: Every hub URL, in the order they are tried.
         state: ``connecting``, ``open``, ``reconnecting`` or ``closed``.
         latency: Last heartbeat round trip, seconds (``None`` before the first).
         reconnects: Reconnections so far.
@@ -166,9 +168,11 @@ class Connection(AsyncClosing, Observed):
         gaps: Gaps signalled so far.
     """
 
+    _logger = logger
+
     def __init__(
         self,
-        url: str,
+        url: str | Sequence[str],
         *,
         token: str | None = None,
         name: str | None = None,
@@ -191,7 +195,11 @@ class Connection(AsyncClosing, Observed):
         if outbox_limit < 1:
             msg = "outbox_limit must be at least 1"
             raise ValueError(msg)
-        self.url = hub_url(url)
+        self.urls = [hub_url(u) for u in ([url] if isinstance(url, str) else url)]
+        if not self.urls:
+            msg = "give the hub's URL, or a list of them"
+            raise ValueError(msg)
+        self.url = self.urls[0]
         self._headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.name = name
         self.kind = kind
@@ -204,7 +212,7 @@ class Connection(AsyncClosing, Observed):
         self.open_timeout = open_timeout
         self.max_size = max_size
         self._ssl = ssl
-        if self._ssl is None and self.url.startswith("wss://"):
+        if self._ssl is None and any(u.startswith("wss://") for u in self.urls):
             self._ssl = ssl_module.create_default_context(cafile=cafile)
         self._observers = list(observers)
 
@@ -395,6 +403,8 @@ class Connection(AsyncClosing, Observed):
                 break
             if opened is not None:
                 self.backoff.connected_for(time.monotonic() - opened)
+            if len(self.urls) > 1:  # fail over: the next runtime shares the rooms
+                self.url = self.urls[(self.urls.index(self.url) + 1) % len(self.urls)]
             self.last_error = failure
             self._emit("error", self.state, error=failure)
             delay = self.backoff.next_delay()

@@ -72,9 +72,7 @@ class Runtime:
         self.pacer = Pacer(self.lag)
         self.metrics = RuntimeMetrics(self.lag)
         self.simulator = Simulator(config.sim)
-        self.hub = Hub(
-            token=config.token, allowed_origins=config.allowed_origins, limits=config.hub
-        )
+        self.hub = _hub_for(config)
         self.proxy = Proxy.for_config(config) if config.backend != "sim" else None
         self.active_streams = 0
         self.requests_in_flight = 0
@@ -97,7 +95,9 @@ class Runtime:
 
     @contextlib.asynccontextmanager
     async def _lifespan(self, app: Starlette) -> Any:
+        await self.hub.start()  # a Redis hub that cannot reach Redis stops the start-up here
         yield
+        await self.hub.aclose()
         if self.proxy is not None:
             await self.proxy.aclose()
         if self._agent_client is not None:
@@ -158,6 +158,7 @@ class Runtime:
                 "simulated": self.config.backend == "sim",
                 "model": "glm-4.6-sim" if self.config.backend == "sim" else None,
                 "requests_in_flight": self.requests_in_flight,
+                "hub": self.hub.describe(),
             }
         )
 
@@ -288,3 +289,17 @@ async def _until_done_or_gone(done: asyncio.Future[str], receive: Receive) -> st
         return "gone"
     finally:
         gone.cancel()
+
+
+def _hub_for(config: RuntimeConfig) -> Hub:
+    """The in-memory hub, or with ``config.redis`` one whose rooms live in Redis Streams."""
+    options: dict[str, Any] = {
+        "token": config.token,
+        "allowed_origins": config.allowed_origins,
+        "limits": config.hub,
+    }
+    if config.redis is None:
+        return Hub(**options)
+    from .redis_hub import RedisHub  # redis-py is an optional dependency
+
+    return RedisHub(config.redis, prefix=config.redis_prefix, **options)

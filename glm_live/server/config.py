@@ -215,6 +215,10 @@ class RuntimeConfig:
     ssl_certfile: str | None = None
     ssl_keyfile: str | None = None
     hub: HubLimits = field(default_factory=HubLimits)
+    # Keep the hub's rooms in Redis (redis://[:password@]host:port/db) so that several
+    # runtimes share them; may hold a password, so it stays out of the repr.
+    redis: str | None = field(default=None, repr=False)
+    redis_prefix: str = "glm_live"
     sim: SimConfig = field(default_factory=SimConfig)
 
     def __post_init__(self) -> None:

@@ -35,7 +35,7 @@ import logging
 import secrets
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -121,10 +121,30 @@ class Hub:
         self.stats = {"published": 0, "delivered": 0, "duplicates": 0, "dropped_clients": 0}
         self._listeners: dict[str, list[Callable[[Any], None]]] = {}
 
+    # -- life cycle (the runtime's lifespan calls these; rooms in memory need neither) --------
+
+    async def start(self) -> None:
+        """Connect to shared state, when the hub has any."""
+
+    async def aclose(self) -> None:
+        """Let go of shared state, when the hub has any."""
+
+    def describe(self) -> dict[str, Any]:
+        """What ``/health`` says about the hub."""
+        return {
+            "backend": "memory",
+            "epoch": self.epoch,
+            "clients": len(self._clients),
+            "stats": dict(self.stats),
+        }
+
     # -- publishing from inside the runtime ---------------------------------------------------
 
-    def publish(self, room: str, data: Any, *, sender: str = "runtime", name: str = "") -> int:
-        """Publish ``data`` to ``room`` from the runtime itself; returns its sequence number."""
+    def publish(
+        self, room: str, data: Any, *, sender: str = "runtime", name: str = ""
+    ) -> int | None:
+        """Publish ``data`` to ``room`` from the runtime itself; returns its sequence number
+        (``None`` when the rooms live in Redis, which numbers the message a moment later)."""
         return self._deliver(room, data, sender, name, None)
 
     def listen(self, room: str, callback: Callable[[Any], None]) -> Callable[[], None]:
@@ -192,14 +212,17 @@ class Hub:
                 client.queue.put_nowait(None)
             self._forget(client)
 
+    def _unsubscribe(self, client: _Client, name: str) -> None:
+        room = self._rooms.get(name)
+        if room is not None:
+            room.members.discard(client)
+
     def _forget(self, client: _Client) -> None:
         if client not in self._clients:
             return
         self._clients.discard(client)
         for name in client.rooms:
-            room = self._rooms.get(name)
-            if room is not None:
-                room.members.discard(client)
+            self._unsubscribe(client, name)
         if client.name or client.kind != "client":
             self.publish(
                 "presence",
@@ -291,13 +314,17 @@ class Hub:
             if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
                 self._error(client, "bad_request", "each frame must be an object with a type")
                 continue
-            handler = self._handlers.get(frame["type"])
-            if handler is None:
-                known = ", ".join(sorted(self._handlers))
+            method = _HANDLERS.get(frame["type"])
+            if method is None:
+                known = ", ".join(sorted(_HANDLERS))
                 self._error(client, "unknown_type", f"unknown type {frame['type']!r}; use {known}")
                 continue
+            handler: Callable[[_Client, dict[str, Any]], Awaitable[None] | None]
+            handler = getattr(self, method)
             try:
-                handler(self, client, frame)
+                pending = handler(client, frame)
+                if pending is not None:  # the Redis hub's handlers wait for Redis
+                    await pending
             except _BadFrame as exc:
                 self._error(client, "bad_request", str(exc))
 
@@ -330,22 +357,8 @@ class Hub:
     def _join(self, client: _Client, frame: dict[str, Any]) -> None:
         name = _text(frame, "room", 256)
         room = self._room(name)
-        since = frame.get("since")
-        if since is None:
-            since = room.last  # live from now on: nothing to replay
-        if not isinstance(since, int) or isinstance(since, bool) or since < 0:
-            raise _BadFrame("since must be null or a non-negative integer")
-        epoch = frame.get("epoch")
-        gap: dict[str, Any] | None = None
-        if epoch is not None and epoch != room.epoch:
-            gap = {"reason": "epoch", "old_epoch": epoch}
-            since = 0
         first = room.history[0][0] if room.history else room.last + 1
-        if since < first - 1:
-            if gap is None and (since > 0 or epoch is not None):
-                gap = {"reason": "trimmed", "lost_from": since + 1, "lost_to": first - 1}
-            elif gap is not None:
-                gap.update(lost_from=1, lost_to=first - 1)
+        since, gap = _resume_point(frame, room.epoch, room.last, first)
         client.rooms.add(name)
         room.members.add(client)
         client.offer(
@@ -361,18 +374,11 @@ class Hub:
     def _leave(self, client: _Client, frame: dict[str, Any]) -> None:
         name = _text(frame, "room", 256)
         client.rooms.discard(name)
-        room = self._rooms.get(name)
-        if room is not None:
-            room.members.discard(client)
+        self._unsubscribe(client, name)
         client.offer(json.dumps({"type": "left", "room": name}))
 
     def _publish(self, client: _Client, frame: dict[str, Any]) -> None:
-        name = _text(frame, "room", 256)
-        msg_id = frame.get("id")
-        if not isinstance(msg_id, int) or isinstance(msg_id, bool):
-            raise _BadFrame("publish needs an integer id (increasing per client)")
-        if "data" not in frame:
-            raise _BadFrame("publish needs data")
+        name, msg_id = _publication(frame)
         last, recent = self._seen.get(client.id, (0, {}))
         if msg_id <= last:
             # A re-send after a reconnect: acknowledge again, deliver nothing.
@@ -396,17 +402,53 @@ class Hub:
     def _ping(self, client: _Client, frame: dict[str, Any]) -> None:
         client.offer(json.dumps({"type": "pong", "t": frame.get("t")}))
 
-    _handlers = {  # noqa: RUF012 - a dispatch table
-        "hello": _hello,
-        "join": _join,
-        "leave": _leave,
-        "publish": _publish,
-        "ping": _ping,
-    }
+
+# Frame type → handler method (looked up on the instance, so the Redis hub can override them).
+_HANDLERS = {
+    "hello": "_hello",
+    "join": "_join",
+    "leave": "_leave",
+    "publish": "_publish",
+    "ping": "_ping",
+}
 
 
 class _BadFrame(Exception):
     pass
+
+
+def _resume_point(
+    frame: dict[str, Any], room_epoch: str, last: int, first: int
+) -> tuple[int, dict[str, Any] | None]:
+    """Where a ``join`` resumes (``since``), and the gap to report: the room's epoch, its
+    last sequence number and the first one still kept decide."""
+    since = frame.get("since")
+    if since is None:
+        since = last  # live from now on: nothing to replay
+    if not isinstance(since, int) or isinstance(since, bool) or since < 0:
+        raise _BadFrame("since must be null or a non-negative integer")
+    epoch = frame.get("epoch")
+    gap: dict[str, Any] | None = None
+    if epoch is not None and epoch != room_epoch:
+        gap = {"reason": "epoch", "old_epoch": epoch}
+        since = 0
+    if since < first - 1:
+        if gap is None and (since > 0 or epoch is not None):
+            gap = {"reason": "trimmed", "lost_from": since + 1, "lost_to": first - 1}
+        elif gap is not None:
+            gap.update(lost_from=1, lost_to=first - 1)
+    return since, gap
+
+
+def _publication(frame: dict[str, Any]) -> tuple[str, int]:
+    """A ``publish`` frame's room and message id, checked."""
+    name = _text(frame, "room", 256)
+    msg_id = frame.get("id")
+    if not isinstance(msg_id, int) or isinstance(msg_id, bool):
+        raise _BadFrame("publish needs an integer id (increasing per client)")
+    if "data" not in frame:
+        raise _BadFrame("publish needs data")
+    return name, msg_id
 
 
 def _text(frame: dict[str, Any], key: str, limit: int) -> str:

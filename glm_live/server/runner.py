@@ -11,6 +11,7 @@ import ipaddress
 import os
 import threading
 import time
+from dataclasses import fields
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -42,7 +43,8 @@ def build_config(
 ) -> RuntimeConfig:
     """A :class:`RuntimeConfig` from a config object or file plus overrides.
 
-    The token comes from ``token=`` or ``GLM_LIVE_TOKEN``. Raises :class:`InsecureBindError`
+    The token comes from ``token=`` or ``GLM_LIVE_TOKEN``, the hub's Redis from ``redis=`` or
+    ``GLM_LIVE_REDIS``. Raises :class:`InsecureBindError`
     for a non-loopback host without one.
     """
     seed = overrides.pop("seed", None)
@@ -52,19 +54,10 @@ def build_config(
     overrides["sim"] = sim
     if overrides.get("token") is None:
         overrides["token"] = os.environ.get("GLM_LIVE_TOKEN") or None
+    if overrides.get("redis") is None:
+        overrides["redis"] = os.environ.get("GLM_LIVE_REDIS") or None
     if isinstance(config, RuntimeConfig):
-        base = {
-            "host": config.host,
-            "port": config.port,
-            "backend": config.backend,
-            "upstream": config.upstream,
-            "token": config.token,
-            "max_body_bytes": config.max_body_bytes,
-            "allowed_origins": config.allowed_origins,
-            "ssl_certfile": config.ssl_certfile,
-            "ssl_keyfile": config.ssl_keyfile,
-            "hub": config.hub,
-        }
+        base = {f.name: getattr(config, f.name) for f in fields(config) if f.name != "sim"}
         values = {**base, **{k: v for k, v in overrides.items() if v is not None and k != "sim"}}
         result = RuntimeConfig(**values, sim=config.sim.with_overrides(sim))
     elif config is not None:
@@ -151,6 +144,7 @@ def serve(
     sim: dict[str, Any] | None = None,
     ssl_certfile: str | None = None,
     ssl_keyfile: str | None = None,
+    redis: str | None = None,
     log_level: str = "warning",
     startup_timeout: float = 15.0,
 ) -> ServerHandle:
@@ -168,6 +162,8 @@ def serve(
         ssl_keyfile: ...and this private key.
         config: A :class:`RuntimeConfig` or a TOML config file.
         sim: Simulator defaults (``ttft_ms``, ``itl_ms``, ``tokens``, ...).
+        redis: Keep the hub's rooms in this Redis (``redis://host:port/db``; default
+            ``GLM_LIVE_REDIS``, else in memory), shared with every runtime that uses it.
         log_level: uvicorn's log level.
         startup_timeout: Seconds to wait for the server to start.
 
@@ -187,6 +183,7 @@ def serve(
         sim=sim,
         ssl_certfile=ssl_certfile,
         ssl_keyfile=ssl_keyfile,
+        redis=redis,
     )
     runtime = Runtime(runtime_config)
     server = uvicorn.Server(uvicorn_config(runtime, log_level))
