@@ -50,7 +50,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from ..errors import HubStoreError
 from ..retry import Backoff
@@ -108,7 +108,7 @@ class _Append:
     message: str
     sender: str  # whose dedupe window the publish id belongs to
     msg_id: int
-    done: asyncio.Future[tuple[int, bool]] | None = None
+    done: Callable[[int, bool], None] | None = None  # told the seq and whether a duplicate
 
 
 class RedisHub(Hub):
@@ -132,7 +132,7 @@ class RedisHub(Hub):
         #: This runtime among those sharing the Redis.
         self.instance = secrets.token_hex(4)
         self._redis: aioredis.Redis | None = None
-        self._append_script: Any = None
+        self._script = ""  # the append script's SHA, once loaded
         self._subs: dict[str, dict[_Client, _Sub]] = {}
         self._cursors: dict[str, str] = {}  # room → last entry ID this runtime has read
         self._watching: dict[str, asyncio.Future[None]] = {}
@@ -181,7 +181,7 @@ class RedisHub(Hub):
             await self._redis.aclose()
             raise _unusable(self._url, exc) from None
         self.epoch = str(epoch)
-        self._append_script = self._redis.register_script(_APPEND)
+        self._script = await self._redis.script_load(_APPEND)
         self._tasks = [
             asyncio.ensure_future(self._write_loop()),
             asyncio.ensure_future(self._read_loop()),
@@ -226,13 +226,11 @@ class RedisHub(Hub):
         """Queue ``data`` for ``room``; Redis numbers it when the writer sends it (so this
         returns ``None``). Publications leave in the order they were made."""
         message = _message(room, sender, name, None, data)
-        if len(self._pending) >= _MAX_PENDING:
+        try:
+            self._append(_Append(room, message, f"runtime:{self.instance}", next(self._ids)))
+        except HubStoreError:
             self.stats["lost"] += 1
             logger.warning("Redis at %s is not keeping up: a publication to %s", self.where, room)
-            return None
-        self._pending.append(_Append(room, message, f"runtime:{self.instance}", next(self._ids)))
-        self._wanted.set()
-        self._drained.clear()
         return None
 
     def listen(self, room: str, callback: Callable[[Any], None]) -> Callable[[], None]:
@@ -259,20 +257,25 @@ class RedisHub(Hub):
                 continue
             pipe = self._redis.pipeline(transaction=False)
             for item in batch:
-                await self._append_script(
-                    keys=[self._epoch_key, self._room_key(item.room), self._seen_key(item.sender)],
-                    args=[
-                        secrets.token_hex(6),
-                        item.message,
-                        self.limits.history,
-                        item.msg_id,
-                        self.limits.dedupe,
-                        _SEEN_TTL_S,
-                    ],
-                    client=pipe,
+                pipe.evalsha(
+                    self._script,
+                    3,
+                    self._epoch_key,
+                    self._room_key(item.room),
+                    self._seen_key(item.sender),
+                    secrets.token_hex(6),
+                    item.message,
+                    self.limits.history,
+                    item.msg_id,
+                    self.limits.dedupe,
+                    _SEEN_TTL_S,
                 )
             try:
                 replies = await pipe.execute()
+            except NoScriptError:  # a restarted Redis forgot the script: load it again
+                with contextlib.suppress(RedisError, OSError):
+                    self._script = await self._redis.script_load(_APPEND)
+                continue
             except (RedisError, OSError) as exc:
                 # The whole batch is tried again: the script's dedupe makes that safe.
                 delay = backoff.next_delay()
@@ -292,21 +295,19 @@ class RedisHub(Hub):
                     self.stats["duplicates"] += 1
                 else:
                     self.stats["published"] += 1
-                if item.done is not None and not item.done.done():
-                    item.done.set_result((int(seq), bool(duplicate)))
+                if item.done is not None:
+                    item.done(int(seq), bool(duplicate))
             epoch = replies[-1][0]
             if epoch != self.epoch:
                 await self._epoch_changed(str(epoch))
 
-    async def _append(self, room: str, message: str, sender: str, msg_id: int) -> tuple[int, bool]:
+    def _append(self, item: _Append) -> None:
         if len(self._pending) >= _MAX_PENDING:
             msg = f"Redis at {self.where} is not keeping up"
             raise HubStoreError(msg)
-        done: asyncio.Future[tuple[int, bool]] = asyncio.get_running_loop().create_future()
-        self._pending.append(_Append(room, message, sender, msg_id, done))
+        self._pending.append(item)
         self._wanted.set()
         self._drained.clear()
-        return await done
 
     # -- reading ---------------------------------------------------------------------------------
 
@@ -497,19 +498,20 @@ class RedisHub(Hub):
                     return
         sub.buffer.clear()
 
-    async def _publish(self, client: _Client, frame: dict[str, Any]) -> None:  # type: ignore[override]
+    def _publish(self, client: _Client, frame: dict[str, Any]) -> None:
+        # Not awaited: the client's next frames are read while Redis appends this one, and the
+        # acknowledgement leaves when it is done (appends finish in the order they were made).
         name, msg_id = _publication(frame)
         message = _message(name, client.id, client.name, msg_id, frame["data"])
+
+        def acknowledge(seq: int, duplicate: bool) -> None:
+            ack = {"type": "ack", "id": msg_id, "room": name, "seq": seq, "duplicate": duplicate}
+            client.offer(json.dumps(ack))
+
         try:
-            seq, duplicate = await self._append(name, message, client.id, msg_id)
+            self._append(_Append(name, message, client.id, msg_id, acknowledge))
         except HubStoreError as exc:
             self._unavailable(client, exc)
-            return
-        client.offer(
-            json.dumps(
-                {"type": "ack", "id": msg_id, "room": name, "seq": seq, "duplicate": duplicate}
-            )
-        )
 
     def _unavailable(self, client: _Client, exc: BaseException) -> None:
         logger.warning("hub: Redis at %s failed for a client (%s)", self.where, type(exc).__name__)
