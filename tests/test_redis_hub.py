@@ -264,6 +264,38 @@ async def test_control_published_on_one_runtime_reaches_a_run_on_the_other(
     assert "result" not in events[-1] or events[-1]["result"] is None
 
 
+async def test_a_publication_re_sent_to_the_other_runtime_is_not_delivered_twice(
+    pair: tuple[RuntimeProcess, RuntimeProcess],
+) -> None:
+    from websockets.asyncio.client import connect
+
+    a, b = pair
+
+    async def publish_as(url: str, ids: list[int]) -> list[dict[str, Any]]:
+        async with connect(url.replace("http", "ws") + "/ws") as ws:
+            await ws.send(json.dumps({"type": "hello", "id": "client-x"}))
+            for msg_id in ids:
+                frame = {"type": "publish", "room": "once", "id": msg_id, "data": msg_id}
+                await ws.send(json.dumps(frame))
+            acks = []
+            while len(acks) < len(ids):
+                frame = json.loads(await asyncio.wait_for(ws.recv(), 10))
+                if frame["type"] == "ack":
+                    acks.append(frame)
+            return acks
+
+    async with Connection(b.url, backoff=quick()) as reader:
+        await reader.join("once")
+        first = await publish_as(a.url, [1, 2])
+        # The ack of 2 was "lost": the client re-sends 2, then 3, to the other runtime.
+        again = await publish_as(b.url, [2, 3])
+        got = messages(await collect(reader, "once", 3))
+    assert [(f["id"], f["seq"], f["duplicate"]) for f in first] == [(1, 1, False), (2, 2, False)]
+    assert [(f["id"], f["seq"], f["duplicate"]) for f in again] == [(2, 2, True), (3, 3, False)]
+    assert [(m.seq, m.data) for m in got] == [(1, 1), (2, 2), (3, 3)]
+    assert b.hub()["stats"]["duplicates"] == 1
+
+
 async def test_a_client_resumes_on_the_other_runtime_when_its_own_dies(
     pair: tuple[RuntimeProcess, RuntimeProcess],
 ) -> None:

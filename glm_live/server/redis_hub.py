@@ -344,9 +344,11 @@ class RedisHub(Hub):
                     self._wake_cursor = entries[-1][0]
                     continue
                 room = key[len(self.prefix) + 6 :]  # after "<prefix>:room:"
-                if room not in self._cursors:
-                    continue  # no longer watched
                 for entry_id, fields in entries:
+                    cursor = self._cursors.get(room)
+                    # Not watched any more, or watched anew from further on meanwhile.
+                    if cursor is None or _seq(entry_id) <= _seq(cursor):
+                        continue
                     self._cursors[room] = entry_id
                     self._fanout(room, entry_id, fields)
 
