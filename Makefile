@@ -51,6 +51,7 @@ bench: $(VENV)/.dev
 	$(BIN)/python bench/recorder.py
 	$(BIN)/python bench/widget_updates.py
 	$(BIN)/python bench/loadgen_accuracy.py
+	$(BIN)/python bench/dask_shards.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

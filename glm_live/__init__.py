@@ -15,6 +15,7 @@ from .agui import AgentStatus, RunState
 from .aio import Handle
 from .errors import (
     AuthenticationError,
+    ClusterError,
     ContentFilteredError,
     ContentTypeError,
     EventTooLarge,
@@ -68,6 +69,7 @@ __all__ = [
     "ChatHandle",
     "ChatStream",
     "Chunk",
+    "ClusterError",
     "Completion",
     "ConnectionEvent",
     "ConnectionFailed",

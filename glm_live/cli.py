@@ -147,14 +147,22 @@ def _bench_parser(commands: Any) -> None:
     bench.add_argument("--max-tokens", type=int)
     bench.add_argument("--sim", help="simulator knobs as JSON, e.g. '{\"tokens\": 64}'")
     bench.add_argument("--out", help="results file: .parquet, .json or .csv")
+    bench.add_argument(
+        "--cluster",
+        help="shard the load over dask workers: 'local' (2 worker processes), a number of "
+        "local worker processes, or a scheduler address (tcp://host:8786); needs glm_live[dask]",
+    )
+    bench.add_argument(
+        "--cluster-timeout", type=float, default=30.0, help="seconds to reach the cluster"
+    )
 
 
 def _bench(args: argparse.Namespace) -> int:
-    import asyncio
     import json
     import os
 
     from .bench import BenchResult, run
+    from .errors import ClusterError
 
     try:
         levels = [float(v) for v in (args.rate or args.concurrency).split(",")]
@@ -184,56 +192,85 @@ def _bench(args: argparse.Namespace) -> int:
             flush=True,
         )
 
-    results = []
+    cluster: Any = None
+    if args.cluster:
+        spec = args.cluster.strip()
+        cluster = True if spec == "local" else int(spec) if spec.isdigit() else spec
+
+    results: list[BenchResult] = []
     by = "rate" if args.rate else "concurrency"
-    for level in levels:
-        options: dict[str, Any] = dict(
-            requests=args.requests,
-            warmup=args.warmup,
-            model=args.model,
-            api_key=key,
-            prompts=args.prompts,
-            prompt_tokens=args.prompt_tokens,
-            progress=progress,
-            arrivals=args.arrivals,
-            **params,
-        )
-        if args.rate:
-            options.update(rate=level, concurrency=None)
-        else:
-            options.update(concurrency=int(level))
-        print(f"{by} {level:g}:", file=sys.stderr)
-        try:
-            result = asyncio.run(run(args.url, **options))
-        except KeyboardInterrupt:
-            print("\ninterrupted", file=sys.stderr)
-            break
-        print(file=sys.stderr)
-        results.append(result)
-        summary = result.summary(ci=False)
-        rate = result.throughput()
-        calibration = result.calibration
-        line = (
-            f"  TTFT p50 {summary.loc['ttft_ms', 'p50']:.1f} p99 "
-            f"{summary.loc['ttft_ms', 'p99']:.1f} ms · TPOT p50 "
-            f"{summary.loc['tpot_ms', 'p50']:.2f} ms · E2E p99 "
-            f"{summary.loc['e2e_ms', 'p99']:.0f} ms · {rate['output_tokens_per_s']:.0f} tok/s"
-            if "ttft_ms" in summary.index and summary.loc["ttft_ms", "count"]
-            else "  no successful requests"
-        )
-        print(line)
-        if calibration.get("timing_error_p99_ms") is not None:
-            print(
-                f"  harness timing error p99 {calibration['timing_error_p99_ms']:.2f} ms, "
-                f"event-loop lag p99 {calibration['loop_lag_p99_ms']:.2f} ms"
+
+    async def levels_in_turn(shared: Any) -> None:
+        for level in levels:
+            options: dict[str, Any] = dict(
+                requests=args.requests,
+                warmup=args.warmup,
+                model=args.model,
+                api_key=key,
+                prompts=args.prompts,
+                prompt_tokens=args.prompt_tokens,
+                progress=progress,
+                arrivals=args.arrivals,
+                cluster=shared,
+                cluster_timeout=args.cluster_timeout,
+                **params,
             )
-        if calibration.get("warning"):
-            print(f"  warning: {calibration['warning']}")
+            if args.rate:
+                options.update(rate=level, concurrency=None)
+            else:
+                options.update(concurrency=int(level))
+            print(f"{by} {level:g}:", file=sys.stderr)
+            result = await run(args.url, **options)
+            print(file=sys.stderr)
+            results.append(result)
+            _report(result)
+
+    async def main() -> None:
+        if cluster is None:
+            await levels_in_turn(None)
+            return
+        from .bench.cluster import connect  # one cluster for every level
+
+        async with connect(cluster, timeout=args.cluster_timeout) as connection:
+            await levels_in_turn(connection)
+
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+    except (ClusterError, ImportError, ValueError, TypeError) as exc:
+        print(f"\nglm-live bench: {exc}", file=sys.stderr)
+        return 2
     if args.out and results:
         combined = BenchResult.combine(results, by=by)
         written = combined.save(args.out)
         print("wrote " + ", ".join(str(p) for p in written))
     return 0 if results else 1
+
+
+def _report(result: Any) -> None:
+    """One level's headline figures, on stdout."""
+    summary = result.summary(ci=False)
+    rate = result.throughput()
+    calibration = result.calibration
+    line = (
+        f"  TTFT p50 {summary.loc['ttft_ms', 'p50']:.1f} p99 "
+        f"{summary.loc['ttft_ms', 'p99']:.1f} ms · TPOT p50 "
+        f"{summary.loc['tpot_ms', 'p50']:.2f} ms · E2E p99 "
+        f"{summary.loc['e2e_ms', 'p99']:.0f} ms · {rate['output_tokens_per_s']:.0f} tok/s"
+        if "ttft_ms" in summary.index and summary.loc["ttft_ms", "count"]
+        else "  no successful requests"
+    )
+    print(line)
+    if calibration.get("timing_error_p99_ms") is not None:
+        print(
+            f"  harness timing error p99 {calibration['timing_error_p99_ms']:.2f} ms, "
+            f"event-loop lag p99 {calibration['loop_lag_p99_ms']:.2f} ms"
+        )
+    if calibration.get("clock"):
+        print(f"  {calibration['clock']['agreement']}")
+    if calibration.get("warning"):
+        print(f"  warning: {calibration['warning']}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

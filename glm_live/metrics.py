@@ -19,8 +19,8 @@ from __future__ import annotations
 import threading
 import time
 from array import array
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -73,6 +73,79 @@ class Recorder:
 
     def __repr__(self) -> str:
         return f"<Recorder {len(self._requests)} requests, {len(self)} events>"
+
+    def __getstate__(self) -> dict[str, Any]:
+        # A benchmark shard's recorder travels back from its worker process: everything but
+        # the lock, which cannot be pickled and is per process anyway.
+        state = self.__dict__.copy()
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    @classmethod
+    def merged(
+        cls,
+        parts: Sequence[tuple[Recorder, int]],
+        order: Sequence[tuple[int, int]],
+        *,
+        anchor_ns: int,
+        anchor_wall_ns: int,
+    ) -> Recorder:
+        """One recorder from several, e.g. recorded in other processes.
+
+        Args:
+            parts: Each recorder with the shift (ns) that puts its monotonic stamps on this
+                recorder's clock. The events' ``sent_ns`` are the server's wall-clock stamps
+                and are not shifted.
+            order: ``(part, request)`` pairs: the merged recorder's requests, in order. Events
+                of requests left out are dropped.
+            anchor_ns: The merged recorder's monotonic anchor...
+            anchor_wall_ns: ...and the wall-clock time it stands for.
+        """
+        import numpy as np
+
+        out = cls()
+        out.anchor_ns, out.anchor_wall_ns = anchor_ns, anchor_wall_ns
+        numbers = [np.full(len(recorder._requests), -1, dtype=np.int64) for recorder, _ in parts]
+        for new, (part, request) in enumerate(order):
+            recorder, shift = parts[part]
+            row = recorder._requests[request]
+            numbers[part][request] = new
+            out._requests.append(
+                replace(
+                    row,
+                    scheduled_ns=None if row.scheduled_ns is None else row.scheduled_ns + shift,
+                    started_ns=row.started_ns + shift,
+                    stamps={k: None if v is None else v + shift for k, v in row.stamps.items()},
+                    extra=dict(row.extra),
+                )
+            )
+        names = ("_request", "_index", "_arrival", "_bytes", "_kind", "_chars", "_sent")
+        pieces: dict[str, list[Any]] = {name: [] for name in names}
+        for part, (recorder, shift) in enumerate(parts):
+            columns = {}
+            for name in names:
+                column = getattr(recorder, name)
+                columns[name] = np.frombuffer(column, dtype=f"i{column.itemsize}")
+            new_numbers = numbers[part][columns["_request"]]
+            keep = new_numbers >= 0
+            for name in names:
+                pieces[name].append(columns[name][keep])
+            pieces["_request"][-1] = new_numbers[keep]
+            pieces["_arrival"][-1] = pieces["_arrival"][-1] + shift
+            out._samples.extend((n, t + shift, v) for n, t, v in recorder._samples)
+        if not pieces["_request"]:
+            return out
+        # Events grouped by request, in request order, as one process would have fed them.
+        by_request = np.argsort(np.concatenate(pieces["_request"]), kind="stable")
+        for name in names:
+            target = getattr(out, name)
+            merged = np.concatenate(pieces[name])[by_request]
+            target.frombytes(merged.astype(f"i{target.itemsize}").tobytes())
+        return out
 
     # -- writing -------------------------------------------------------------------------------
 

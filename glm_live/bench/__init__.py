@@ -1,21 +1,25 @@
 """Benchmarks of streaming endpoints, as DataFrames: ``await glm_live.bench.run(url, ...)``.
 
-See :mod:`glm_live.bench.runner` for how load is generated and timed, and
-:mod:`glm_live.bench.stats` for the statistics and metric dialects.
+See :mod:`glm_live.bench.runner` for how load is generated and timed,
+:mod:`glm_live.bench.cluster` for sharding it over ``dask.distributed`` workers
+(``cluster=...``), and :mod:`glm_live.bench.stats` for the statistics and metric dialects.
 """
 
 from __future__ import annotations
 
+from ..errors import ClusterError
 from . import plots
 from .compare import compare
 from .results import BenchResult
-from .runner import Benchmark, chat_url, prompts_from, run, run_sync, sweep
+from .runner import Benchmark, Shard, chat_url, prompts_from, run, run_sync, sweep
 from .stats import PERCENTILES, bootstrap_ci, describe, dialects, permutation_test
 
 __all__ = [
     "PERCENTILES",
     "BenchResult",
     "Benchmark",
+    "ClusterError",
+    "Shard",
     "bootstrap_ci",
     "chat_url",
     "compare",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from html import escape as html_escape
 from pathlib import Path
 from typing import Any
 
@@ -144,15 +145,28 @@ class BenchResult:
 
     def __repr__(self) -> str:
         done = int((self.requests["status"] == "ok").sum()) if not self.requests.empty else 0
+        clock = self.calibration.get("clock")
+        workers = ""
+        if clock:
+            n = len(clock["workers"])
+            workers = f" on {n} worker{'s' if n != 1 else ''}"
+            if n > 1:
+                workers += f" (clocks within {clock['spread_ms']:.2f} ms)"
         return (
             f"<BenchResult {self.config.get('url')} concurrency={self.config.get('concurrency')}"
-            f" rate={self.config.get('rate')} {done}/{len(self.requests)} ok>"
+            f" rate={self.config.get('rate')} {done}/{len(self.requests)} ok{workers}>"
         )
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
         summary = self.summary(ci=False)
         text = repr(self) + "\n" + summary.to_string()
-        html = f"<p>{repr(self)[1:-1]}</p>" + summary.to_html(float_format="{:.1f}".format)
+        html = f"<p>{html_escape(repr(self)[1:-1])}</p>" + summary.to_html(
+            float_format="{:.1f}".format
+        )
+        clock = self.calibration.get("clock")
+        if clock:
+            text += f"\nclock agreement: {clock['agreement']}"
+            html += f"<p><b>Clock agreement:</b> {html_escape(clock['agreement'])}</p>"
         if self.calibration.get("warning"):
             html += f"<p><b>Warning:</b> {self.calibration['warning']}</p>"
         return {"text/plain": text, "text/html": html}

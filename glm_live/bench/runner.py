@@ -10,6 +10,11 @@ While the run goes, a monitor samples the event loop's lag every 5 ms; afterward
 server stamped ``x_sent_ns`` (the simulator does), the harness reports its own timing error
 (arrival on the wall clock minus the server's send stamp), and warns when the client, not the
 server, looks like the bottleneck.
+
+With ``cluster=`` the run is sharded over ``dask.distributed`` workers
+(:mod:`glm_live.bench.cluster`); each worker runs a :class:`Benchmark` with a :class:`Shard`:
+its share of the global request indices (and, open loop, their arrival offsets), started at a
+common wall-clock instant.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import json
 import random
 import time
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +35,53 @@ from ..metrics import Recorder
 from ._client import HTTPResponseError, Response, StreamClient
 from .results import BenchResult
 
-__all__ = ["Benchmark", "chat_url", "prompts_from", "run", "run_sync", "sweep"]
+__all__ = ["Benchmark", "Shard", "chat_url", "prompts_from", "run", "run_sync", "sweep"]
 
 Progress = Callable[[dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class Shard:
+    """One process's share of a run that several processes drive together.
+
+    Attributes:
+        indices: The global request indices this process sends, in order. Prompts cycle by
+            global index and requests below the run's ``warmup`` are the warm-up, so a
+            request is the same whichever process sends it.
+        offsets: Open loop: each request's arrival, in seconds after ``start_wall_ns`` (drawn
+            once for the whole run). ``None`` in a closed loop.
+        start_wall_ns: The common start, on the wall clock (``time.time_ns()``); each process
+            turns it into an instant on its own monotonic clock and waits for it. ``None``:
+            start at once.
+    """
+
+    indices: tuple[int, ...]
+    offsets: tuple[float, ...] | None = None
+    start_wall_ns: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.offsets is not None and len(self.offsets) != len(self.indices):
+            msg = (
+                f"a shard's offsets ({len(self.offsets)}) must match its indices "
+                f"({len(self.indices)}), one arrival per request"
+            )
+            raise ValueError(msg)
+
+
+def snapshot(done: int, total: int, ttfts_ms: Sequence[float], errors: int) -> dict[str, Any]:
+    """A progress report: requests done of total, running TTFT p50/p99, errors."""
+    ordered = sorted(ttfts_ms)
+
+    def pick(q: float) -> float | None:
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else None
+
+    return {
+        "done": done,
+        "total": total,
+        "ttft_p50_ms": pick(0.5),
+        "ttft_p99_ms": pick(0.99),
+        "errors": errors,
+    }
 
 
 def chat_url(url: str) -> str:
@@ -87,6 +137,11 @@ def prompts_from(
     return list(prompts)
 
 
+def _wants_cluster(cluster: Any) -> bool:
+    # False is "no cluster", as None is; 0 is not (it is a bad number of workers).
+    return cluster is not None and cluster is not False
+
+
 def _arrivals(n: int, rate: float, kind: str, burstiness: float, seed: int) -> list[float]:
     rng = random.Random(seed)
     t = 0.0
@@ -103,7 +158,17 @@ def _arrivals(n: int, rate: float, kind: str, burstiness: float, seed: int) -> l
 
 
 class Benchmark:
-    """One benchmark run; :meth:`cancel` stops it and :meth:`run` returns what it has."""
+    """One benchmark run; :meth:`cancel` stops it and :meth:`run` returns what it has.
+
+    Keyword-only, besides the load options:
+
+    - ``cluster``: shard the run over ``dask.distributed`` workers: ``True`` or ``"local"``
+      (a ``LocalCluster`` of 2 worker processes, closed afterwards), an int (that many
+      processes), a ``distributed.Client`` (used as is), a cluster object or a scheduler
+      address (connected to, then disconnected). See :mod:`glm_live.bench.cluster`.
+    - ``cluster_timeout``: seconds to start or reach the cluster and for its workers to answer.
+    - ``shard``: run only this :class:`Shard` of the load (what each worker does).
+    """
 
     def __init__(
         self,
@@ -122,10 +187,19 @@ class Benchmark:
         seed: int = 0,
         timeout: float = 300.0,
         progress: Progress | None = None,
+        cluster: Any = None,
+        cluster_timeout: float = 30.0,
+        shard: Shard | None = None,
         **params: Any,
     ) -> None:
         if rate is None and not concurrency:
             msg = "give a concurrency (closed loop) or a rate (open loop)"
+            raise ValueError(msg)
+        if _wants_cluster(cluster) and shard is not None:
+            msg = "a Benchmark is either a whole run (cluster=...) or one shard of it, not both"
+            raise ValueError(msg)
+        if shard is not None and (shard.offsets is None) != (rate is None):
+            msg = "a shard has arrival offsets exactly when the run is open loop (rate=...)"
             raise ValueError(msg)
         if arrivals not in ("poisson", "gamma", "constant"):
             msg = f"arrivals must be poisson, gamma or constant, got {arrivals!r}"
@@ -144,7 +218,7 @@ class Benchmark:
             "params": params,
         }
         self.concurrency = concurrency
-        self.total = warmup + requests
+        self.total = warmup + requests if shard is None else len(shard.indices)
         self.warmup = warmup
         self.rate = rate
         self.arrival_kind = arrivals
@@ -153,9 +227,31 @@ class Benchmark:
         self.model = model
         self.params = params
         self.prompts = prompts_from(prompts, prompt_tokens, seed)
+        self.cluster = cluster if _wants_cluster(cluster) else None
+        self.cluster_timeout = cluster_timeout
+        self.shard = shard
+        self.indices = list(range(self.total)) if shard is None else list(shard.indices)
+        # What each shard's Benchmark is built with (the api_key travels to the workers, and
+        # nowhere else: it is not in the config).
+        self.shard_options: dict[str, Any] = {
+            "concurrency": concurrency,
+            "requests": requests,
+            "rate": rate,
+            "arrivals": arrivals,
+            "burstiness": burstiness,
+            "warmup": warmup,
+            "prompts": self.prompts,
+            "model": model,
+            "api_key": api_key,
+            "seed": seed,
+            "timeout": timeout,
+            **params,
+        }
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.client = StreamClient(self.url, headers=headers, timeout=timeout)
         self.progress = progress
+        #: How late this process started after its shard's common start (ns).
+        self.late_ns = 0
         self.recorder = Recorder()
         self._responses: dict[int, tuple[Response, int, BaseException | None]] = {}
         self._stopped = asyncio.Event()
@@ -201,32 +297,59 @@ class Benchmark:
             if self.progress is not None:
                 self.progress(self._snapshot())
 
-    def _snapshot(self) -> dict[str, Any]:
-        ttfts = sorted(
+    def ttfts_ms(self) -> list[float]:
+        """Time to the first event of every request that finished so far (ms)."""
+        return [
             (r.arrivals[0] - scheduled) / 1e6
             for r, scheduled, error in self._responses.values()
             if error is None and r.arrivals
-        )
-        pick = (lambda q: ttfts[min(len(ttfts) - 1, int(q * len(ttfts)))]) if ttfts else None
-        return {
-            "done": len(self._responses),
-            "total": self.total,
-            "ttft_p50_ms": pick(0.5) if pick else None,
-            "ttft_p99_ms": pick(0.99) if pick else None,
-            "errors": sum(1 for _, _, e in self._responses.values() if e is not None),
-        }
+        ]
+
+    @property
+    def errors(self) -> int:
+        """Requests that failed so far."""
+        return sum(1 for _, _, e in self._responses.values() if e is not None)
+
+    @property
+    def sent(self) -> list[int]:
+        """The global indices of the requests sent so far, in order: :meth:`record` makes one
+        recorder row for each, in this order."""
+        return sorted(self._responses)
+
+    @property
+    def lag_s(self) -> list[float]:
+        """The event loop's lag, sampled every 5 ms while the run went (s)."""
+        return self._lag
+
+    def _snapshot(self) -> dict[str, Any]:
+        return snapshot(len(self._responses), self.total, self.ttfts_ms(), self.errors)
 
     async def run(self) -> BenchResult:
         """Run the benchmark (cancelling this task, or :meth:`cancel`, keeps partial data)."""
+        if self.cluster is not None:
+            from .cluster import run_sharded
+
+            return await run_sharded(self)
+        started_wall = await self.execute()
+        return self._result(started_wall)
+
+    async def execute(self) -> float:
+        """Send the load and keep the raw responses; returns the wall-clock start (s).
+
+        :meth:`run` is this, then the frames; a shard on a worker ships :meth:`record`'s
+        recorder back instead, so that the frames are built once, from all the shards.
+        """
         monitor = asyncio.ensure_future(self._monitor())
         reporter = asyncio.ensure_future(self._report())
         started_wall = time.time()
         tasks: list[asyncio.Task[None]] = []
         try:
-            if self.rate is None:
+            offsets = None if self.rate is None else self._offsets()
+            start = await self._start()
+            if offsets is None:
                 await self._closed_loop(tasks)
             else:
-                await self._open_loop(tasks)
+                await self._open_loop(tasks, offsets, start)
         except asyncio.CancelledError:
             self.cancelled = True
         finally:
@@ -240,10 +363,22 @@ class Benchmark:
             self.client.close()
         if self.progress is not None:
             self.progress(self._snapshot())
-        return self._result(started_wall)
+        return started_wall
+
+    async def _start(self) -> int:
+        """The start on ``perf_counter_ns``: now, or a shard's common instant, waited for."""
+        if self.shard is None or self.shard.start_wall_ns is None:
+            return time.perf_counter_ns()
+        start = time.perf_counter_ns() + (self.shard.start_wall_ns - time.time_ns())
+        delay = (start - time.perf_counter_ns()) / 1e9
+        if delay > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopped.wait(), delay)
+        self.late_ns = max(0, time.perf_counter_ns() - start)
+        return start
 
     async def _closed_loop(self, tasks: list[asyncio.Task[None]]) -> None:
-        counter = iter(range(self.total))
+        counter = iter(self.indices)
 
         async def worker() -> None:
             for index in counter:
@@ -255,11 +390,17 @@ class Benchmark:
         tasks.extend(workers)
         await _until(workers, asyncio.ensure_future(self._stopped.wait()))
 
-    async def _open_loop(self, tasks: list[asyncio.Task[None]]) -> None:
+    def _offsets(self) -> list[float]:
+        """The open loop's arrivals (s after the start): a shard's, or drawn from the seed."""
         assert self.rate is not None
-        offsets = _arrivals(self.total, self.rate, self.arrival_kind, self.burstiness, self.seed)
+        if self.shard is not None and self.shard.offsets is not None:
+            return list(self.shard.offsets)
+        return _arrivals(self.total, self.rate, self.arrival_kind, self.burstiness, self.seed)
+
+    async def _open_loop(
+        self, tasks: list[asyncio.Task[None]], offsets: list[float], start: int
+    ) -> None:
         limit = asyncio.Semaphore(self.concurrency) if self.concurrency else None
-        start = time.perf_counter_ns()
 
         async def limited(index: int, scheduled: int) -> None:
             if limit is None:
@@ -268,7 +409,7 @@ class Benchmark:
             async with limit:
                 await self._one(index, scheduled)
 
-        for index, offset in enumerate(offsets):
+        for index, offset in zip(self.indices, offsets, strict=True):
             scheduled = start + int(offset * 1e9)
             delay = (scheduled - time.perf_counter_ns()) / 1e9
             if delay > 0:
@@ -280,8 +421,19 @@ class Benchmark:
         await _until(tasks, asyncio.ensure_future(self._stopped.wait()))
 
     def _result(self, started_wall: float) -> BenchResult:
+        return BenchResult.from_recorder(
+            self.record(),
+            config=self.config,
+            lag_s=self._lag,
+            cancelled=self.cancelled,
+            started_wall=started_wall,
+        )
+
+    def record(self) -> Recorder:
+        """Parse the responses into :attr:`recorder`, one request per global index in order
+        (after the run: JSON stays off the hot path). Returns the recorder."""
         recorder = self.recorder
-        for index in sorted(self._responses):
+        for index in self.sent:
             response, scheduled, error = self._responses[index]
             number = recorder.begin(
                 f"request {index}", kind="bench", model=self.model, scheduled_ns=scheduled
@@ -304,13 +456,7 @@ class Benchmark:
             )
             if model:
                 recorder._requests[number].model = model
-        return BenchResult.from_recorder(
-            recorder,
-            config=self.config,
-            lag_s=self._lag,
-            cancelled=self.cancelled,
-            started_wall=started_wall,
-        )
+        return recorder
 
 
 async def _until(tasks: Iterable[asyncio.Future[Any]], stop: asyncio.Future[Any]) -> None:
@@ -383,7 +529,9 @@ async def run(url: str, *, display: bool | None = None, **options: Any) -> Bench
     request body, e.g. ``sim={...}`` or ``max_tokens``).
 
     In a notebook a :class:`~glm_live.widgets.BenchProgress` shows the progress and the
-    running percentiles (``display=False`` opts out).
+    running percentiles (``display=False`` opts out). With ``cluster=...`` the load is
+    sharded over ``dask.distributed`` workers (:mod:`glm_live.bench.cluster`); the progress
+    then moves as each worker's shard comes back.
     """
     benchmark = Benchmark(url, **options)
     view = None
@@ -423,7 +571,20 @@ async def sweep(
     rate: Sequence[float] | None = None,
     **options: Any,
 ) -> list[BenchResult]:
-    """One run per concurrency (or per rate), in order."""
+    """One run per concurrency (or per rate), in order.
+
+    With ``cluster=...`` the cluster is started (or connected to) once, for all the runs.
+    """
+    if _wants_cluster(options.get("cluster")):
+        from .cluster import Connection, connect
+
+        if not isinstance(options["cluster"], Connection):
+            async with connect(
+                options.pop("cluster"), timeout=options.get("cluster_timeout", 30.0)
+            ) as connection:
+                return await sweep(
+                    url, concurrency=concurrency, rate=rate, cluster=connection, **options
+                )
     if rate is not None:
         return [await run(url, rate=r, **options) for r in rate]
     return [await run(url, concurrency=c, **options) for c in concurrency or [1]]
