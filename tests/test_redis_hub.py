@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import random
 import shutil
 import signal
 import socket
@@ -22,7 +21,6 @@ import pytest
 import redis
 
 from glm_live.errors import HubStoreError
-from glm_live.retry import Backoff
 from glm_live.server import serve
 from glm_live.server.config import RuntimeConfig
 from glm_live.server.hub import HubLimits
@@ -30,6 +28,7 @@ from glm_live.server.redis_hub import RedisHub
 from glm_live.sse import Decoder
 from glm_live.ws import Connection, Gap, Message
 from tests.agui_checker import check_run
+from tests.test_hub import collect, quick
 
 pytestmark = pytest.mark.redis
 
@@ -137,21 +136,17 @@ def pair(redis_url: str) -> Iterator[tuple[RuntimeProcess, RuntimeProcess]]:
         b.stop()
 
 
-def quick() -> Backoff:
-    return Backoff(initial=0.02, maximum=0.2, stable_after=1.0, rng=random.Random(1))
-
-
-async def collect(conn: Connection, room: str, n: int, timeout: float = 30) -> list[Message | Gap]:
-    items: list[Message | Gap] = []
-
-    async def run() -> None:
-        async for item in conn.subscribe(room):
-            items.append(item)
-            if sum(1 for i in items if isinstance(i, Message)) == n:
-                return
-
-    await asyncio.wait_for(run(), timeout)
-    return items
+def run_input(run_id: str, sim: dict[str, Any]) -> dict[str, Any]:
+    """A RunAgentInput for the account-review workflow."""
+    return {
+        "threadId": "t",
+        "runId": run_id,
+        "state": {},
+        "messages": [{"id": "m1", "role": "user", "content": "Review the Globex account"}],
+        "tools": [],
+        "context": [],
+        "forwardedProps": {"inputs": {"account": "Globex"}, "sim": sim},
+    }
 
 
 def messages(items: list[Message | Gap]) -> list[Message]:
@@ -201,15 +196,7 @@ async def test_an_agent_run_on_one_runtime_reaches_a_client_of_the_other(
 ) -> None:
     a, b = pair
     run_id = f"run-{uuid.uuid4().hex[:6]}"
-    body = {
-        "threadId": "t",
-        "runId": run_id,
-        "state": {},
-        "messages": [{"id": "m1", "role": "user", "content": "Review the Globex account"}],
-        "tools": [],
-        "context": [],
-        "forwardedProps": {"inputs": {"account": "Globex"}, "sim": FAST},
-    }
+    body = run_input(run_id, FAST)
     async with Connection(b.url, backoff=quick()) as watcher:
         await watcher.join(f"run:{run_id}")
         await watcher.join("agents")
@@ -236,15 +223,7 @@ async def test_control_published_on_one_runtime_reaches_a_run_on_the_other(
 ) -> None:
     a, b = pair
     run_id = f"run-{uuid.uuid4().hex[:6]}"
-    body = {
-        "threadId": "t",
-        "runId": run_id,
-        "messages": [{"id": "m1", "role": "user", "content": "Review"}],
-        "state": {},
-        "tools": [],
-        "context": [],
-        "forwardedProps": {"inputs": {"account": "Globex"}, "sim": {"ttft_ms": 5, "itl_ms": 30}},
-    }
+    body = run_input(run_id, {"ttft_ms": 5, "itl_ms": 30})
     decoder = Decoder()
     events: list[dict[str, Any]] = []
     async with (

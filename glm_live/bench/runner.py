@@ -234,18 +234,11 @@ class Benchmark:
         # What each shard's Benchmark is built with (the api_key travels to the workers, and
         # nowhere else: it is not in the config).
         self.shard_options: dict[str, Any] = {
-            "concurrency": concurrency,
-            "requests": requests,
-            "rate": rate,
-            "arrivals": arrivals,
-            "burstiness": burstiness,
-            "warmup": warmup,
-            "prompts": self.prompts,
-            "model": model,
-            "api_key": api_key,
-            "seed": seed,
-            "timeout": timeout,
+            **{k: v for k, v in self.config.items() if k not in ("url", "params")},
             **params,
+            "prompts": self.prompts,
+            "api_key": api_key,
+            "timeout": timeout,
         }
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.client = StreamClient(self.url, headers=headers, timeout=timeout)
