@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import secrets
 from collections.abc import Iterator
 
 import pytest
@@ -228,15 +229,16 @@ async def test_bad_input_gets_error_replies_and_close_codes(runtime: ServerHandl
 
 
 async def test_token_is_required_and_refusal_says_why() -> None:
-    with serve(token="hub-token-123456") as handle:
-        refused = Connection(handle.url, token="wrong-token-0000")
+    token = secrets.token_hex(12)
+    with serve(token=token) as handle:
+        refused = Connection(handle.url, token=secrets.token_hex(12))
         async with refused:
             with pytest.raises(TimeoutError):
                 await refused.join("r", timeout=2)
         assert isinstance(refused.last_error, HubRefused)
         assert refused.last_error.code == 4401
         assert refused.state.value == "closed"
-        async with Connection(handle.url, token="hub-token-123456") as ok:
+        async with Connection(handle.url, token=token) as ok:
             await ok.join("r", timeout=5)
             assert ok.state.value == "open"
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import socket
 import time
 from collections.abc import Iterator
@@ -496,7 +497,7 @@ def test_health_and_metrics(runtime: ServerHandle) -> None:
 
 
 def test_token_required_when_configured() -> None:
-    token = "rt-token-0123456789"
+    token = secrets.token_hex(12)
     with serve(token=token, sim=FAST) as handle:
         assert token not in repr(handle)
         assert token not in repr(handle.runtime.config)
