@@ -30,6 +30,7 @@ lint: $(VENV)/.dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 # The browser test runs whenever Chromium is installed, the Redis hub's tests whenever
 # redis-server is (.ci/run installs both from Debian's packages).
@@ -45,13 +46,13 @@ test: lint
 		$(if $(NOTEBOOKS),--nbmake $(NOTEBOOKS))
 
 bench: $(VENV)/.dev
-	$(BIN)/python bench/sse_decode.py
-	$(BIN)/python bench/sim_throughput.py
-	$(BIN)/python bench/hub_fanout.py
-	$(BIN)/python bench/recorder.py
-	$(BIN)/python bench/widget_updates.py
-	$(BIN)/python bench/loadgen_accuracy.py
-	$(BIN)/python bench/dask_shards.py
+	$(BIN)/python benchmarks/sse_decode.py
+	$(BIN)/python benchmarks/sim_throughput.py
+	$(BIN)/python benchmarks/hub_fanout.py
+	$(BIN)/python benchmarks/recorder.py
+	$(BIN)/python benchmarks/widget_updates.py
+	$(BIN)/python benchmarks/loadgen_accuracy.py
+	$(BIN)/python benchmarks/dask_shards.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

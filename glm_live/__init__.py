@@ -9,10 +9,8 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
-from . import errors, sse
-from .agents import AgentContext, Run, Workflow, WorkflowError
-from .agui import AgentStatus, RunState
-from .aio import Handle
+from . import _compat, errors
+from .agents.core import AgentContext, Run, Workflow, WorkflowError
 from .errors import (
     AuthenticationError,
     ClusterError,
@@ -34,7 +32,10 @@ from .errors import (
     StreamInterrupted,
     TransportError,
 )
-from .glm import (
+from .notebook.aio import Handle
+from .notebook.session import ChatHandle, RunHandle, Session, connect
+from .protocols.agui import AgentStatus, RunState
+from .protocols.glm import (
     DEFAULT_BASE_URL,
     ChatStream,
     Chunk,
@@ -44,16 +45,18 @@ from .glm import (
     ToolCall,
     ToolCallDelta,
 )
-from .retry import Backoff
-from .session import ChatHandle, RunHandle, Session, connect
-from .sse import Decoder, Event
-from .stream import (
+from .transport.sse_client import (
     ConnectionEvent,
     ConnectionFailed,
     ConnectionState,
     EventSource,
     Observer,
 )
+from .wire import sse
+from .wire.retry import Backoff
+from .wire.sse import Decoder, Event
+
+_compat.install()  # glm_live.sse, glm_live.widgets, ...: the paths before the floors
 
 try:
     __version__ = version("glm_live")

@@ -84,7 +84,7 @@ def _serve(args: argparse.Namespace) -> int:
         )
         runtime = Runtime(config)
         if config.redis is not None:
-            from .server.redis_hub import check_redis
+            from .server.hub.redis import check_redis
 
             asyncio.run(check_redis(config.redis))
     except (ConfigError, HubStoreError) as exc:
@@ -161,8 +161,8 @@ def _bench(args: argparse.Namespace) -> int:
     import json
     import os
 
-    from .bench import BenchResult, run
     from .errors import ClusterError
+    from .measure.bench import BenchResult, run
 
     try:
         levels = [float(v) for v in (args.rate or args.concurrency).split(",")]
@@ -229,7 +229,7 @@ def _bench(args: argparse.Namespace) -> int:
         if cluster is None:
             await levels_in_turn(None)
             return
-        from .bench.cluster import connect  # one cluster for every level
+        from .measure.bench.cluster import connect  # one cluster for every level
 
         async with connect(cluster, timeout=args.cluster_timeout) as connection:
             await levels_in_turn(connection)

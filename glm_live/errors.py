@@ -46,7 +46,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .sse import Event
+    from .wire.sse import Event
 
 __all__ = [
     "AuthenticationError",

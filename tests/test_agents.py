@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 from glm_live import AgentContext, Session, Workflow, WorkflowError, connect
-from glm_live.agui import event_dict
-from glm_live.sse import Decoder
+from glm_live.protocols.agui import event_dict
+from glm_live.wire.sse import Decoder
 from tests.agui_checker import OrderingError, check_run
 
 FAST = {"ttft_ms": 1, "itl_ms": 1}
@@ -168,7 +168,7 @@ async def test_chat_handle_iterates_and_awaits(session: Session) -> None:
 
 
 async def test_run_events_and_agent_status_reach_the_hub(session: Session) -> None:
-    from glm_live.ws import Connection, Message
+    from glm_live.transport.hub_client import Connection, Message
 
     async with Connection(session.url) as watcher:
         await watcher.join("agents")

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from glm_live import bench
-from glm_live.bench import Benchmark, BenchResult
+from glm_live.measure.bench import Benchmark, BenchResult
 from glm_live.server import ServerHandle, serve
 
 SIM = {"ttft_ms": 5, "itl_ms": 2, "tokens": 20}
@@ -232,8 +232,8 @@ def test_compare_and_plots(runtime: ServerHandle) -> None:
 
 
 def test_progress_widget_follows_the_run(runtime: ServerHandle) -> None:
-    from glm_live.widgets import coalescer
-    from glm_live.widgets.recording import record_comms
+    from glm_live.notebook.widgets import coalescer
+    from glm_live.testing.comm_recorder import record_comms
 
     with record_comms() as log:
         result = bench.run_sync(

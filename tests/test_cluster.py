@@ -20,8 +20,8 @@ import pytest
 from distributed import Client, LocalCluster
 
 from glm_live import bench
-from glm_live.bench import Benchmark, BenchResult, ClusterError
-from glm_live.bench.runner import _arrivals
+from glm_live.measure.bench import Benchmark, BenchResult, ClusterError
+from glm_live.measure.bench.runner import _arrivals
 from glm_live.server import ServerHandle, serve
 from tests.test_bench import assert_same_frames
 

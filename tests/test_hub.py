@@ -12,11 +12,11 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from glm_live.chaos import ChaosProxy
-from glm_live.retry import Backoff
 from glm_live.server import ServerHandle, serve
-from glm_live.server.hub import HubLimits
-from glm_live.ws import Connection, Gap, HubRefused, Message, OutboxFull, hub_url
+from glm_live.server.hub.service import HubLimits
+from glm_live.testing.chaos import ChaosProxy
+from glm_live.transport.hub_client import Connection, Gap, HubRefused, Message, OutboxFull, hub_url
+from glm_live.wire.retry import Backoff
 
 
 @pytest.fixture(scope="module")

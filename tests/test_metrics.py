@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 import glm_live
-from glm_live.metrics import KINDS, Recorder
+from glm_live.measure.recorder import KINDS, Recorder
 
 
 def test_recorder_frames_from_hand_fed_events() -> None:

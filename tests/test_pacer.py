@@ -9,8 +9,8 @@ from typing import Any
 
 from glm_live.server.chatreq import parse_chat_request
 from glm_live.server.config import SimConfig
-from glm_live.server.pacer import PacedStream, Pacer
-from glm_live.server.sim import Simulator
+from glm_live.server.sim.engine import Simulator
+from glm_live.server.sim.pacer import PacedStream, Pacer
 
 
 def plan(tokens: int, itl_ms: float = 0.0) -> Any:

@@ -11,7 +11,7 @@ import pytest
 
 from glm_live import GLMClient, InsufficientBalanceError, RateLimitError, StreamInterrupted
 from glm_live.server import ConfigError, ServerHandle, serve
-from glm_live.sse import Decoder
+from glm_live.wire.sse import Decoder
 from tests.byteserver import ByteServer, error, sse
 
 FAST = {"ttft_ms": 1, "itl_ms": 1}

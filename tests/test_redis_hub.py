@@ -24,10 +24,10 @@ import redis
 from glm_live.errors import HubStoreError
 from glm_live.server import serve
 from glm_live.server.config import RuntimeConfig
-from glm_live.server.hub import HubLimits
-from glm_live.server.redis_hub import RedisHub
-from glm_live.sse import Decoder
-from glm_live.ws import Connection, Gap, Message
+from glm_live.server.hub.redis import RedisHub
+from glm_live.server.hub.service import HubLimits
+from glm_live.transport.hub_client import Connection, Gap, Message
+from glm_live.wire.sse import Decoder
 from tests.agui_checker import check_run
 from tests.test_hub import collect, quick
 

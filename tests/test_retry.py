@@ -6,7 +6,7 @@ from email.utils import format_datetime
 
 import pytest
 
-from glm_live.retry import Backoff, parse_retry_after
+from glm_live.wire.retry import Backoff, parse_retry_after
 
 
 def test_full_jitter_stays_under_growing_ceiling() -> None:

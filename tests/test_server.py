@@ -24,7 +24,7 @@ from glm_live import (
     StreamInterrupted,
 )
 from glm_live.server import InsecureBindError, ServerHandle, serve
-from glm_live.sse import Decoder
+from glm_live.wire.sse import Decoder
 
 FAST = {"ttft_ms": 1, "itl_ms": 1}
 
@@ -531,7 +531,7 @@ def test_refuses_network_bind_without_token(monkeypatch: pytest.MonkeyPatch) -> 
 def test_latency_knee_from_capacity() -> None:
     from glm_live.server.chatreq import parse_chat_request
     from glm_live.server.config import SimConfig
-    from glm_live.server.sim import Simulator
+    from glm_live.server.sim.engine import Simulator
 
     sim = Simulator(SimConfig())
     request = parse_chat_request(

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from glm_live.errors import EventTooLarge
-from glm_live.sse import Decoder, Event, encode
+from glm_live.wire.sse import Decoder, Event, encode
 
 CASES = json.loads((Path(__file__).parent / "sse-cases.json").read_text())["cases"]
 

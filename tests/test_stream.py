@@ -303,7 +303,7 @@ async def test_observer_failure_does_not_break_stream(
         raise RuntimeError("observer bug")
 
     server.play(sse("data: a\n\n"))
-    with caplog.at_level(logging.ERROR, logger="glm_live.stream"):
+    with caplog.at_level(logging.ERROR, logger="glm_live.transport.sse_client"):
         async with EventSource(server.url, reconnect=False, observers=[broken]) as source:
             assert [e.data async for e in source] == ["a"]
     assert "observer" in caplog.text

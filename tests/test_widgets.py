@@ -8,10 +8,16 @@ from typing import Any
 import pytest
 
 import glm_live
-from glm_live.agui import AgentStatus, RunState
-from glm_live.stream import ConnectionEvent, ConnectionState
-from glm_live.widgets import AgentBoard, Coalescer, ConnectionIndicator, StreamView, coalescer
-from glm_live.widgets.recording import record_comms
+from glm_live.notebook.widgets import (
+    AgentBoard,
+    Coalescer,
+    ConnectionIndicator,
+    StreamView,
+    coalescer,
+)
+from glm_live.protocols.agui import AgentStatus, RunState
+from glm_live.testing.comm_recorder import record_comms
+from glm_live.transport.sse_client import ConnectionEvent, ConnectionState
 
 
 def wait_for(predicate: Any, timeout: float = 5.0) -> None:

@@ -24,9 +24,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
-from ..agents import Workflow
-from ..glm import GLMClient
-from ..workflows import builtin_workflows
+from ..agents.builtin import builtin_workflows
+from ..agents.core import Workflow
+from ..protocols.glm import GLMClient
 from .asgi import (
     ConnectionCut,
     Receive,
@@ -38,12 +38,12 @@ from .asgi import (
 )
 from .chatreq import BadRequest, ChatRequest, error_body, parse_chat_request, parse_json_body
 from .config import RuntimeConfig
-from .hub import Hub
-from .pacer import LagHistogram, PacedStream, Pacer
+from .hub.service import Hub
 from .promstats import RuntimeMetrics
 from .proxy import Proxy
 from .runs import RunService
-from .sim import Answer, HTTPFault, Simulator
+from .sim.engine import Answer, HTTPFault, Simulator
+from .sim.pacer import LagHistogram, PacedStream, Pacer
 
 __all__ = ["CHAT_PATHS", "Runtime", "create_app"]
 
@@ -300,6 +300,6 @@ def _hub_for(config: RuntimeConfig) -> Hub:
     }
     if config.redis is None:
         return Hub(**options)
-    from .redis_hub import RedisHub  # redis-py is an optional dependency
+    from .hub.redis import RedisHub  # redis-py is an optional dependency
 
     return RedisHub(config.redis, prefix=config.redis_prefix, **options)

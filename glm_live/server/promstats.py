@@ -15,7 +15,7 @@ from prometheus_client import (
 from prometheus_client.core import HistogramMetricFamily
 from prometheus_client.registry import Collector
 
-from .pacer import LAG_BOUNDS, LagHistogram
+from .sim.pacer import LAG_BOUNDS, LagHistogram
 
 __all__ = ["RuntimeMetrics"]
 

@@ -15,10 +15,10 @@ from typing import Any
 
 import httpx
 
-from .._secret import Secret
 from ..errors import scrub
-from ..glm import DEFAULT_BASE_URL
-from ..stream import safe_url
+from ..protocols.glm import DEFAULT_BASE_URL
+from ..transport.sse_client import safe_url
+from ..wire._secret import Secret
 from .asgi import Receive, Send, cut_connection, send_json, wait_disconnect
 from .chatreq import error_body
 from .config import ConfigError, RuntimeConfig

@@ -22,11 +22,11 @@ from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from ..agents import Run, Workflow
-from ..agui import RunState, encode_event, event_dict
-from ..glm import GLMClient
+from ..agents.core import Run, Workflow
+from ..protocols.agui import RunState, encode_event, event_dict
+from ..protocols.glm import GLMClient
 from .chatreq import error_body
-from .hub import Hub
+from .hub.service import Hub
 
 __all__ = ["RunService"]
 

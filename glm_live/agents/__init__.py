@@ -1,0 +1,5 @@
+"""Floor 4, agents: workflows of agents that call a model and report as AG-UI events.
+
+- :mod:`.core`: :class:`~.core.Workflow`, :class:`~.core.Run`, :class:`~.core.AgentContext`.
+- :mod:`.builtin`: the workflows the runtime serves out of the box (``account-review``).
+"""

@@ -1,0 +1,581 @@
+"""Workflows of agents, run as AG-UI event streams.
+
+A :class:`Workflow` is a set of agents, each an async function of an :class:`AgentContext`,
+with dependencies (``after=[...]``): agents without a pending dependency run in parallel, so a
+chain is a sequence and a fan-in is a DAG. :class:`Run` executes one; every step of it becomes
+an AG-UI event handed to ``emit``:
+
+``RUN_STARTED``, ``STATE_SNAPSHOT``, the orchestrator's plan (a step and a text message), then
+per agent ``SUBAGENT_STARTED``, its steps, messages (``TEXT_MESSAGE_*``, ``REASONING_*``), tool
+calls (``TOOL_CALL_*``), progress (``CUSTOM progress``) and state changes (``STATE_DELTA``, RFC
+6902), then ``SUBAGENT_FINISHED`` or ``SUBAGENT_ERROR``; finally the orchestrator's report and
+``RUN_FINISHED`` (``outcome: cancelled`` when cancelled) or ``RUN_ERROR``. Anything still open
+(a message, a tool call, a step) is closed before the run ends, as AG-UI's ordering rules need.
+
+An agent can be paused, resumed, cancelled or given human input (:meth:`Run.control`): it waits
+at its next checkpoint (every context call is one).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import json
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import jsonpatch
+from ag_ui.core import (
+    BaseEvent,
+    CustomEvent,
+    ReasoningEndEvent,
+    ReasoningMessageContentEvent,
+    ReasoningMessageEndEvent,
+    ReasoningMessageStartEvent,
+    ReasoningStartEvent,
+    RunErrorEvent,
+    RunFinishedCancelledOutcome,
+    RunFinishedEvent,
+    RunStartedEvent,
+    StateDeltaEvent,
+    StateSnapshotEvent,
+    StepFinishedEvent,
+    StepStartedEvent,
+    SubagentErrorEvent,
+    SubagentFinishedEvent,
+    SubagentStartedEvent,
+    TextMessageContentEvent,
+    TextMessageEndEvent,
+    TextMessageStartEvent,
+    ToolCallArgsEvent,
+    ToolCallEndEvent,
+    ToolCallResultEvent,
+    ToolCallStartEvent,
+)
+
+from ..errors import GlmLiveError
+from ..protocols.agui import PROGRESS
+from ..protocols.glm import Completion, GLMClient
+
+__all__ = ["Agent", "AgentContext", "Run", "Workflow", "WorkflowError"]
+
+AgentFunction = Callable[["AgentContext"], Awaitable[Any]]
+Emit = Callable[[BaseEvent], None]
+
+
+class WorkflowError(GlmLiveError, ValueError):
+    """A workflow that cannot run: unknown dependency, cycle, duplicate name."""
+
+
+@dataclass(frozen=True)
+class Agent:
+    """One agent: a name, an async function, what it waits for."""
+
+    name: str
+    function: AgentFunction
+    after: tuple[str, ...] = ()
+    description: str = ""
+
+
+class Workflow:
+    """Agents and their dependencies.
+
+    Example::
+
+        flow = Workflow("review")
+
+        @flow.agent()
+        async def fetch(ctx): ...
+
+        @flow.agent(after=["fetch"])
+        async def summarise(ctx): ...
+    """
+
+    def __init__(
+        self, name: str, description: str = "", initial_state: Mapping[str, Any] | None = None
+    ) -> None:
+        self.name = name
+        self.description = description
+        self.initial_state = dict(initial_state or {})
+        self.agents: dict[str, Agent] = {}
+
+    def __repr__(self) -> str:
+        return f"Workflow({self.name!r}, agents={list(self.agents)})"
+
+    def add(
+        self,
+        name: str,
+        function: AgentFunction,
+        *,
+        after: Iterable[str] = (),
+        description: str = "",
+    ) -> Agent:
+        """Add an agent; ``after`` names the agents it waits for."""
+        if name in self.agents:
+            msg = f"workflow {self.name!r} already has an agent named {name!r}"
+            raise WorkflowError(msg)
+        agent = Agent(name, function, tuple(after), description or (function.__doc__ or ""))
+        self.agents[name] = agent
+        return agent
+
+    def agent(
+        self, name: str | None = None, *, after: Iterable[str] = (), description: str = ""
+    ) -> Callable[[AgentFunction], AgentFunction]:
+        """Decorator form of :meth:`add` (the name defaults to the function's, with dashes)."""
+
+        def register(function: AgentFunction) -> AgentFunction:
+            self.add(
+                name or function.__name__.replace("_", "-"),
+                function,
+                after=after,
+                description=description,
+            )
+            return function
+
+        return register
+
+    def order(self) -> list[list[str]]:
+        """The agents in waves: each wave's agents can run together once the earlier waves
+        are done. Raises :class:`WorkflowError` for unknown dependencies or cycles."""
+        for agent in self.agents.values():
+            unknown = [d for d in agent.after if d not in self.agents]
+            if unknown:
+                msg = f"agent {agent.name!r} waits for unknown agents {unknown}"
+                raise WorkflowError(msg)
+        done: set[str] = set()
+        waves = []
+        while len(done) < len(self.agents):
+            wave = [
+                a.name for a in self.agents.values() if a.name not in done and set(a.after) <= done
+            ]
+            if not wave:
+                stuck = sorted(set(self.agents) - done)
+                msg = f"workflow {self.name!r} has a dependency cycle among {stuck}"
+                raise WorkflowError(msg)
+            waves.append(wave)
+            done.update(wave)
+        return waves
+
+
+class _Control:
+    """Pause, resume, cancel and human input for one agent."""
+
+    def __init__(self) -> None:
+        self.running = asyncio.Event()
+        self.running.set()
+        self.inbox: asyncio.Queue[Any] = asyncio.Queue()
+
+
+class AgentContext:
+    """What an agent gets: inputs, results of the agents before it, the shared state, a GLM
+    client, and ways to report (steps, progress, messages, tool calls)."""
+
+    def __init__(self, run: Run, agent: Agent, subagent_run_id: str) -> None:
+        self.run = run
+        self.agent = agent
+        self.name = agent.name
+        self.id = subagent_run_id
+        self._control = run._controls[agent.name]
+        self._open_steps: list[str] = []
+
+    @property
+    def inputs(self) -> dict[str, Any]:
+        """The run's inputs."""
+        return self.run.inputs
+
+    @property
+    def results(self) -> dict[str, Any]:
+        """What the agents before this one returned, by name."""
+        return dict(self.run.results)
+
+    @property
+    def state(self) -> Any:
+        """A copy of the shared state (change it with :meth:`update` or :meth:`patch`)."""
+        return copy.deepcopy(self.run.state)
+
+    async def checkpoint(self) -> None:
+        """Wait here while paused (cancellation arrives as ``CancelledError``)."""
+        await self._control.running.wait()
+
+    def _emit(self, event: BaseEvent) -> None:
+        event.subagent_run_id = self.id  # type: ignore[attr-defined]
+        self.run._emit(event)
+
+    @contextlib.asynccontextmanager
+    async def step(self, name: str) -> AsyncIterator[None]:
+        """A named step (``STEP_STARTED``/``STEP_FINISHED``, named ``<agent>: <name>``)."""
+        await self.checkpoint()
+        step = f"{self.name}: {name}"
+        self._emit(StepStartedEvent(step_name=step))
+        self._open_steps.append(step)
+        try:
+            yield
+        finally:
+            self._open_steps.remove(step)
+            self._emit(StepFinishedEvent(step_name=step))
+
+    async def progress(self, fraction: float, message: str = "") -> None:
+        """Report progress, 0 to 1, with a short message."""
+        await self.checkpoint()
+        fraction = min(1.0, max(0.0, float(fraction)))
+        self._emit(
+            CustomEvent(
+                name=PROGRESS, value={"agent": self.name, "fraction": fraction, "message": message}
+            )
+        )
+
+    async def update(self, changes: Mapping[str, Any]) -> None:
+        """Merge ``changes`` into the shared state's top level (sent as a JSON Patch)."""
+        await self.checkpoint()
+        self.run._change_state(lambda state: {**state, **changes}, self)
+
+    async def patch(self, operations: list[dict[str, Any]]) -> None:
+        """Apply RFC 6902 ``operations`` to the shared state."""
+        await self.checkpoint()
+        self.run._change_state(lambda state: jsonpatch.apply_patch(state, operations), self)
+
+    async def say(self, text: str) -> None:
+        """A whole text message from this agent."""
+        await self.checkpoint()
+        message_id = uuid.uuid4().hex
+        self._emit(TextMessageStartEvent(message_id=message_id, role="assistant", name=self.name))
+        if text:
+            self._emit(TextMessageContentEvent(message_id=message_id, delta=text))
+        self._emit(TextMessageEndEvent(message_id=message_id))
+
+    async def chat(self, prompt: str | list[dict[str, Any]], **params: Any) -> Completion:
+        """Ask GLM (through the run's client), streaming the answer out as it comes.
+
+        Reasoning goes out as ``REASONING_*`` events, the answer as ``TEXT_MESSAGE_*``, tool
+        calls as ``TOOL_CALL_*``. Returns the finished completion.
+        """
+        await self.checkpoint()
+        params = {**self.run.chat_defaults, **params}
+        message_id = uuid.uuid4().hex
+        reasoning_id: str | None = None
+        text_open = False
+        calls: dict[int, str] = {}
+        stream = self.run.client.stream(prompt, **params)
+        try:
+            async for chunk in stream:
+                if chunk.reasoning:
+                    if reasoning_id is None:
+                        reasoning_id = uuid.uuid4().hex
+                        self._emit(ReasoningStartEvent(message_id=reasoning_id))
+                        self._emit(
+                            ReasoningMessageStartEvent(message_id=reasoning_id, role="reasoning")
+                        )
+                    self._emit(
+                        ReasoningMessageContentEvent(message_id=reasoning_id, delta=chunk.reasoning)
+                    )
+                if chunk.content:
+                    if reasoning_id is not None and not text_open:
+                        self._close_reasoning(reasoning_id)
+                        reasoning_id = None
+                    if not text_open:
+                        self._emit(
+                            TextMessageStartEvent(
+                                message_id=message_id, role="assistant", name=self.name
+                            )
+                        )
+                        text_open = True
+                    self._emit(TextMessageContentEvent(message_id=message_id, delta=chunk.content))
+                for delta in chunk.tool_calls:
+                    if delta.index not in calls:
+                        call_id = delta.id or uuid.uuid4().hex
+                        calls[delta.index] = call_id
+                        self._emit(
+                            ToolCallStartEvent(
+                                tool_call_id=call_id,
+                                tool_call_name=delta.name or "",
+                                parent_message_id=message_id,
+                            )
+                        )
+                    if delta.arguments:
+                        self._emit(
+                            ToolCallArgsEvent(
+                                tool_call_id=calls[delta.index], delta=delta.arguments
+                            )
+                        )
+                await self.checkpoint()
+        finally:
+            await stream.aclose()
+            if reasoning_id is not None:
+                self._close_reasoning(reasoning_id)
+            if text_open:
+                self._emit(TextMessageEndEvent(message_id=message_id))
+            for call_id in calls.values():
+                self._emit(ToolCallEndEvent(tool_call_id=call_id))
+        return stream.completion
+
+    def _close_reasoning(self, reasoning_id: str) -> None:
+        self._emit(ReasoningMessageEndEvent(message_id=reasoning_id))
+        self._emit(ReasoningEndEvent(message_id=reasoning_id))
+
+    async def call_tool(
+        self, name: str, arguments: Mapping[str, Any], function: Callable[..., Any]
+    ) -> Any:
+        """Call ``function(**arguments)`` as a tool, reporting the call and its result."""
+        await self.checkpoint()
+        call_id = uuid.uuid4().hex
+        self._emit(ToolCallStartEvent(tool_call_id=call_id, tool_call_name=name))
+        self._emit(ToolCallArgsEvent(tool_call_id=call_id, delta=json.dumps(dict(arguments))))
+        self._emit(ToolCallEndEvent(tool_call_id=call_id))
+        result = function(**arguments)
+        if asyncio.iscoroutine(result):
+            result = await result
+        self._emit(
+            ToolCallResultEvent(
+                message_id=uuid.uuid4().hex,
+                tool_call_id=call_id,
+                content=json.dumps(result, default=str),
+            )
+        )
+        return result
+
+    async def send(self, agent: str, data: Any) -> None:
+        """Message another agent of the run (it reads with :meth:`receive`)."""
+        await self.checkpoint()
+        if agent not in self.run._controls:
+            msg = f"no agent {agent!r} in this run"
+            raise WorkflowError(msg)
+        self.run._controls[agent].inbox.put_nowait({"from": self.name, "data": data})
+
+    async def receive(self, timeout: float | None = None) -> Any:
+        """The next message for this agent (from an agent or a person: human input)."""
+        return await asyncio.wait_for(self._control.inbox.get(), timeout)
+
+
+class Run:
+    """One execution of a workflow, emitting AG-UI events to ``emit``.
+
+    Args:
+        workflow: What to run.
+        client: The GLM client agents chat through.
+        emit: Receives every event, in order, as it happens (see also :meth:`events`).
+        inputs: The run's inputs (``ctx.inputs``).
+        state: Initial shared state (the workflow's initial state is merged under it).
+        run_id, thread_id: Ids (random by default).
+        chat_defaults: Parameters added to every ``ctx.chat`` (e.g. simulator knobs).
+    """
+
+    def __init__(
+        self,
+        workflow: Workflow,
+        client: GLMClient,
+        emit: Emit | None = None,
+        *,
+        inputs: Mapping[str, Any] | None = None,
+        state: Mapping[str, Any] | None = None,
+        run_id: str | None = None,
+        thread_id: str | None = None,
+        chat_defaults: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.workflow = workflow
+        self.client = client
+        self._sink = emit
+        self.inputs = dict(inputs or {})
+        self.state: Any = {**workflow.initial_state, **dict(state or {})}
+        self.run_id = run_id or uuid.uuid4().hex
+        self.thread_id = thread_id or uuid.uuid4().hex
+        self.chat_defaults = dict(chat_defaults or {})
+        self.results: dict[str, Any] = {}
+        self._controls = {name: _Control() for name in workflow.agents}
+        self._tasks: dict[str, asyncio.Task[Any]] = {}
+        self._open_steps: list[str] = []
+        self._queue: asyncio.Queue[BaseEvent] | None = None
+        self._main: asyncio.Task[Any] | None = None
+        self.finished = False
+
+    def _emit(self, event: BaseEvent) -> None:
+        if self.finished:
+            return
+        if self._sink is not None:
+            self._sink(event)
+        if self._queue is not None:
+            self._queue.put_nowait(event)
+
+    async def events(self) -> AsyncIterator[BaseEvent]:
+        """Execute the run, yielding each event as it is emitted. Leaving the loop early
+        (or cancelling the task that iterates) cancels the run."""
+        queue = self._queue = asyncio.Queue()
+        task = self._main = asyncio.ensure_future(self.execute())
+        try:
+            while not (task.done() and queue.empty()):
+                getter = asyncio.ensure_future(queue.get())
+                await asyncio.wait({getter, task}, return_when=asyncio.FIRST_COMPLETED)
+                if getter.done():
+                    yield getter.result()
+                else:
+                    getter.cancel()
+        finally:
+            if not task.done():
+                task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    def cancel(self) -> None:
+        """Cancel the whole run (its agents stop; the stream ends ``cancelled``)."""
+        if self._main is not None:
+            self._main.cancel()
+
+    def _change_state(self, change: Callable[[Any], Any], ctx: AgentContext | None) -> None:
+        before = self.state
+        after = change(copy.deepcopy(before))
+        operations = jsonpatch.make_patch(before, after).patch
+        self.state = after
+        if operations:
+            event = StateDeltaEvent.model_validate({"delta": operations})
+            if ctx is not None:
+                event.subagent_run_id = ctx.id
+            self._emit(event)
+
+    def control(self, agent: str | None, command: str, data: Any = None) -> None:
+        """``pause``, ``resume``, ``cancel`` or ``input`` (human input) for one agent, or for
+        every agent when ``agent`` is ``None``."""
+        names = list(self._controls) if agent is None else [agent]
+        for name in names:
+            control = self._controls.get(name)
+            if control is None:
+                continue
+            if command == "pause":
+                control.running.clear()
+            elif command == "resume":
+                control.running.set()
+            elif command == "cancel":
+                task = self._tasks.get(name)
+                if task is not None:
+                    task.cancel()
+            elif command == "input":
+                control.inbox.put_nowait({"from": "human", "data": data})
+            else:
+                msg = f"unknown command {command!r}: use pause, resume, cancel or input"
+                raise ValueError(msg)
+
+    async def execute(self) -> Any:
+        """Run to the end; returns the results by agent. Cancelling this cancels every agent
+        and ends the stream with ``RUN_FINISHED`` (outcome ``cancelled``)."""
+        self._emit(RunStartedEvent(thread_id=self.thread_id, run_id=self.run_id))
+        self._emit(StateSnapshotEvent(snapshot=copy.deepcopy(self.state)))
+        try:
+            waves = self.workflow.order()
+        except WorkflowError as exc:
+            self._finish_error(str(exc), "workflow")
+            raise
+        try:
+            await self._orchestrate(
+                "plan",
+                "Plan: " + " → ".join(" + ".join(wave) for wave in waves) + ".",
+            )
+            failed: list[str] = []
+            pending = dict(self.workflow.agents)
+            running: dict[asyncio.Task[Any], str] = {}
+            while pending or running:
+                for name, agent in list(pending.items()):
+                    if any(d in failed for d in agent.after):
+                        failed.append(name)  # skipped: something it needs failed
+                        del pending[name]
+                    elif set(agent.after) <= set(self.results):
+                        task = asyncio.ensure_future(self._run_agent(agent))
+                        self._tasks[name] = task
+                        running[task] = name
+                        del pending[name]
+                if not running:
+                    break
+                done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    name = running.pop(task)
+                    if task.cancelled() or task.exception() is not None:
+                        failed.append(name)
+                    else:
+                        self.results[name] = task.result()
+            if failed:
+                await self._orchestrate("report", f"Stopped: {', '.join(failed)} did not finish.")
+                self._finish_error(f"agents did not finish: {', '.join(failed)}", "agent_failed")
+                return self.results
+            await self._orchestrate("report", f"All {len(self.results)} agents finished.")
+            self._emit(
+                RunFinishedEvent(
+                    thread_id=self.thread_id, run_id=self.run_id, result=_jsonable(self.results)
+                )
+            )
+            self.finished = True
+            return self.results
+        except asyncio.CancelledError:
+            for task in self._tasks.values():
+                task.cancel()
+            with contextlib.suppress(BaseException):
+                await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+            self._close_open()
+            self._emit(
+                RunFinishedEvent(
+                    thread_id=self.thread_id,
+                    run_id=self.run_id,
+                    outcome=RunFinishedCancelledOutcome(),
+                )
+            )
+            self.finished = True
+            raise
+        except Exception as exc:
+            self._finish_error(f"{type(exc).__name__}: {exc}", "orchestrator")
+            raise
+
+    def _finish_error(self, message: str, code: str) -> None:
+        self._close_open()
+        self._emit(RunErrorEvent(message=message, code=code))
+        self.finished = True
+
+    def _close_open(self) -> None:
+        for step in reversed(self._open_steps):
+            self._emit(StepFinishedEvent(step_name=step))
+        self._open_steps.clear()
+
+    async def _orchestrate(self, step: str, text: str) -> None:
+        name = f"orchestrator: {step}"
+        self._emit(StepStartedEvent(step_name=name))
+        self._open_steps.append(name)
+        message_id = uuid.uuid4().hex
+        self._emit(
+            TextMessageStartEvent(message_id=message_id, role="assistant", name="orchestrator")
+        )
+        self._emit(TextMessageContentEvent(message_id=message_id, delta=text))
+        self._emit(TextMessageEndEvent(message_id=message_id))
+        self._open_steps.remove(name)
+        self._emit(StepFinishedEvent(step_name=name))
+
+    async def _run_agent(self, agent: Agent) -> Any:
+        subagent_run_id = uuid.uuid4().hex
+        self._emit(
+            SubagentStartedEvent(
+                subagent_run_id=subagent_run_id,
+                name=agent.name,
+                description=agent.description or None,
+            )
+        )
+        ctx = AgentContext(self, agent, subagent_run_id)
+        try:
+            result = await agent.function(ctx)
+        except asyncio.CancelledError:
+            self._emit(
+                SubagentErrorEvent(
+                    subagent_run_id=subagent_run_id, message="cancelled", code="cancelled"
+                )
+            )
+            raise
+        except Exception as exc:
+            self._emit(
+                SubagentErrorEvent(
+                    subagent_run_id=subagent_run_id,
+                    message=f"{type(exc).__name__}: {exc}",
+                    code=type(exc).__name__,
+                )
+            )
+            raise
+        self._emit(SubagentFinishedEvent(subagent_run_id=subagent_run_id))
+        return result
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))

@@ -1,0 +1,376 @@
+"""Recording every timing, cheaply, and getting it back as pandas DataFrames.
+
+:class:`Recorder` keeps events in typed arrays, one per column (no object per event): a
+request number, the event's index in its request, its arrival (``perf_counter_ns``), its size,
+its kind, the characters of text it carried and the server's send stamp when there is one;
+about 34 bytes and a fraction of a microsecond per event (``benchmarks/recorder.py``). Requests
+(chats, runs, benchmark requests) are rows of their own, with their timings. All stamps are on
+one monotonic clock; ``anchor_ns`` pairs it with the wall clock
+(``wall = anchor_wall_ns + (stamp - anchor_ns)``).
+
+:meth:`Recorder.events_frame` has one row per event, :meth:`Recorder.requests_frame` one row
+per request with time-to-first-token variants (first byte, first event, first reasoning, first
+content, first tool call), inter-token time (TPOT), end-to-end time, token counts from
+``usage``, and the queueing delay before the request went out when a schedule was given.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from array import array
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from ..protocols.glm import Completion
+
+__all__ = ["KINDS", "Recorder"]
+
+#: Event kinds, by code.
+KINDS = ("role", "reasoning", "content", "tool", "usage", "other", "agui", "hub")
+_KIND_CODE = {name: code for code, name in enumerate(KINDS)}
+
+
+@dataclass
+class _Request:
+    label: str
+    kind: str
+    model: str | None
+    scheduled_ns: int | None
+    started_ns: int
+    status: str = "running"
+    error: str | None = None
+    error_type: str | None = None
+    stamps: dict[str, int | None] = field(default_factory=dict)
+    usage: Mapping[str, Any] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Recorder:
+    """Columnar storage of request and event timings (thread-safe appends)."""
+
+    def __init__(self) -> None:
+        self.anchor_ns = time.perf_counter_ns()
+        self.anchor_wall_ns = time.time_ns()
+        self._request = array("i")
+        self._index = array("i")
+        self._arrival = array("q")
+        self._bytes = array("i")
+        self._kind = array("b")
+        self._chars = array("i")
+        self._sent = array("q")  # the server's send stamp (x_sent_ns, wall clock), or -1
+        self._requests: list[_Request] = []
+        self._samples: list[tuple[str, int, float]] = []
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        """Events recorded."""
+        return len(self._arrival)
+
+    def __repr__(self) -> str:
+        return f"<Recorder {len(self._requests)} requests, {len(self)} events>"
+
+    def __getstate__(self) -> dict[str, Any]:
+        # A benchmark shard's recorder travels back from its worker process: everything but
+        # the lock, which cannot be pickled and is per process anyway.
+        state = self.__dict__.copy()
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    @classmethod
+    def merged(
+        cls,
+        parts: Sequence[tuple[Recorder, int]],
+        order: Sequence[tuple[int, int]],
+        *,
+        anchor_ns: int,
+        anchor_wall_ns: int,
+    ) -> Recorder:
+        """One recorder from several, e.g. recorded in other processes.
+
+        Args:
+            parts: Each recorder with the shift (ns) that puts its monotonic stamps on this
+                recorder's clock. The events' ``sent_ns`` are the server's wall-clock stamps
+                and are not shifted.
+            order: ``(part, request)`` pairs: the merged recorder's requests, in order. Events
+                of requests left out are dropped.
+            anchor_ns: The merged recorder's monotonic anchor...
+            anchor_wall_ns: ...and the wall-clock time it stands for.
+        """
+        import numpy as np
+
+        out = cls()
+        out.anchor_ns, out.anchor_wall_ns = anchor_ns, anchor_wall_ns
+        numbers = [np.full(len(recorder._requests), -1, dtype=np.int64) for recorder, _ in parts]
+        for new, (part, request) in enumerate(order):
+            recorder, shift = parts[part]
+            row = recorder._requests[request]
+            numbers[part][request] = new
+            out._requests.append(
+                replace(
+                    row,
+                    scheduled_ns=None if row.scheduled_ns is None else row.scheduled_ns + shift,
+                    started_ns=row.started_ns + shift,
+                    stamps={k: None if v is None else v + shift for k, v in row.stamps.items()},
+                    extra=dict(row.extra),
+                )
+            )
+        names = ("_request", "_index", "_arrival", "_bytes", "_kind", "_chars", "_sent")
+        pieces: dict[str, list[Any]] = {name: [] for name in names}
+        for part, (recorder, shift) in enumerate(parts):
+            columns = {}
+            for name in names:
+                column = getattr(recorder, name)
+                columns[name] = np.frombuffer(column, dtype=f"i{column.itemsize}")
+            new_numbers = numbers[part][columns["_request"]]
+            keep = new_numbers >= 0
+            for name in names:
+                pieces[name].append(columns[name][keep])
+            pieces["_request"][-1] = new_numbers[keep]
+            pieces["_arrival"][-1] = pieces["_arrival"][-1] + shift
+            out._samples.extend((n, t + shift, v) for n, t, v in recorder._samples)
+        if not pieces["_request"]:
+            return out
+        # Events grouped by request, in request order, as one process would have fed them.
+        by_request = np.argsort(np.concatenate(pieces["_request"]), kind="stable")
+        for name in names:
+            target = getattr(out, name)
+            merged = np.concatenate(pieces[name])[by_request]
+            target.frombytes(merged.astype(f"i{target.itemsize}").tobytes())
+        return out
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def begin(
+        self,
+        label: str = "",
+        *,
+        kind: str = "chat",
+        model: str | None = None,
+        scheduled_ns: int | None = None,
+    ) -> int:
+        """Start a request row; returns its number for :meth:`event` and :meth:`end`."""
+        with self._lock:
+            self._requests.append(
+                _Request(label, kind, model, scheduled_ns, time.perf_counter_ns())
+            )
+            return len(self._requests) - 1
+
+    def event(
+        self,
+        request: int,
+        index: int,
+        arrival_ns: int,
+        size: int,
+        kind: str,
+        chars: int = 0,
+        sent_ns: int = -1,
+    ) -> None:
+        """Record one event (the hot path: seven array appends). ``sent_ns`` is the server's
+        send stamp (``x_sent_ns``, wall clock) when it gives one."""
+        self._request.append(request)
+        self._index.append(index)
+        self._arrival.append(arrival_ns)
+        self._bytes.append(size)
+        self._kind.append(_KIND_CODE.get(kind, 5))
+        self._chars.append(chars)
+        self._sent.append(sent_ns)
+
+    def end(
+        self,
+        request: int,
+        *,
+        status: str = "ok",
+        error: BaseException | None = None,
+        completion: Completion | None = None,
+        stamps: dict[str, int | None] | None = None,
+        usage: Mapping[str, Any] | None = None,
+        **extra: Any,
+    ) -> None:
+        """Close a request row, with the completion's timings and usage when there is one
+        (or ``stamps`` and ``usage`` given directly, as the benchmark harness does)."""
+        row = self._requests[request]
+        row.status = status
+        if error is not None:
+            row.error_type = type(error).__name__
+            row.error = str(error)[:500]
+        if completion is not None:
+            t = completion.timings
+            row.stamps = {
+                "request_start_ns": t.request_start_ns,
+                "request_sent_ns": t.request_sent_ns,
+                "headers_ns": t.headers_ns,
+                "first_byte_ns": t.first_byte_ns,
+                "first_event_ns": t.first_event_ns,
+                "first_reasoning_ns": t.first_reasoning_ns,
+                "first_content_ns": t.first_content_ns,
+                "first_tool_call_ns": t.first_tool_call_ns,
+                "end_ns": t.end_ns,
+            }
+            row.usage = completion.usage
+            row.model = completion.model or row.model
+        elif stamps is not None:
+            row.stamps = dict(stamps)
+            row.usage = usage
+        else:
+            row.stamps.setdefault("end_ns", time.perf_counter_ns())
+        row.extra.update(extra)
+
+    def record_chunk(self, request: int, chunk: Any) -> None:
+        """Record a :class:`~glm_live.glm.Chunk`."""
+        self.event(
+            request,
+            chunk.index,
+            chunk.arrival_ns,
+            chunk.size,
+            chunk.kind,
+            len(chunk.content) + len(chunk.reasoning),
+        )
+
+    def sample(self, name: str, value: float) -> None:
+        """A named measurement at this moment (hub round trips, reconnects...)."""
+        self._samples.append((name, time.perf_counter_ns(), float(value)))
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held by the event columns (allocated, not just used)."""
+        columns = (
+            self._request,
+            self._index,
+            self._arrival,
+            self._bytes,
+            self._kind,
+            self._chars,
+            self._sent,
+        )
+        return sum(c.buffer_info()[1] * c.itemsize for c in columns)
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def _wall(self, stamps: Any) -> Any:
+        import pandas as pd
+
+        return pd.to_datetime(self.anchor_wall_ns + (stamps - self.anchor_ns), unit="ns", utc=True)
+
+    def events_frame(self) -> pd.DataFrame:
+        """One row per event: request, index, arrival_ns, t (s since the anchor), arrival
+        (wall clock), arrival_wall_ns, sent_ns (the server's stamp, when it sends one),
+        bytes, kind, chars, tokens (1 for a token-bearing delta)."""
+        import numpy as np
+        import pandas as pd
+
+        arrival = np.frombuffer(self._arrival, dtype=np.int64).copy()
+        frame = pd.DataFrame(
+            {
+                "request": np.frombuffer(self._request, dtype=np.int32).copy(),
+                "index": np.frombuffer(self._index, dtype=np.int32).copy(),
+                "arrival_ns": arrival,
+                "t": (arrival - self.anchor_ns) / 1e9,
+                "arrival": self._wall(arrival),
+                "arrival_wall_ns": self.anchor_wall_ns + (arrival - self.anchor_ns),
+                "sent_ns": pd.array(
+                    np.frombuffer(self._sent, dtype=np.int64).copy(), dtype="Int64"
+                ),
+                "bytes": np.frombuffer(self._bytes, dtype=np.int32).copy(),
+                "kind": pd.Categorical.from_codes(
+                    np.frombuffer(self._kind, dtype=np.int8).astype(np.int8), KINDS
+                ),
+                "chars": np.frombuffer(self._chars, dtype=np.int32).copy(),
+            }
+        )
+        frame.loc[frame["sent_ns"] < 0, "sent_ns"] = pd.NA
+        # GLM streams one token per delta; a chunk carrying text or a tool fragment counts
+        # one. requests_frame's tokens_per_chunk checks that against usage per request.
+        frame["tokens"] = frame["kind"].isin(["reasoning", "content", "tool"]).astype("int8")
+        return frame
+
+    def requests_frame(self) -> pd.DataFrame:
+        """One row per request, with timings in milliseconds and token counts."""
+        import numpy as np
+        import pandas as pd
+
+        rows = []
+        for number, row in enumerate(self._requests):
+            stamps = row.stamps
+            start = stamps.get("request_start_ns") or row.started_ns
+            usage = row.usage or {}
+            completion_tokens = usage.get("completion_tokens")
+            details = usage.get("completion_tokens_details") or {}
+
+            def ms(name: str, stamps: dict[str, int | None] = stamps, start: int = start) -> float:
+                value = stamps.get(name)
+                return (value - start) / 1e6 if value is not None else np.nan
+
+            first_token = min(
+                (
+                    v
+                    for k in ("first_reasoning_ns", "first_content_ns", "first_tool_call_ns")
+                    if (v := stamps.get(k)) is not None
+                ),
+                default=None,
+            )
+            end = stamps.get("end_ns")
+            tpot = np.nan
+            if (
+                first_token is not None
+                and end is not None
+                and completion_tokens
+                and (completion_tokens > 1)
+            ):
+                tpot = (end - first_token) / 1e6 / (completion_tokens - 1)
+            rows.append(
+                {
+                    "request": number,
+                    "scheduled_ns": row.scheduled_ns,
+                    "sent_ns": start,
+                    "label": row.label,
+                    "kind": row.kind,
+                    "model": row.model,
+                    "status": row.status,
+                    "error_type": row.error_type,
+                    "error": row.error,
+                    "queue_ms": (start - row.scheduled_ns) / 1e6
+                    if row.scheduled_ns is not None
+                    else np.nan,
+                    "ttft_first_byte_ms": ms("first_byte_ns"),
+                    "ttft_first_event_ms": ms("first_event_ns"),
+                    "ttft_reasoning_ms": ms("first_reasoning_ns"),
+                    "ttft_content_ms": ms("first_content_ns"),
+                    "ttft_tool_ms": ms("first_tool_call_ns"),
+                    "ttft_ms": (first_token - start) / 1e6 if first_token else np.nan,
+                    "tpot_ms": tpot,
+                    "e2e_ms": ms("end_ns"),
+                    "prompt_tokens": usage.get("prompt_tokens"),
+                    "completion_tokens": completion_tokens,
+                    "reasoning_tokens": details.get("reasoning_tokens"),
+                    **row.extra,
+                }
+            )
+        frame = pd.DataFrame(rows)
+        if not frame.empty:
+            frame.insert(9, "start", self._wall(frame["sent_ns"].to_numpy(dtype="int64")))
+        for column in ("label", "kind", "model", "status", "error_type", "error"):
+            if column in frame:
+                frame[column] = frame[column].astype("string")  # missing is NA, not None/NaN
+        return frame
+
+    def samples_frame(self) -> pd.DataFrame:
+        """Named measurements: name, t (s since the anchor), value."""
+        import pandas as pd
+
+        return pd.DataFrame(
+            [(n, (t - self.anchor_ns) / 1e9, v) for n, t, v in self._samples],
+            columns=["name", "t", "value"],
+        )
+
+    def to_pandas(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """``(events, requests)`` frames."""
+        return self.events_frame(), self.requests_frame()

@@ -1,0 +1,98 @@
+"""``glm_live.bench``: the benchmark harness of :mod:`glm_live.measure.bench`, shown live.
+
+In a kernel, :func:`run` puts a :class:`~glm_live.notebook.widgets.BenchProgress` under the
+cell with the progress and the running percentiles; :func:`run_sync` blocks on the
+background loop, for scripts and for cells that should wait.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ..measure.bench import (
+    PERCENTILES,
+    Benchmark,
+    BenchResult,
+    ClusterError,
+    Shard,
+    bootstrap_ci,
+    chat_url,
+    compare,
+    describe,
+    dialects,
+    permutation_test,
+    plots,
+    prompts_from,
+)
+from ..measure.bench import runner as _runner
+from ._env import in_kernel
+from .aio import background_loop
+
+__all__ = [
+    "PERCENTILES",
+    "BenchResult",
+    "Benchmark",
+    "ClusterError",
+    "Shard",
+    "bootstrap_ci",
+    "chat_url",
+    "compare",
+    "describe",
+    "dialects",
+    "permutation_test",
+    "plots",
+    "prompts_from",
+    "run",
+    "run_sync",
+    "sweep",
+]
+
+
+async def run(url: str, *, display: bool | None = None, **options: Any) -> BenchResult:
+    """Benchmark ``url`` (see :class:`~glm_live.measure.bench.Benchmark` for the options;
+    unknown ones go into the request body, e.g. ``sim={...}`` or ``max_tokens``).
+
+    In a notebook a :class:`~glm_live.notebook.widgets.BenchProgress` shows the progress and
+    the running percentiles (``display=False`` opts out); the result keeps it as ``.view``.
+    With ``cluster=...`` the load is sharded over ``dask.distributed`` workers; the progress
+    then moves as each worker's shard comes back.
+    """
+    if not (in_kernel() if display is None else display):
+        return await _runner.run(url, **options)
+    from IPython.display import display as show
+
+    from .widgets import BenchProgress
+
+    view = BenchProgress(title=f"benchmark {chat_url(url)}")
+    chained = options.pop("progress", None)
+
+    def progress(snapshot: dict[str, Any]) -> None:
+        view.report(snapshot)
+        if chained is not None:
+            chained(snapshot)
+
+    show(view)  # type: ignore[no-untyped-call]
+    result = await _runner.run(url, progress=progress, **options)
+    view.update(status="cancelled" if result.config.get("cancelled") else "done")
+    result.view = view
+    return result
+
+
+def run_sync(url: str, **options: Any) -> BenchResult:
+    """:func:`run`, blocking (scripts; or a notebook cell that should wait)."""
+    return background_loop().run(run(url, **options))
+
+
+async def sweep(
+    url: str,
+    *,
+    concurrency: Sequence[int] | None = None,
+    rate: Sequence[float] | None = None,
+    **options: Any,
+) -> list[BenchResult]:
+    """One :func:`run` per concurrency (or per rate), in order, each shown live.
+
+    With ``cluster=...`` the cluster is started (or connected to) once, for all the runs.
+    """
+    return await _runner.sweep(url, concurrency=concurrency, rate=rate, each=run, **options)

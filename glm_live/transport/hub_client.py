@@ -1,0 +1,553 @@
+"""A WebSocket client for the runtime's hub that loses nothing: ``glm_live.ws.Connection``.
+
+Delivery guarantees, and how each is kept:
+
+- **Nothing received twice.** Every room message carries the room's sequence number; the
+  client remembers the last one per room and drops anything at or below it. Publications also
+  carry their sender's ``(id, message id)``, remembered across hub restarts.
+- **Nothing lost silently.** After a reconnect the client rejoins each room with the last
+  sequence number it saw and the room's epoch; the hub replays what came after. When it cannot
+  (history trimmed, or a restarted hub whose epoch changed), the subscriber receives a
+  :class:`Gap` saying so, never silence.
+- **What you publish arrives once, in order.** Publications wait in a bounded outbox until
+  the hub acknowledges them, are re-sent in order after a reconnect, and the hub drops re-sends
+  it has already delivered. When the outbox is full, ``overflow`` decides: ``"raise"``
+  (:class:`OutboxFull`), ``"drop_oldest"`` or ``"drop_newest"``; ``ttl`` drops messages too
+  old to be worth sending. Both count what they drop.
+
+Reconnecting uses :class:`~glm_live.retry.Backoff`: full jitter, reset only after a stable
+period. A heartbeat measures the round trip (:attr:`Connection.latency`) and declares the
+connection dead when pongs stop. ``wss://`` verifies certificates by default (``cafile=`` adds
+a CA); an ``https://`` runtime URL maps to ``wss://`` by itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import logging
+import ssl as ssl_module
+import time
+import uuid
+from collections import deque
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+
+from ..errors import TransportError
+from ..wire.retry import Backoff
+from ._closing import AsyncClosing
+from .sse_client import ConnectionState, Observed, Observer
+
+__all__ = ["Connection", "Gap", "HubRefused", "Message", "OutboxFull", "hub_url"]
+
+logger = logging.getLogger("glm_live.ws")
+
+Overflow = Literal["raise", "drop_oldest", "drop_newest"]
+
+# Close codes after which reconnecting cannot help.
+_FATAL_CLOSE = {4401: "token refused", 4403: "origin refused"}
+
+
+class OutboxFull(TransportError):
+    """The outbox is full and ``overflow="raise"``: wait (``flush``) or publish less."""
+
+
+class HubRefused(TransportError):
+    """The hub refused this client (wrong token, origin): ``code`` and ``reason`` say why."""
+
+    def __init__(self, message: str, *, code: int, reason: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A room message. ``seq`` increases by one per message in the room (per ``epoch``)."""
+
+    room: str
+    seq: int
+    epoch: str
+    data: Any
+    sender: str
+    name: str
+    id: int | None
+    ts_ns: int
+    gap: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """Messages that cannot be replayed: the hub restarted (``reason="epoch"``) or they fell
+    out of its bounded history (``"trimmed"``). ``lost_from``/``lost_to`` bound the sequence
+    numbers when known."""
+
+    room: str
+    reason: str
+    epoch: str
+    old_epoch: str | None = None
+    lost_from: int | None = None
+    lost_to: int | None = None
+    gap: bool = True
+    seq: int | None = None  # no message here: these two only mirror Message's shape
+    data: Any = None
+
+
+def hub_url(url: str) -> str:
+    """The hub URL for a runtime URL: ``http(s)://host`` becomes ``ws(s)://host/ws``."""
+    url = url.rstrip("/")
+    if url.startswith("https://"):
+        url = "wss://" + url[len("https://") :]
+    elif url.startswith("http://"):
+        url = "ws://" + url[len("http://") :]
+    _, _, rest = url.partition("://")
+    if "/" not in rest:
+        url += "/ws"
+    return url
+
+
+@dataclass
+class _Pending:
+    id: int
+    frame: str
+    queued: float
+
+
+class _Room:
+    def __init__(self, replay: bool = False) -> None:
+        self.last: int | None = 0 if replay else None  # None: first join, live only
+        self.epoch: str | None = None
+        self.joined = asyncio.Event()
+        self.backlog: deque[Message | Gap] = deque()
+        self.subscribers: list[asyncio.Queue[Message | Gap]] = []
+
+    def deliver(self, item: Message | Gap) -> None:
+        if not self.subscribers:
+            self.backlog.append(item)
+        for queue in self.subscribers:
+            queue.put_nowait(item)
+
+
+class Connection(AsyncClosing, Observed):
+    """One client of the hub, reconnecting until closed.
+
+    Args:
+        url: The hub URL (``ws://host/ws``), or the runtime's ``http(s)://`` URL; or several,
+            for runtimes that share their rooms (``glm-live serve --redis``): after a
+            failure the next attempt goes to the next URL, and the client resumes there.
+        token: The runtime's token, sent as ``Authorization: Bearer``.
+        name: This client's name; direct messages reach it in the room ``@<name>``.
+        kind: What it is, for presence (``notebook``, ``agent``).
+        client_id: A stable id (default: random per ``Connection``).
+        outbox_limit: Unacknowledged publications held at most.
+        overflow: What a full outbox does: ``raise``, ``drop_oldest``, ``drop_newest``.
+        ttl: Seconds after which an unsent publication is dropped (``None``: never).
+        backoff: Reconnect policy.
+        heartbeat: Seconds between pings; two missed pongs and the connection is dead.
+        open_timeout: Seconds for one connection attempt.
+        cafile: A CA bundle to trust for ``wss://`` (verification stays on).
+        ssl: An ``ssl.SSLContext`` to use instead.
+        max_size: Largest incoming message, bytes.
+        observers: Callables receiving every :class:`~glm_live.stream.ConnectionEvent`.
+
+    Observers also get ``heartbeat`` events, whose ``delay`` is the round trip in seconds.
+
+    Attributes:
+        url: The hub URL in use (or tried next).
+        urls: Every hub URL, in the order they are tried.
+        state: ``connecting``, ``open``, ``reconnecting`` or ``closed``.
+        latency: Last heartbeat round trip, seconds (``None`` before the first).
+        reconnects: Reconnections so far.
+        dropped: Publications dropped by the overflow policy or the ttl.
+        gaps: Gaps signalled so far.
+    """
+
+    _logger = logger
+
+    def __init__(
+        self,
+        url: str | Sequence[str],
+        *,
+        token: str | None = None,
+        name: str | None = None,
+        kind: str = "notebook",
+        client_id: str | None = None,
+        outbox_limit: int = 1000,
+        overflow: Overflow = "raise",
+        ttl: float | None = None,
+        backoff: Backoff | None = None,
+        heartbeat: float = 5.0,
+        open_timeout: float = 10.0,
+        cafile: str | None = None,
+        ssl: ssl_module.SSLContext | None = None,
+        max_size: int = 1 << 20,
+        observers: Iterable[Observer] = (),
+    ) -> None:
+        if overflow not in ("raise", "drop_oldest", "drop_newest"):
+            msg = f"overflow must be raise, drop_oldest or drop_newest, got {overflow!r}"
+            raise ValueError(msg)
+        if outbox_limit < 1:
+            msg = "outbox_limit must be at least 1"
+            raise ValueError(msg)
+        self.urls = [hub_url(u) for u in ([url] if isinstance(url, str) else url)]
+        if not self.urls:
+            msg = "give the hub's URL, or a list of them"
+            raise ValueError(msg)
+        self.url = self.urls[0]
+        self._headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.name = name
+        self.kind = kind
+        self.id = client_id or uuid.uuid4().hex
+        self.outbox_limit = outbox_limit
+        self.overflow = overflow
+        self.ttl = ttl
+        self.backoff = backoff or Backoff(initial=0.2, maximum=10.0, stable_after=5.0)
+        self.heartbeat = heartbeat
+        self.open_timeout = open_timeout
+        self.max_size = max_size
+        self._ssl = ssl
+        if self._ssl is None and any(u.startswith("wss://") for u in self.urls):
+            self._ssl = ssl_module.create_default_context(cafile=cafile)
+        self._observers = list(observers)
+
+        self.state = ConnectionState.CONNECTING
+        self.latency: float | None = None
+        self.reconnects = 0
+        self.attempts = 0
+        self.dropped = 0
+        self.gaps = 0
+        self.last_error: BaseException | None = None
+        self.hub_epoch: str | None = None
+
+        self._rooms: dict[str, _Room] = {}
+        self._outbox: deque[_Pending] = deque()
+        self._ids = itertools.count(1)
+        self._acked = asyncio.Event()
+        self._seen_pubs: dict[tuple[str, int], None] = {}
+        self._ws: ClientConnection | None = None
+        self._ready = False
+        self._opened = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self._pong_at = 0.0
+
+    def __repr__(self) -> str:
+        return (
+            f"<glm_live.ws.Connection {self.url} state={self.state.value} "
+            f"reconnects={self.reconnects} outbox={len(self._outbox)}>"
+        )
+
+    # -- public API ----------------------------------------------------------------------------
+
+    @property
+    def outbox_depth(self) -> int:
+        """Publications not yet acknowledged by the hub."""
+        return len(self._outbox)
+
+    async def __aenter__(self) -> Connection:
+        self.start()
+        return self
+
+    def start(self) -> None:
+        """Start connecting in the background (``async with`` does this)."""
+        if self._task is None:
+            self._task = asyncio.ensure_future(self._run())
+
+    async def wait_open(self, timeout: float | None = None) -> None:
+        """Wait until connected (``TimeoutError`` after ``timeout`` seconds)."""
+        await asyncio.wait_for(self._opened.wait(), timeout)
+
+    async def join(self, room: str, *, replay: bool = False, timeout: float | None = 10.0) -> None:
+        """Receive ``room`` from now on, this connection and every reconnect after it.
+
+        Args:
+            room: The room.
+            replay: Also receive the history the hub still keeps (a run's events so far).
+            timeout: Seconds to wait for the hub to confirm (then ``TimeoutError``; the room
+                stays joined for when the connection comes).
+        """
+        state = self._rooms.get(room)
+        if state is None:
+            state = self._rooms[room] = _Room(replay)
+            if self._ready and self._ws is not None:
+                await self._send(self._join_frame(room, state))
+        await asyncio.wait_for(state.joined.wait(), timeout)
+
+    async def subscribe(self, room: str) -> AsyncIterator[Message | Gap]:
+        """Messages of ``room`` (joining it if needed), and any :class:`Gap`, in order."""
+        if room not in self._rooms:
+            await self.join(room)
+        state = self._rooms[room]
+        queue: asyncio.Queue[Message | Gap] = asyncio.Queue()
+        if not state.subscribers:
+            while state.backlog:
+                queue.put_nowait(state.backlog.popleft())
+        state.subscribers.append(queue)
+        try:
+            while True:
+                yield await queue.get()
+        finally:
+            state.subscribers.remove(queue)
+
+    async def publish(self, room: str, data: Any) -> int | None:
+        """Queue ``data`` (JSON-serialisable) for ``room``; sent now if connected.
+
+        Returns the publication's id, or ``None`` if ``overflow="drop_newest"`` dropped it.
+
+        Raises:
+            OutboxFull: The outbox holds ``outbox_limit`` unacknowledged messages and
+                ``overflow="raise"``.
+            TypeError: ``data`` is not JSON-serialisable.
+        """
+        if len(self._outbox) >= self.outbox_limit:
+            if self.overflow == "raise":
+                msg = (
+                    f"outbox full ({self.outbox_limit} unacknowledged messages); "
+                    "await flush(), raise outbox_limit, or choose another overflow policy"
+                )
+                raise OutboxFull(msg)
+            if self.overflow == "drop_newest":
+                self.dropped += 1
+                return None
+            self._outbox.popleft()
+            self.dropped += 1
+        msg_id = next(self._ids)
+        frame = json.dumps({"type": "publish", "room": room, "id": msg_id, "data": data})
+        pending = _Pending(msg_id, frame, time.monotonic())
+        self._outbox.append(pending)
+        self._acked.clear()
+        if self._ready and self._ws is not None:
+            await self._send(frame)
+        return msg_id
+
+    async def send_direct(self, name: str, data: Any) -> int | None:
+        """Send ``data`` to the client called ``name`` (its inbox room ``@<name>``)."""
+        return await self.publish("@" + name, data)
+
+    async def flush(self, timeout: float | None = 10.0) -> None:
+        """Wait until the hub has acknowledged every publication."""
+
+        async def drained() -> None:
+            while self._outbox:
+                self._acked.clear()
+                await self._acked.wait()
+
+        await asyncio.wait_for(drained(), timeout)
+
+    async def aclose(self) -> None:
+        """Close the connection and stop reconnecting."""
+        self._closing = True
+        if self._ws is not None:
+            with contextlib.suppress(Exception):
+                await self._ws.close()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        if self.state is not ConnectionState.CLOSED:
+            self._emit("closed", ConnectionState.CLOSED)
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while not self._closing:
+            self.attempts += 1
+            self._emit(
+                "connecting",
+                ConnectionState.CONNECTING if self.attempts == 1 else ConnectionState.RECONNECTING,
+            )
+            opened: float | None = None
+            failure: BaseException | None = None
+            try:
+                async with connect(
+                    self.url,
+                    additional_headers=self._headers,
+                    ssl=self._ssl,
+                    open_timeout=self.open_timeout,
+                    ping_interval=None,  # our own heartbeat measures RTT and detects death
+                    max_size=self.max_size,
+                    close_timeout=2,
+                ) as ws:
+                    opened = time.monotonic()
+                    await self._session(ws)
+            except ConnectionClosed as exc:
+                failure = exc
+                code = exc.rcvd.code if exc.rcvd is not None else None
+                if code in _FATAL_CLOSE:
+                    reason = exc.rcvd.reason if exc.rcvd is not None else ""
+                    self.last_error = HubRefused(
+                        f"the hub refused this connection ({_FATAL_CLOSE[code]}): {reason}",
+                        code=code,
+                        reason=reason,
+                    )
+                    self._emit("closed", ConnectionState.CLOSED, error=self.last_error)
+                    self._opened.set()  # wake waiters; they see the closed state
+                    return
+            except (OSError, InvalidHandshake, TimeoutError, InvalidURI) as exc:
+                failure = exc
+            except asyncio.CancelledError:
+                raise
+            finally:
+                self._ws = None
+                self._ready = False
+                self._opened.clear()
+                for state in self._rooms.values():
+                    state.joined.clear()
+            if self._closing:
+                break
+            if opened is not None:
+                self.backoff.connected_for(time.monotonic() - opened)
+            if len(self.urls) > 1:  # fail over: the next runtime shares the rooms
+                self.url = self.urls[(self.urls.index(self.url) + 1) % len(self.urls)]
+            self.last_error = failure
+            self._emit("error", self.state, error=failure)
+            delay = self.backoff.next_delay()
+            self.reconnects += 1
+            self._emit("reconnecting", ConnectionState.RECONNECTING, delay=delay, error=failure)
+            await asyncio.sleep(delay)
+
+    async def _session(self, ws: ClientConnection) -> None:
+        self._ws = ws
+        hello: dict[str, Any] = {"type": "hello", "id": self.id, "kind": self.kind}
+        if self.name:
+            hello["name"] = self.name
+            self._rooms.setdefault("@" + self.name, _Room())
+        await ws.send(json.dumps(hello))
+        for room, state in self._rooms.items():
+            await ws.send(self._join_frame(room, state))
+        # Re-send what the hub has not acknowledged, in order, then accept new sends. No await
+        # separates the end of this loop from _ready, so nothing can slip in between.
+        index = 0
+        while index < len(self._outbox):
+            pending = self._outbox[index]
+            if self.ttl is not None and time.monotonic() - pending.queued > self.ttl:
+                del self._outbox[index]
+                self.dropped += 1
+                continue
+            await ws.send(pending.frame)
+            index += 1
+        self._ready = True
+        self._opened.set()
+        self._emit("open", ConnectionState.OPEN)
+        heartbeat = asyncio.ensure_future(self._heartbeat(ws))
+        try:
+            async for text in ws:
+                self._handle(text if isinstance(text, str) else text.decode())
+        finally:
+            heartbeat.cancel()
+
+    def _join_frame(self, room: str, state: _Room) -> str:
+        return json.dumps({"type": "join", "room": room, "since": state.last, "epoch": state.epoch})
+
+    async def _send(self, frame: str) -> None:
+        ws = self._ws
+        if ws is None:
+            return
+        with contextlib.suppress(ConnectionClosed):
+            await ws.send(frame)  # a failure here is seen by the reader, which reconnects
+
+    async def _heartbeat(self, ws: ClientConnection) -> None:
+        self._pong_at = time.monotonic()
+        while True:
+            await asyncio.sleep(self.heartbeat)
+            if time.monotonic() - self._pong_at > 2 * self.heartbeat + 1:
+                logger.info(
+                    "%s: no pong for %.1f s, reconnecting",
+                    self.url,
+                    time.monotonic() - self._pong_at,
+                )
+                await ws.close(1011, "heartbeat timeout")
+                return
+            await self._send(json.dumps({"type": "ping", "t": time.perf_counter()}))
+
+    # -- incoming ------------------------------------------------------------------------------
+
+    def _handle(self, text: str) -> None:
+        try:
+            frame = json.loads(text)
+            kind = frame["type"]
+        except (ValueError, KeyError, TypeError):
+            logger.warning("unreadable frame from the hub: %.200r", text)
+            return
+        if kind == "msg":
+            self._on_msg(frame)
+        elif kind == "ack":
+            self._on_ack(frame["id"])
+        elif kind == "joined":
+            self._on_joined(frame)
+        elif kind == "pong":
+            self._pong_at = time.monotonic()
+            if isinstance(frame.get("t"), float):
+                self.latency = time.perf_counter() - frame["t"]
+                self._emit("heartbeat", self.state, delay=self.latency)
+        elif kind == "welcome":
+            self.hub_epoch = frame.get("epoch")
+        elif kind == "error":
+            logger.warning("hub error %s: %s", frame.get("code"), frame.get("message"))
+
+    def _on_msg(self, frame: dict[str, Any]) -> None:
+        state = self._rooms.get(frame["room"])
+        if state is None:
+            return
+        seq = frame["seq"]
+        if frame["epoch"] == state.epoch and state.last is not None and seq <= state.last:
+            return  # already delivered
+        state.last = seq
+        state.epoch = frame["epoch"]
+        sender, msg_id = frame.get("from", ""), frame.get("id")
+        if msg_id is not None:
+            key = (sender, msg_id)
+            if key in self._seen_pubs:
+                return  # delivered before a hub restart; the re-send is not news
+            self._seen_pubs[key] = None
+            if len(self._seen_pubs) > 100_000:
+                self._seen_pubs.pop(next(iter(self._seen_pubs)))
+        state.deliver(
+            Message(
+                frame["room"],
+                seq,
+                frame["epoch"],
+                frame.get("data"),
+                sender,
+                frame.get("name", ""),
+                msg_id,
+                frame.get("ts_ns", 0),
+            )
+        )
+
+    def _on_ack(self, msg_id: int) -> None:
+        outbox = self._outbox
+        while outbox and outbox[0].id <= msg_id:
+            outbox.popleft()
+        if not outbox:
+            self._acked.set()
+
+    def _on_joined(self, frame: dict[str, Any]) -> None:
+        state = self._rooms.get(frame["room"])
+        if state is None:
+            return
+        gap = frame.get("gap")
+        if gap:
+            self.gaps += 1
+            state.deliver(
+                Gap(
+                    frame["room"],
+                    gap.get("reason", "unknown"),
+                    frame["epoch"],
+                    gap.get("old_epoch"),
+                    gap.get("lost_from"),
+                    gap.get("lost_to"),
+                )
+            )
+            if gap.get("reason") == "epoch":
+                state.last = 0
+        if state.last is None:
+            state.last = frame["last"]  # first join, live only: resume from here
+        state.epoch = frame["epoch"]
+        state.joined.set()
