@@ -35,16 +35,7 @@ from .errors import (
 from .notebook.aio import Handle
 from .notebook.session import ChatHandle, RunHandle, Session, connect
 from .protocols.agui import AgentStatus, RunState
-from .protocols.glm import (
-    DEFAULT_BASE_URL,
-    ChatStream,
-    Chunk,
-    Completion,
-    GLMClient,
-    Timings,
-    ToolCall,
-    ToolCallDelta,
-)
+from .protocols.glm import DEFAULT_BASE_URL, ChatStream, GLMClient
 from .transport.sse_client import (
     ConnectionEvent,
     ConnectionFailed,
@@ -53,6 +44,7 @@ from .transport.sse_client import (
     Observer,
 )
 from .wire import sse
+from .wire.chat import Chunk, Completion, Timings, ToolCall, ToolCallDelta
 from .wire.retry import Backoff
 from .wire.sse import Decoder, Event
 

@@ -35,18 +35,17 @@
     (scheduler unreachable, a worker without glm_live, a worker that died); ``partial`` holds
     what the other workers returned.
 
-Messages say what went wrong and what to do. None of them ever contains an API key:
-:func:`error_from_response` scrubs the secrets it is given from everything it copies.
+Messages say what went wrong and what to do. None of them ever contains an API key: the code
+that builds them scrubs the secrets it holds (:func:`glm_live.wire._secret.scrub`).
+
+This module holds the tree and nothing else: it imports nothing from glm_live, so every floor
+can raise from it. Which GLM business code maps to which class is the chat wire's rule
+(:func:`glm_live.wire.chat.error_from_response`).
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from .wire.sse import Event
+from typing import Any
 
 __all__ = [
     "AuthenticationError",
@@ -68,19 +67,7 @@ __all__ = [
     "ServerError",
     "StreamInterrupted",
     "TransportError",
-    "error_from_response",
-    "scrub",
 ]
-
-_BODY_PREVIEW = 2000  # characters of a response body kept in a message
-
-
-def scrub(text: str, secrets: Iterable[str | None]) -> str:
-    """Replace every occurrence of each secret in ``text`` with ``***``."""
-    for secret in secrets:
-        if secret and len(secret) >= 4:
-            text = text.replace(secret, "***")
-    return text
 
 
 class GlmLiveError(Exception):
@@ -101,11 +88,12 @@ class EventTooLarge(SSEError):
         kind: ``"line"`` or ``"event"``.
         size: How large it had grown when the limit tripped.
         limit: The limit in force.
-        events: Events completed by the same piece of input, which are not lost.
+        events: The :class:`~glm_live.wire.sse.Event` values completed by the same piece of
+            input, which are not lost.
     """
 
     def __init__(
-        self, message: str, *, kind: str, size: int, limit: int, events: list[Event]
+        self, message: str, *, kind: str, size: int, limit: int, events: list[Any]
     ) -> None:
         super().__init__(message)
         self.kind = kind
@@ -189,7 +177,7 @@ class GLMError(GlmLiveError):
         message: What the server or the client said went wrong.
         retryable: Whether trying the same request again later can succeed.
         partial: The completion received before the failure (a
-            :class:`glm_live.glm.Completion`), or ``None`` when nothing had started.
+            :class:`glm_live.Completion`), or ``None`` when nothing had started.
     """
 
     default_retryable = False
@@ -293,103 +281,3 @@ class MalformedResponseError(GLMError):
     """The endpoint sent something that is not a chat completion."""
 
     hint = "is the base URL an OpenAI-compatible chat-completions endpoint?"
-
-
-# Business codes, from the Z.ai error-code reference.
-_RETRYABLE_RATE_CODES = frozenset({"1302", "1303", "1305"})
-_QUOTA_CODES = frozenset({"1304", "1308", "1309", "1310"})
-
-
-def error_class_for(status: int | None, code: str | None) -> type[GLMError]:
-    """The exception class for an HTTP status and a GLM business code (either may be absent).
-
-    The code wins over the status: GLM sends several unrelated conditions as 429.
-    """
-    if code is not None and code.isdigit():
-        number = int(code)
-        if 1000 <= number <= 1004:
-            return AuthenticationError
-        if number == 1113:
-            return InsufficientBalanceError
-        if code in _RETRYABLE_RATE_CODES or code in _QUOTA_CODES:
-            return RateLimitError
-        if number == 1301:
-            return ContentFilteredError
-        if 1200 <= number <= 1299:
-            return InvalidRequestError
-    if status is None:
-        return GLMError
-    if status in (401, 403):
-        return AuthenticationError
-    if status == 429:
-        return RateLimitError
-    if status in (400, 404, 413, 422):
-        return InvalidRequestError
-    if status >= 500:
-        return ServerError
-    return GLMError
-
-
-def parse_error_body(body: str | bytes | Mapping[str, Any]) -> tuple[str | None, str | None]:
-    """Pull ``(code, message)`` out of a GLM/OpenAI error body; ``(None, None)`` if it has none.
-
-    Accepts ``{"error": {"code": "1302", "message": ...}}`` (GLM; the code may also come as a
-    number) and OpenAI's ``{"error": {"message", "type", "code"}}``.
-    """
-    if isinstance(body, bytes):
-        body = body.decode("utf-8", "replace")
-    if isinstance(body, str):
-        try:
-            body = json.loads(body)
-        except ValueError:
-            return None, None
-    if not isinstance(body, Mapping):
-        return None, None
-    error = body.get("error", body)
-    if isinstance(error, str):
-        return None, error
-    if not isinstance(error, Mapping):
-        return None, None
-    code = error.get("code")
-    message = error.get("message")
-    return (
-        None if code is None else str(code),
-        None if message is None else str(message),
-    )
-
-
-def error_from_response(
-    status: int | None,
-    body: str | bytes | Mapping[str, Any],
-    *,
-    retry_after: float | None = None,
-    secrets: Iterable[str | None] = (),
-    partial: Any = None,
-) -> GLMError:
-    """Build the right :class:`GLMError` for an error response or an in-stream error object.
-
-    Args:
-        status: The HTTP status (``None`` for an error object inside a 200 stream).
-        body: The response body, raw or parsed.
-        retry_after: Seconds from a Retry-After header, if any.
-        secrets: Strings that must not appear in the error (the API key).
-        partial: What had been received before the error.
-    """
-    secrets = list(secrets)
-    code, message = parse_error_body(body)
-    if message is None:
-        text = body if isinstance(body, str) else ""
-        if isinstance(body, bytes):
-            text = body.decode("utf-8", "replace")
-        text = text.strip()[:_BODY_PREVIEW]
-        message = f"unexpected error response: {text!r}" if text else "error with an empty body"
-    message = scrub(message, secrets)
-    cls = error_class_for(status, code)
-    kwargs: dict[str, Any] = {"status": status, "code": code, "partial": partial}
-    if cls is RateLimitError:
-        kwargs["retry_after"] = retry_after
-        if code in _QUOTA_CODES:
-            kwargs["retryable"] = False
-    elif cls is GLMError:
-        kwargs["retryable"] = status in (408, 409)
-    return cls(message, **kwargs)

@@ -1,4 +1,5 @@
-"""The error tree and the mapping from GLM error bodies to it (pure)."""
+"""The error tree (glm_live.errors) and the mapping from GLM error bodies to it
+(glm_live.wire.chat): pure."""
 
 from __future__ import annotations
 
@@ -14,9 +15,8 @@ from glm_live.errors import (
     InvalidRequestError,
     RateLimitError,
     ServerError,
-    error_from_response,
-    parse_error_body,
 )
+from glm_live.wire.chat import error_from_response, parse_error_body
 
 
 @pytest.mark.parametrize(

@@ -23,10 +23,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from ..wire.chat import Chunk, Completion, Timings
+
 if TYPE_CHECKING:
     import pandas as pd
-
-    from ..protocols.glm import Completion
 
 __all__ = ["KINDS", "Recorder"]
 
@@ -51,7 +51,17 @@ class _Request:
 
 
 class Recorder:
-    """Columnar storage of request and event timings (thread-safe appends)."""
+    """Columnar storage of request and event timings.
+
+    Events are written by one thread at a time (the event loop that receives them) and may be
+    read from any other while they arrive: :meth:`event` appends to its columns in a fixed
+    order, ``_sent`` last, so a reader that cuts every column to ``_sent``'s length sees only
+    whole rows (:meth:`_columns`), with no lock on the hot path. :meth:`begin` may be called
+    from any thread.
+    """
+
+    # Every event column, in the order event() appends to them: the last is the row count.
+    _COLUMNS = ("_request", "_index", "_arrival", "_bytes", "_kind", "_chars", "_sent")
 
     def __init__(self) -> None:
         self.anchor_ns = time.perf_counter_ns()
@@ -69,7 +79,12 @@ class Recorder:
 
     def __len__(self) -> int:
         """Events recorded."""
-        return len(self._arrival)
+        return len(self._sent)
+
+    def _columns(self) -> dict[str, array[int]]:
+        """A copy of every event column, cut to the rows that are complete in all of them."""
+        rows = len(self._sent)
+        return {name: getattr(self, name)[:rows] for name in self._COLUMNS}
 
     def __repr__(self) -> str:
         return f"<Recorder {len(self._requests)} requests, {len(self)} events>"
@@ -123,13 +138,13 @@ class Recorder:
                     extra=dict(row.extra),
                 )
             )
-        names = ("_request", "_index", "_arrival", "_bytes", "_kind", "_chars", "_sent")
+        names = cls._COLUMNS
         pieces: dict[str, list[Any]] = {name: [] for name in names}
         for part, (recorder, shift) in enumerate(parts):
-            columns = {}
-            for name in names:
-                column = getattr(recorder, name)
-                columns[name] = np.frombuffer(column, dtype=f"i{column.itemsize}")
+            columns = {
+                name: np.frombuffer(column, dtype=f"i{column.itemsize}")
+                for name, column in recorder._columns().items()
+            }
             new_numbers = numbers[part][columns["_request"]]
             keep = new_numbers >= 0
             for name in names:
@@ -174,8 +189,8 @@ class Recorder:
         chars: int = 0,
         sent_ns: int = -1,
     ) -> None:
-        """Record one event (the hot path: seven array appends). ``sent_ns`` is the server's
-        send stamp (``x_sent_ns``, wall clock) when it gives one."""
+        """Record one event (the hot path: seven array appends, ``_sent`` last). ``sent_ns`` is
+        the server's send stamp (``x_sent_ns``, wall clock) when it gives one."""
         self._request.append(request)
         self._index.append(index)
         self._arrival.append(arrival_ns)
@@ -191,41 +206,30 @@ class Recorder:
         status: str = "ok",
         error: BaseException | None = None,
         completion: Completion | None = None,
-        stamps: dict[str, int | None] | None = None,
+        timings: Timings | None = None,
         usage: Mapping[str, Any] | None = None,
         **extra: Any,
     ) -> None:
         """Close a request row, with the completion's timings and usage when there is one
-        (or ``stamps`` and ``usage`` given directly, as the benchmark harness does)."""
+        (or ``timings`` and ``usage`` given directly, as the benchmark harness does)."""
         row = self._requests[request]
         row.status = status
         if error is not None:
             row.error_type = type(error).__name__
             row.error = str(error)[:500]
         if completion is not None:
-            t = completion.timings
-            row.stamps = {
-                "request_start_ns": t.request_start_ns,
-                "request_sent_ns": t.request_sent_ns,
-                "headers_ns": t.headers_ns,
-                "first_byte_ns": t.first_byte_ns,
-                "first_event_ns": t.first_event_ns,
-                "first_reasoning_ns": t.first_reasoning_ns,
-                "first_content_ns": t.first_content_ns,
-                "first_tool_call_ns": t.first_tool_call_ns,
-                "end_ns": t.end_ns,
-            }
+            row.stamps = completion.timings.stamps()
             row.usage = completion.usage
             row.model = completion.model or row.model
-        elif stamps is not None:
-            row.stamps = dict(stamps)
+        elif timings is not None:
+            row.stamps = timings.stamps()
             row.usage = usage
         else:
             row.stamps.setdefault("end_ns", time.perf_counter_ns())
         row.extra.update(extra)
 
-    def record_chunk(self, request: int, chunk: Any) -> None:
-        """Record a :class:`~glm_live.glm.Chunk`."""
+    def record_chunk(self, request: int, chunk: Chunk) -> None:
+        """Record a :class:`~glm_live.wire.chat.Chunk`."""
         self.event(
             request,
             chunk.index,
@@ -242,15 +246,7 @@ class Recorder:
     @property
     def nbytes(self) -> int:
         """Memory held by the event columns (allocated, not just used)."""
-        columns = (
-            self._request,
-            self._index,
-            self._arrival,
-            self._bytes,
-            self._kind,
-            self._chars,
-            self._sent,
-        )
+        columns = (getattr(self, name) for name in self._COLUMNS)
         return sum(c.buffer_info()[1] * c.itemsize for c in columns)
 
     # -- reading -------------------------------------------------------------------------------
@@ -267,23 +263,22 @@ class Recorder:
         import numpy as np
         import pandas as pd
 
-        arrival = np.frombuffer(self._arrival, dtype=np.int64).copy()
+        columns = self._columns()  # copies: the frame owns its arrays
+        arrival = np.frombuffer(columns["_arrival"], dtype=np.int64)
         frame = pd.DataFrame(
             {
-                "request": np.frombuffer(self._request, dtype=np.int32).copy(),
-                "index": np.frombuffer(self._index, dtype=np.int32).copy(),
+                "request": np.frombuffer(columns["_request"], dtype=np.int32),
+                "index": np.frombuffer(columns["_index"], dtype=np.int32),
                 "arrival_ns": arrival,
                 "t": (arrival - self.anchor_ns) / 1e9,
                 "arrival": self._wall(arrival),
                 "arrival_wall_ns": self.anchor_wall_ns + (arrival - self.anchor_ns),
-                "sent_ns": pd.array(
-                    np.frombuffer(self._sent, dtype=np.int64).copy(), dtype="Int64"
-                ),
-                "bytes": np.frombuffer(self._bytes, dtype=np.int32).copy(),
+                "sent_ns": pd.array(np.frombuffer(columns["_sent"], dtype=np.int64), dtype="Int64"),
+                "bytes": np.frombuffer(columns["_bytes"], dtype=np.int32),
                 "kind": pd.Categorical.from_codes(
-                    np.frombuffer(self._kind, dtype=np.int8).astype(np.int8), KINDS
+                    np.frombuffer(columns["_kind"], dtype=np.int8), KINDS
                 ),
-                "chars": np.frombuffer(self._chars, dtype=np.int32).copy(),
+                "chars": np.frombuffer(columns["_chars"], dtype=np.int32),
             }
         )
         frame.loc[frame["sent_ns"] < 0, "sent_ns"] = pd.NA
@@ -298,34 +293,18 @@ class Recorder:
         import pandas as pd
 
         rows = []
-        for number, row in enumerate(self._requests):
-            stamps = row.stamps
-            start = stamps.get("request_start_ns") or row.started_ns
+        for number, row in enumerate(list(self._requests)):
+            timings = Timings.from_stamps(row.stamps)
+            if timings.request_start_ns is None:  # a row that never got its stamps
+                timings.request_start_ns = row.started_ns
+            start = timings.request_start_ns
             usage = row.usage or {}
             completion_tokens = usage.get("completion_tokens")
             details = usage.get("completion_tokens_details") or {}
-
-            def ms(name: str, stamps: dict[str, int | None] = stamps, start: int = start) -> float:
-                value = stamps.get(name)
-                return (value - start) / 1e6 if value is not None else np.nan
-
-            first_token = min(
-                (
-                    v
-                    for k in ("first_reasoning_ns", "first_content_ns", "first_tool_call_ns")
-                    if (v := stamps.get(k)) is not None
-                ),
-                default=None,
-            )
-            end = stamps.get("end_ns")
-            tpot = np.nan
-            if (
-                first_token is not None
-                and end is not None
-                and completion_tokens
-                and (completion_tokens > 1)
-            ):
-                tpot = (end - first_token) / 1e6 / (completion_tokens - 1)
+            latencies = {
+                column: np.nan if value is None else value
+                for column, value in timings.latencies_ms(completion_tokens).items()
+            }
             rows.append(
                 {
                     "request": number,
@@ -340,14 +319,7 @@ class Recorder:
                     "queue_ms": (start - row.scheduled_ns) / 1e6
                     if row.scheduled_ns is not None
                     else np.nan,
-                    "ttft_first_byte_ms": ms("first_byte_ns"),
-                    "ttft_first_event_ms": ms("first_event_ns"),
-                    "ttft_reasoning_ms": ms("first_reasoning_ns"),
-                    "ttft_content_ms": ms("first_content_ns"),
-                    "ttft_tool_ms": ms("first_tool_call_ns"),
-                    "ttft_ms": (first_token - start) / 1e6 if first_token else np.nan,
-                    "tpot_ms": tpot,
-                    "e2e_ms": ms("end_ns"),
+                    **latencies,
                     "prompt_tokens": usage.get("prompt_tokens"),
                     "completion_tokens": completion_tokens,
                     "reasoning_tokens": details.get("reasoning_tokens"),

@@ -15,10 +15,9 @@ from typing import Any
 
 import httpx
 
-from ..errors import scrub
 from ..protocols.glm import DEFAULT_BASE_URL
 from ..transport.sse_client import safe_url
-from ..wire._secret import Secret
+from ..wire._secret import Secret, scrub
 from .asgi import Receive, Send, cut_connection, send_json, wait_disconnect
 from .chatreq import error_body
 from .config import ConfigError, RuntimeConfig

@@ -28,7 +28,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 
@@ -104,7 +104,7 @@ class Observed:
     attempts: int
     reconnects: int
     _observers: list[Observer]
-    _logger = logging.getLogger("glm_live.stream")
+    _logger: ClassVar[logging.Logger] = logger  # a subclass may log under its own name
 
     def add_observer(self, observer: Observer) -> None:
         """Call ``observer`` with every :class:`ConnectionEvent` from now on."""
@@ -271,8 +271,6 @@ class EventSource(AsyncClosing, Observed):
             f"<EventSource {self.method} {safe_url(self.url)} state={self.state.value} "
             f"reconnects={self.reconnects}>"
         )
-
-    # -- observers ---------------------------------------------------------------------------
 
     # -- lifecycle ---------------------------------------------------------------------------
 

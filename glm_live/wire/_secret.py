@@ -1,8 +1,13 @@
-"""A string that does not show itself: API keys and tokens live in one of these."""
+"""A string that does not show itself: API keys and tokens live in one of these.
+
+:func:`scrub` takes them out of any text that may be shown (messages, logs, outputs).
+"""
 
 from __future__ import annotations
 
-__all__ = ["Secret"]
+from collections.abc import Iterable
+
+__all__ = ["Secret", "scrub"]
 
 
 class Secret:
@@ -38,3 +43,14 @@ class Secret:
         # Pickling would write the key to disk or to another process in clear text.
         msg = "a Secret cannot be pickled"
         raise TypeError(msg)
+
+
+def scrub(text: str, secrets: Iterable[str | None]) -> str:
+    """Replace every occurrence of each secret in ``text`` with ``***``.
+
+    Secrets shorter than 4 characters are left alone: masking them would garble ordinary text.
+    """
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, "***")
+    return text

@@ -50,7 +50,8 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ...errors import ClusterError, scrub
+from ...errors import ClusterError
+from ...wire._secret import scrub
 from .results import BenchResult
 from .runner import Benchmark, Shard, _arrivals, snapshot
 from .shards import ShardOutput, merge, plan

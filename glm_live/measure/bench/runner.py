@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ...protocols.glm import parse_chunk
+from ...wire.chat import Timings, parse_chunk
 from ..recorder import Recorder
 from ._http import HTTPResponseError, Response, StreamClient
 from .results import BenchResult
@@ -430,7 +430,7 @@ class Benchmark:
             number = recorder.begin(
                 f"request {index}", kind="bench", model=self.model, scheduled_ns=scheduled
             )
-            stamps, usage, model = _feed(recorder, number, response)
+            timings, usage, model = _feed(recorder, number, response)
             status = (
                 "ok"
                 if error is None
@@ -440,7 +440,7 @@ class Benchmark:
                 number,
                 status=status,
                 error=error,
-                stamps=stamps,
+                timings=timings,
                 usage=usage,
                 phase="warmup" if index < self.warmup else "measure",
                 http_status=response.status or None,
@@ -463,57 +463,44 @@ async def _until(tasks: Iterable[asyncio.Future[Any]], stop: asyncio.Future[Any]
 
 def _feed(
     recorder: Recorder, number: int, response: Response
-) -> tuple[dict[str, int | None], dict[str, Any] | None, str | None]:
+) -> tuple[Timings, dict[str, Any] | None, str | None]:
     """Parse a finished response's events (after the run: JSON stays off the hot path)."""
-    stamps: dict[str, int | None] = {
-        "request_start_ns": response.sent_ns,
-        "request_sent_ns": response.sent_ns,
-        "headers_ns": response.headers_ns,
-        "first_byte_ns": response.first_byte_ns,
-        "first_event_ns": response.arrivals[0] if response.arrivals else None,
-        "first_reasoning_ns": None,
-        "first_content_ns": None,
-        "first_tool_call_ns": None,
-        "end_ns": response.end_ns,
-        "last_token_ns": None,
-    }
+    timings = Timings(
+        request_start_ns=response.sent_ns,
+        request_sent_ns=response.sent_ns,
+        headers_ns=response.headers_ns,
+        first_byte_ns=response.first_byte_ns,
+        end_ns=response.end_ns,
+    )
     usage = None
     model = None
     for i, (data, arrival, size) in enumerate(
         zip(response.events, response.arrivals, response.sizes, strict=True)
     ):
-        if data == "[DONE]":
-            recorder.event(number, i, arrival, size, "other")
-            continue
-        try:
-            raw = json.loads(data)
-        except ValueError:
+        raw = None
+        if data != "[DONE]":
+            with contextlib.suppress(ValueError):
+                raw = json.loads(data)
+        if not isinstance(raw, dict):
+            timings.observe(arrival)
             recorder.event(number, i, arrival, size, "other")
             continue
         chunk = parse_chunk(raw, i, arrival, {}, size)
+        timings.observe(arrival, chunk)
         sent = raw.get("x_sent_ns")
-        kind = chunk.kind
         recorder.event(
             number,
             i,
             arrival,
             size,
-            kind,
+            chunk.kind,
             len(chunk.content) + len(chunk.reasoning),
             sent if isinstance(sent, int) else -1,
         )
-        if chunk.reasoning and stamps["first_reasoning_ns"] is None:
-            stamps["first_reasoning_ns"] = arrival
-        if chunk.content and stamps["first_content_ns"] is None:
-            stamps["first_content_ns"] = arrival
-        if chunk.tool_calls and stamps["first_tool_call_ns"] is None:
-            stamps["first_tool_call_ns"] = arrival
-        if chunk.content or chunk.reasoning or chunk.tool_calls:
-            stamps["last_token_ns"] = arrival
         if chunk.usage is not None:
             usage = dict(chunk.usage)
         model = model or raw.get("model")
-    return stamps, usage, model
+    return timings, usage, model
 
 
 async def run(url: str, **options: Any) -> BenchResult:

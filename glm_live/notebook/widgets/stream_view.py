@@ -69,7 +69,7 @@ class StreamView(LiveWidget):
         hub.set(self, tokens=self._count, tokens_per_s=round(rate, 1), status="streaming")
 
     def feed_chunk(self, chunk: Any, completion: Any = None) -> None:
-        """Feed a :class:`~glm_live.glm.Chunk` (and the completion's tool calls so far)."""
+        """Feed a :class:`~glm_live.Chunk` (and the completion's tool calls so far)."""
         counted = 1 if (chunk.content or chunk.reasoning) else 0
         self.feed(chunk.content, chunk.reasoning, tokens=counted)
         if chunk.tool_calls and completion is not None:
