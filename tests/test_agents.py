@@ -11,7 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
-from glm_live import AgentContext, Session, Workflow, WorkflowError, connect
+from glm_live import AgentContext, GLMClient, Session, Workflow, WorkflowError, connect
+from glm_live.agents.core import Run
 from glm_live.protocols.agui import event_dict
 from glm_live.wire.sse import Decoder
 from tests.agui_checker import OrderingError, check_run
@@ -193,7 +194,8 @@ async def test_run_events_and_agent_status_reach_the_hub(session: Session) -> No
 
 async def test_cancelled_run_stops_its_agents_on_the_server() -> None:
     with connect(sim={"ttft_ms": 5, "itl_ms": 40}) as session:
-        runtime = session._embedded.runtime
+        assert session.embedded is not None
+        runtime = session.embedded.runtime
         handle = session.run("account-review", account="Globex")
         async for event in handle:
             if event.type == "SUBAGENT_STARTED":
@@ -219,7 +221,8 @@ async def test_human_input_and_pause_reach_server_side_agents() -> None:
         return answer["data"]
 
     with connect() as session:
-        session._embedded.runtime.register(flow)
+        assert session.embedded is not None
+        session.embedded.runtime.register(flow)
         await asyncio.wait_for(session.hub.wait_open(), 10)  # type: ignore[union-attr]
         handle = session.run("ask")
         async for event in handle:
@@ -228,7 +231,8 @@ async def test_human_input_and_pause_reach_server_side_agents() -> None:
         handle.control("pause", agent="asker")
         handle.control("resume", agent="asker")
         handle.control("input", agent="asker", data={"approved": True})
-        state = await asyncio.wait_for(asyncio.wrap_future(handle._future), 20)
+        async with asyncio.timeout(20):
+            state = await handle
     assert state.result == {"asker": {"approved": True}}
 
 
@@ -274,6 +278,135 @@ async def test_local_workflow_sequence_parallel_dag_and_failure(session: Session
     assert handle.agents["first"].status == "error"
     assert "disk on fire" in (handle.agents["first"].error or "")
     assert "second" not in handle.agents  # never started: what it needed failed
+
+
+def test_ready_is_the_rule_behind_the_waves() -> None:
+    flow = Workflow("w")
+
+    async def nothing(ctx: AgentContext) -> None:
+        return None
+
+    flow.add("a", nothing)
+    flow.add("b", nothing, after=["a"])
+    flow.add("c", nothing, after=["a"])
+    flow.add("d", nothing, after=["b"])
+    assert flow.ready(["a", "b", "c", "d"], set()) == ["a"]
+    # d needs only b: it may start while c is still running (no waiting for its wave).
+    assert flow.ready(["c", "d"], {"a", "b"}) == ["c", "d"]
+    assert flow.ready(["d", "c"], {"a"}) == ["c"]  # in the order given
+    assert flow.order() == [["a"], ["b", "c"], ["d"]]
+
+
+async def test_an_agent_starts_when_what_it_needs_is_done_not_its_wave(
+    session: Session,
+) -> None:
+    trace: list[str] = []
+    flow = Workflow("eager")
+    slow_may_end = asyncio.Event()
+
+    async def first(ctx: AgentContext) -> None:
+        trace.append("first")
+
+    async def slow(ctx: AgentContext) -> None:
+        await asyncio.wait_for(slow_may_end.wait(), 10)
+        trace.append("slow")
+
+    async def eager(ctx: AgentContext) -> None:
+        trace.append("eager")  # a wave after slow's, yet slow is still waiting for it
+        slow_may_end.set()
+
+    flow.add("first", first)
+    flow.add("slow", slow, after=["first"])
+    flow.add("quick", first, after=["first"])
+    flow.add("eager", eager, after=["quick"])
+    assert flow.order() == [["first"], ["slow", "quick"], ["eager"]]
+    handle = session.run(flow, display=False)
+    events = [event_dict(e) async for e in handle]
+    check_run(events)
+    assert handle.status == "finished"
+    assert trace == ["first", "first", "eager", "slow"]
+
+
+async def test_cancelled_run_closes_every_step_of_its_agents() -> None:
+    flow = Workflow("nested")
+
+    async def sleeper(ctx: AgentContext) -> None:
+        async with ctx.step("outer"), ctx.step("inner"):
+            await ctx.progress(0.1, "sleeping")
+            await asyncio.sleep(30)
+
+    flow.add("sleeper", sleeper)
+    client = GLMClient(base_url="http://127.0.0.1:9/v1", api_key="")  # never called
+    run = Run(flow, client)
+    events: list[dict[str, Any]] = []
+    async for event in run.events():
+        events.append(event_dict(event))
+        if event.type == "CUSTOM":
+            run.cancel()
+    await client.aclose()
+    check_run(events)  # nothing open at RUN_FINISHED
+    tail = [(e["type"], e.get("stepName") or e.get("code")) for e in events[-4:]]
+    assert tail == [
+        ("STEP_FINISHED", "sleeper: inner"),
+        ("STEP_FINISHED", "sleeper: outer"),
+        ("SUBAGENT_ERROR", "cancelled"),
+        ("RUN_FINISHED", None),
+    ]
+    assert events[-1]["outcome"]["type"] == "cancelled"
+    assert run.finished
+
+
+async def test_agents_message_each_other_and_not_strangers(session: Session) -> None:
+    flow = Workflow("mail")
+
+    async def sender(ctx: AgentContext) -> None:
+        await ctx.send("reader", {"n": 1})
+
+    async def reader(ctx: AgentContext) -> Any:
+        return await ctx.receive(timeout=10)
+
+    flow.add("sender", sender)
+    flow.add("reader", reader)
+    state = await session.run(flow, display=False)
+    assert state.result == {"reader": {"from": "sender", "data": {"n": 1}}, "sender": None}
+
+    lost = Workflow("lost")
+
+    async def to_ghost(ctx: AgentContext) -> None:
+        await ctx.send("ghost", 1)
+
+    lost.add("writer", to_ghost)
+    handle = session.run(lost, display=False)
+    events = [event_dict(e) async for e in handle]
+    check_run(events)
+    error = next(e for e in events if e["type"] == "SUBAGENT_ERROR")
+    assert error["code"] == "WorkflowError"
+    assert "no agent 'ghost'" in error["message"]
+    assert events[-1]["type"] == "RUN_ERROR"
+
+
+def test_session_embedded_is_the_runtime_it_started() -> None:
+    flow = Workflow("hello")
+
+    async def greeter(ctx: AgentContext) -> str:
+        return "hi"
+
+    flow.add("greeter", greeter)
+    with connect(hub=False) as session:
+        embedded = session.embedded
+        assert embedded is not None
+        assert embedded.url == session.url
+        assert httpx.URL(session.url).port == embedded.port
+        embedded.runtime.register(flow)  # served at once by the runtime the session talks to
+        assert session.run("hello", display=False).wait(30).result == {"greeter": "hi"}
+        with connect(session.url, hub=False) as remote:
+            assert remote.embedded is None  # connected by URL: no runtime of its own
+            assert remote.run("hello", display=False).wait(30).result == {"greeter": "hi"}
+        # Closing the remote session left the runtime running; closing its owner stops it.
+        assert httpx.get(session.url + "/health").status_code == 200
+    assert session.embedded is None
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(session.url + "/health")
 
 
 def test_workflow_errors() -> None:

@@ -24,6 +24,7 @@ import copy
 import json
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any
 
@@ -137,6 +138,15 @@ class Workflow:
 
         return register
 
+    def ready(self, waiting: Iterable[str], done: AbstractSet[str]) -> list[str]:
+        """Those of ``waiting`` whose dependencies are all in ``done``, in the order given.
+
+        The one rule of when an agent may start: :meth:`order` applies it wave by wave,
+        :class:`Run` each time an agent finishes (so an agent starts as soon as what it
+        needs is done, without waiting for the rest of its wave).
+        """
+        return [name for name in waiting if all(d in done for d in self.agents[name].after)]
+
     def order(self) -> list[list[str]]:
         """The agents in waves: each wave's agents can run together once the earlier waves
         are done. Raises :class:`WorkflowError` for unknown dependencies or cycles."""
@@ -148,9 +158,7 @@ class Workflow:
         done: set[str] = set()
         waves = []
         while len(done) < len(self.agents):
-            wave = [
-                a.name for a in self.agents.values() if a.name not in done and set(a.after) <= done
-            ]
+            wave = self.ready([name for name in self.agents if name not in done], done)
             if not wave:
                 stuck = sorted(set(self.agents) - done)
                 msg = f"workflow {self.name!r} has a dependency cycle among {stuck}"
@@ -171,15 +179,19 @@ class _Control:
 
 class AgentContext:
     """What an agent gets: inputs, results of the agents before it, the shared state, a GLM
-    client, and ways to report (steps, progress, messages, tool calls)."""
+    client, and ways to report (steps, progress, messages, tool calls).
 
-    def __init__(self, run: Run, agent: Agent, subagent_run_id: str) -> None:
+    The :class:`Run` makes one per agent it starts, handing it that agent's controls; the
+    context reports through the run's methods for its agents (:meth:`Run.emit`,
+    :meth:`Run.change_state`, :meth:`Run.deliver`).
+    """
+
+    def __init__(self, run: Run, agent: Agent, subagent_run_id: str, control: _Control) -> None:
         self.run = run
         self.agent = agent
         self.name = agent.name
         self.id = subagent_run_id
-        self._control = run._controls[agent.name]
-        self._open_steps: list[str] = []
+        self._control = control
 
     @property
     def inputs(self) -> dict[str, Any]:
@@ -202,7 +214,7 @@ class AgentContext:
 
     def _emit(self, event: BaseEvent) -> None:
         event.subagent_run_id = self.id  # type: ignore[attr-defined]
-        self.run._emit(event)
+        self.run.emit(event)
 
     @contextlib.asynccontextmanager
     async def step(self, name: str) -> AsyncIterator[None]:
@@ -210,11 +222,10 @@ class AgentContext:
         await self.checkpoint()
         step = f"{self.name}: {name}"
         self._emit(StepStartedEvent(step_name=step))
-        self._open_steps.append(step)
         try:
             yield
         finally:
-            self._open_steps.remove(step)
+            # Also on cancellation: the step is closed before SUBAGENT_ERROR goes out.
             self._emit(StepFinishedEvent(step_name=step))
 
     async def progress(self, fraction: float, message: str = "") -> None:
@@ -230,12 +241,12 @@ class AgentContext:
     async def update(self, changes: Mapping[str, Any]) -> None:
         """Merge ``changes`` into the shared state's top level (sent as a JSON Patch)."""
         await self.checkpoint()
-        self.run._change_state(lambda state: {**state, **changes}, self)
+        self.run.change_state(lambda state: {**state, **changes}, self.id)
 
     async def patch(self, operations: list[dict[str, Any]]) -> None:
         """Apply RFC 6902 ``operations`` to the shared state."""
         await self.checkpoint()
-        self.run._change_state(lambda state: jsonpatch.apply_patch(state, operations), self)
+        self.run.change_state(lambda state: jsonpatch.apply_patch(state, operations), self.id)
 
     async def say(self, text: str) -> None:
         """A whole text message from this agent."""
@@ -339,10 +350,7 @@ class AgentContext:
     async def send(self, agent: str, data: Any) -> None:
         """Message another agent of the run (it reads with :meth:`receive`)."""
         await self.checkpoint()
-        if agent not in self.run._controls:
-            msg = f"no agent {agent!r} in this run"
-            raise WorkflowError(msg)
-        self.run._controls[agent].inbox.put_nowait({"from": self.name, "data": data})
+        self.run.deliver(agent, {"from": self.name, "data": data})
 
     async def receive(self, timeout: float | None = None) -> Any:
         """The next message for this agent (from an agent or a person: human input)."""
@@ -385,18 +393,55 @@ class Run:
         self.results: dict[str, Any] = {}
         self._controls = {name: _Control() for name in workflow.agents}
         self._tasks: dict[str, asyncio.Task[Any]] = {}
-        self._open_steps: list[str] = []
         self._queue: asyncio.Queue[BaseEvent] | None = None
         self._main: asyncio.Task[Any] | None = None
         self.finished = False
 
-    def _emit(self, event: BaseEvent) -> None:
+    # -- for the run's agents (their AgentContext) and the run itself ---------------------------
+
+    def emit(self, event: BaseEvent) -> None:
+        """Send ``event`` out: to ``emit`` and to the :meth:`events` stream, in call order.
+
+        Meant for :class:`AgentContext` (and the run itself), not for callers of a run: the
+        ordering rules are kept by the code that emits. Once the run has finished (its
+        ``RUN_FINISHED`` or ``RUN_ERROR`` is out), events are dropped.
+        """
         if self.finished:
             return
         if self._sink is not None:
             self._sink(event)
         if self._queue is not None:
             self._queue.put_nowait(event)
+
+    def change_state(
+        self, change: Callable[[Any], Any], subagent_run_id: str | None = None
+    ) -> None:
+        """Replace the shared state with ``change(copy of it)``; emit the difference as a
+        ``STATE_DELTA`` (JSON Patch), from ``subagent_run_id`` when an agent made it, and
+        nothing when nothing changed. Meant for :class:`AgentContext`."""
+        before = self.state
+        after = change(copy.deepcopy(before))
+        operations = jsonpatch.make_patch(before, after).patch
+        self.state = after
+        if operations:
+            event = StateDeltaEvent.model_validate({"delta": operations})
+            if subagent_run_id is not None:
+                event.subagent_run_id = subagent_run_id
+            self.emit(event)
+
+    def deliver(self, agent: str, message: Any) -> None:
+        """Put ``message`` in ``agent``'s inbox (it reads it with :meth:`AgentContext.receive`).
+
+        Meant for :class:`AgentContext`. Raises :class:`WorkflowError` if the run has no
+        such agent.
+        """
+        control = self._controls.get(agent)
+        if control is None:
+            msg = f"no agent {agent!r} in this run"
+            raise WorkflowError(msg)
+        control.inbox.put_nowait(message)
+
+    # -- for callers ------------------------------------------------------------------------------
 
     async def events(self) -> AsyncIterator[BaseEvent]:
         """Execute the run, yielding each event as it is emitted. Leaving the loop early
@@ -420,17 +465,6 @@ class Run:
         """Cancel the whole run (its agents stop; the stream ends ``cancelled``)."""
         if self._main is not None:
             self._main.cancel()
-
-    def _change_state(self, change: Callable[[Any], Any], ctx: AgentContext | None) -> None:
-        before = self.state
-        after = change(copy.deepcopy(before))
-        operations = jsonpatch.make_patch(before, after).patch
-        self.state = after
-        if operations:
-            event = StateDeltaEvent.model_validate({"delta": operations})
-            if ctx is not None:
-                event.subagent_run_id = ctx.id
-            self._emit(event)
 
     def control(self, agent: str | None, command: str, data: Any = None) -> None:
         """``pause``, ``resume``, ``cancel`` or ``input`` (human input) for one agent, or for
@@ -457,31 +491,33 @@ class Run:
     async def execute(self) -> Any:
         """Run to the end; returns the results by agent. Cancelling this cancels every agent
         and ends the stream with ``RUN_FINISHED`` (outcome ``cancelled``)."""
-        self._emit(RunStartedEvent(thread_id=self.thread_id, run_id=self.run_id))
-        self._emit(StateSnapshotEvent(snapshot=copy.deepcopy(self.state)))
+        self.emit(RunStartedEvent(thread_id=self.thread_id, run_id=self.run_id))
+        self.emit(StateSnapshotEvent(snapshot=copy.deepcopy(self.state)))
         try:
             waves = self.workflow.order()
         except WorkflowError as exc:
             self._finish_error(str(exc), "workflow")
             raise
         try:
-            await self._orchestrate(
+            self._orchestrate(
                 "plan",
                 "Plan: " + " → ".join(" + ".join(wave) for wave in waves) + ".",
             )
+            agents = self.workflow.agents
             failed: list[str] = []
-            pending = dict(self.workflow.agents)
+            pending = list(agents)
             running: dict[asyncio.Task[Any], str] = {}
             while pending or running:
-                for name, agent in list(pending.items()):
-                    if any(d in failed for d in agent.after):
+                for name in list(pending):
+                    if any(d in failed for d in agents[name].after):
                         failed.append(name)  # skipped: something it needs failed
-                        del pending[name]
-                    elif set(agent.after) <= set(self.results):
-                        task = asyncio.ensure_future(self._run_agent(agent))
-                        self._tasks[name] = task
-                        running[task] = name
-                        del pending[name]
+                        pending.remove(name)
+                # The workflow's own rule (the one behind order()), applied as agents finish.
+                for name in self.workflow.ready(pending, self.results.keys()):
+                    task = asyncio.ensure_future(self._run_agent(agents[name]))
+                    self._tasks[name] = task
+                    running[task] = name
+                    pending.remove(name)
                 if not running:
                     break
                 done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
@@ -492,11 +528,11 @@ class Run:
                     else:
                         self.results[name] = task.result()
             if failed:
-                await self._orchestrate("report", f"Stopped: {', '.join(failed)} did not finish.")
+                self._orchestrate("report", f"Stopped: {', '.join(failed)} did not finish.")
                 self._finish_error(f"agents did not finish: {', '.join(failed)}", "agent_failed")
                 return self.results
-            await self._orchestrate("report", f"All {len(self.results)} agents finished.")
-            self._emit(
+            self._orchestrate("report", f"All {len(self.results)} agents finished.")
+            self.emit(
                 RunFinishedEvent(
                     thread_id=self.thread_id, run_id=self.run_id, result=_jsonable(self.results)
                 )
@@ -508,8 +544,9 @@ class Run:
                 task.cancel()
             with contextlib.suppress(BaseException):
                 await asyncio.gather(*self._tasks.values(), return_exceptions=True)
-            self._close_open()
-            self._emit(
+            # Every agent has ended, and its steps, messages and tool calls were closed as
+            # it unwound (the context's finally blocks): nothing is left open here.
+            self.emit(
                 RunFinishedEvent(
                     thread_id=self.thread_id,
                     run_id=self.run_id,
@@ -523,49 +560,46 @@ class Run:
             raise
 
     def _finish_error(self, message: str, code: str) -> None:
-        self._close_open()
-        self._emit(RunErrorEvent(message=message, code=code))
+        self.emit(RunErrorEvent(message=message, code=code))
         self.finished = True
 
-    def _close_open(self) -> None:
-        for step in reversed(self._open_steps):
-            self._emit(StepFinishedEvent(step_name=step))
-        self._open_steps.clear()
+    def _orchestrate(self, step: str, text: str) -> None:
+        """The orchestrator's step ``step`` with its one message (the plan, the report).
 
-    async def _orchestrate(self, step: str, text: str) -> None:
+        Synchronous on purpose: the step opens and closes with no await in between, so a
+        cancellation can never find it open.
+        """
         name = f"orchestrator: {step}"
-        self._emit(StepStartedEvent(step_name=name))
-        self._open_steps.append(name)
+        self.emit(StepStartedEvent(step_name=name))
         message_id = uuid.uuid4().hex
-        self._emit(
+        self.emit(
             TextMessageStartEvent(message_id=message_id, role="assistant", name="orchestrator")
         )
-        self._emit(TextMessageContentEvent(message_id=message_id, delta=text))
-        self._emit(TextMessageEndEvent(message_id=message_id))
-        self._open_steps.remove(name)
-        self._emit(StepFinishedEvent(step_name=name))
+        self.emit(TextMessageContentEvent(message_id=message_id, delta=text))
+        self.emit(TextMessageEndEvent(message_id=message_id))
+        self.emit(StepFinishedEvent(step_name=name))
 
     async def _run_agent(self, agent: Agent) -> Any:
         subagent_run_id = uuid.uuid4().hex
-        self._emit(
+        self.emit(
             SubagentStartedEvent(
                 subagent_run_id=subagent_run_id,
                 name=agent.name,
                 description=agent.description or None,
             )
         )
-        ctx = AgentContext(self, agent, subagent_run_id)
+        ctx = AgentContext(self, agent, subagent_run_id, self._controls[agent.name])
         try:
             result = await agent.function(ctx)
         except asyncio.CancelledError:
-            self._emit(
+            self.emit(
                 SubagentErrorEvent(
                     subagent_run_id=subagent_run_id, message="cancelled", code="cancelled"
                 )
             )
             raise
         except Exception as exc:
-            self._emit(
+            self.emit(
                 SubagentErrorEvent(
                     subagent_run_id=subagent_run_id,
                     message=f"{type(exc).__name__}: {exc}",
@@ -573,7 +607,7 @@ class Run:
                 )
             )
             raise
-        self._emit(SubagentFinishedEvent(subagent_run_id=subagent_run_id))
+        self.emit(SubagentFinishedEvent(subagent_run_id=subagent_run_id))
         return result
 
 

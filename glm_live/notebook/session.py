@@ -19,7 +19,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ag_ui.core import BaseEvent
 
@@ -31,6 +31,9 @@ from ..transport.hub_client import Connection
 from ..transport.sse_client import ConnectionEvent, EventSource
 from ._env import in_kernel
 from .aio import Handle, LoopThread, background_loop
+
+if TYPE_CHECKING:  # the server floor is imported only when an embedded runtime is started
+    from ..server.runner import ServerHandle
 
 __all__ = ["ChatHandle", "RunHandle", "Session", "connect"]
 
@@ -223,7 +226,7 @@ class Session:
     """A connection to a runtime: GLM client, hub connection, background loop.
 
     Use :func:`connect` to make one. ``close()`` (or ``with``) releases everything,
-    including an embedded runtime.
+    including an embedded runtime (see :attr:`embedded`).
     """
 
     def __init__(
@@ -232,7 +235,7 @@ class Session:
         *,
         token: str | None = None,
         loop: LoopThread | None = None,
-        embedded: Any = None,
+        embedded: ServerHandle | None = None,
         hub: bool = True,
         model: str = "glm-4.6",
         name: str | None = None,
@@ -264,6 +267,17 @@ class Session:
             self.recorder.sample("hub_rtt_s", change.delay)
         elif change.kind == "reconnecting":
             self.recorder.sample("hub_reconnects", change.reconnects)
+
+    @property
+    def embedded(self) -> ServerHandle | None:
+        """The embedded runtime this session started, or ``None`` (connected to a URL, or closed).
+
+        Its :class:`~glm_live.server.ServerHandle`: ``.runtime`` registers workflows
+        (``session.embedded.runtime.register(flow)``) and shows the runs in progress
+        (``.runtime.runs.runs``); ``.port`` is the port it listens on, for a proxy put in front
+        of it. :meth:`close` stops it.
+        """
+        return self._embedded
 
     def __repr__(self) -> str:
         kind = "embedded simulator" if self._embedded is not None else "remote"
