@@ -23,7 +23,6 @@ MOVED: dict[str, str] = {
     "glm_live.ws": "glm_live.transport.hub_client",
     "glm_live.glm": "glm_live.protocols.glm",
     "glm_live.agui": "glm_live.protocols.agui",
-    "glm_live.agents": "glm_live.agents.core",
     "glm_live.workflows": "glm_live.agents.builtin",
     "glm_live.metrics": "glm_live.measure.recorder",
     "glm_live.bench": "glm_live.notebook.bench",
@@ -63,6 +62,13 @@ class _Alias(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType:
         module = importlib.import_module(MOVED[spec.name])
         self._own_specs[module.__name__] = module.__spec__
+        if not hasattr(module, "__path__") and any(
+            old.startswith(spec.name + ".") for old in MOVED
+        ):
+            # The old name was a package (glm_live.bench) and its submodules have aliases of
+            # their own: the import system looks for a submodule only under a parent that
+            # has a __path__. An empty one finds nothing on disk; this finder finds them.
+            module.__path__ = []
         return module
 
     def exec_module(self, module: ModuleType) -> None:

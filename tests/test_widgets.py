@@ -168,7 +168,7 @@ def test_stop_button_cancels_the_request_and_the_server_sees_it() -> None:
     import concurrent.futures
 
     with record_comms(), glm_live.connect(hub=False) as session:
-        runtime = session._embedded.runtime
+        runtime = session.embedded.runtime
         handle = session.chat("x", display=True, sim={"ttft_ms": 1, "itl_ms": 20, "tokens": 2000})
         wait_for(lambda: len(handle.items) > 5)
         assert runtime.requests_in_flight == 1

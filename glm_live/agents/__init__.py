@@ -3,3 +3,10 @@
 - :mod:`.core`: :class:`~.core.Workflow`, :class:`~.core.Run`, :class:`~.core.AgentContext`.
 - :mod:`.builtin`: the workflows the runtime serves out of the box (``account-review``).
 """
+
+from __future__ import annotations
+
+from .core import Agent, AgentContext, Run, Workflow, WorkflowError
+
+# glm_live.agents was one module before the floors had folders: its names stay here.
+__all__ = ["Agent", "AgentContext", "Run", "Workflow", "WorkflowError"]

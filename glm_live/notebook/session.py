@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ag_ui.core import BaseEvent
@@ -42,7 +42,11 @@ class ChatHandle(Handle[Chunk, Completion]):
     """A streamed chat: chunks as they come; the completion at the end."""
 
     def __init__(
-        self, session: Session, messages: Any, params: dict[str, Any], display: bool
+        self,
+        session: Session,
+        messages: Any,
+        params: dict[str, Any],
+        show: Callable[[ChatHandle, str], Any] | None = None,
     ) -> None:
         super().__init__(session.loop)
         self.recorder = session.recorder
@@ -51,8 +55,8 @@ class ChatHandle(Handle[Chunk, Completion]):
         self._stream: ChatStream = session.client.stream(messages, **params)
         #: The StreamView showing this chat, when displayed.
         self.view: Any = None
-        if display:
-            self.view = session._show_chat(self, label[:80])
+        if show is not None:
+            self.view = show(self, label[:80])
         self._start()
 
     @property
@@ -90,7 +94,7 @@ class RunHandle(Handle[BaseEvent, RunState]):
         workflow: str | Workflow,
         inputs: dict[str, Any],
         sim: Mapping[str, Any] | None,
-        display: bool = False,
+        show: Callable[[RunHandle, str], Any] | None = None,
     ) -> None:
         super().__init__(session.loop)
         self.session = session
@@ -106,8 +110,8 @@ class RunHandle(Handle[BaseEvent, RunState]):
         self.request = self.recorder.begin(name, kind="run")
         #: The AgentBoard showing this run, when displayed.
         self.view: Any = None
-        if display:
-            self.view = session._show_run(self, name)
+        if show is not None:
+            self.view = show(self, name)
         self._start()
 
     @property
@@ -291,7 +295,8 @@ class Session:
         In a notebook its :class:`~glm_live.widgets.StreamView` is displayed (``display=False``
         opts out); in a script nothing is.
         """
-        return ChatHandle(self, prompt_or_messages, params, _wants_display(display))
+        show = self._show_chat if _wants_display(display) else None
+        return ChatHandle(self, prompt_or_messages, params, show)
 
     def run(
         self,
@@ -306,7 +311,8 @@ class Session:
         ``sim`` passes simulator knobs to every chat of the run. In a notebook its
         :class:`~glm_live.widgets.AgentBoard` is displayed (``display=False`` opts out).
         """
-        return RunHandle(self, workflow, inputs, sim, _wants_display(display))
+        show = self._show_run if _wants_display(display) else None
+        return RunHandle(self, workflow, inputs, sim, show)
 
     def panel(self) -> Any:
         """A :class:`~glm_live.widgets.LivePanel` for this session: the hub connection, live

@@ -38,7 +38,7 @@ class LiveWidget(anywidget.AnyWidget):
         """Set traits at the next coalesced flush (latest value wins)."""
         coalescer().set(self, **traits)
 
-    def _apply_flush(self, traits: dict[str, Any], delta: dict[str, Any] | None) -> None:
+    def apply_flush(self, traits: dict[str, Any], delta: dict[str, Any] | None) -> None:
         # One comm message per flush: hold_sync gathers every change into one update.
         with self.hold_sync():
             for name, value in traits.items():

@@ -33,7 +33,12 @@ class LiveTarget(Protocol):
 
     def hold_sync(self) -> contextlib.AbstractContextManager[Any]: ...
 
-    def _apply_flush(self, traits: dict[str, Any], delta: dict[str, Any] | None) -> None: ...
+    def apply_flush(self, traits: dict[str, Any], delta: dict[str, Any] | None) -> None:
+        """Set ``traits`` (and the text ``delta``, when there is one) in one comm message.
+
+        Called by the coalescer's flusher thread, and by the widget itself for a message
+        that must go at once (a final state, a resync asked for by the browser).
+        """
 
 
 @dataclass
@@ -138,7 +143,7 @@ class Coalescer:
     def _send(self, target: Any, traits: dict[str, Any], delta: dict[str, Any] | None) -> None:
         self.flushes += 1
         try:
-            target._apply_flush(traits, delta)
+            target.apply_flush(traits, delta)
         except Exception:  # a closed widget, a dead comm: never kill the flusher
             with self._cond:
                 self._pending.pop(id(target), None)

@@ -95,7 +95,7 @@ class StreamView(LiveWidget):
             )
         if usage_tokens is not None:
             traits["tokens"] = usage_tokens
-        self._apply_flush(traits, None)
+        self.apply_flush(traits, None)
         hub.forget(self)
 
     @property
@@ -110,7 +110,7 @@ class StreamView(LiveWidget):
         if kind == "stop" and self._on_stop is not None:
             self._on_stop()
         elif kind == "resync":
-            self._apply_flush(self._full(), None)
+            self.apply_flush(self._full(), None)
 
     def _full(self) -> dict[str, Any]:
         with self._lock:
