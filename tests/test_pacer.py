@@ -1,4 +1,4 @@
-"""The pacer with a plain ASGI ``send`` (no uvicorn fast path), including a send that blocks:
+"""The pacer with a plain ASGI ``send`` (no direct sink), including a send that blocks:
 the slow stream waits, the others go on, and nothing is lost or reordered."""
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ async def test_blocked_send_pauses_only_its_stream() -> None:
     slow.gate.clear()  # the slow client's first write blocks
     slow_stream = PacedStream(plan(20, itl_ms=1), slow.send, loop.create_future())
     fast_stream = PacedStream(plan(20, itl_ms=1), fast.send, loop.create_future())
-    assert slow_stream.transport_cycle is None  # a plain ASGI send: no fast path
+    assert slow_stream.direct is None  # a plain ASGI send: no direct path
     pacer.start(slow_stream)
     pacer.start(fast_stream)
     assert await asyncio.wait_for(fast_stream.done, 5) == "done"
