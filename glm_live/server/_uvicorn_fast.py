@@ -24,12 +24,13 @@ and ``.chunked_encoding``. If a uvicorn release renames any of them, :func:`dire
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol
-
-if TYPE_CHECKING:
-    from .asgi import Send
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
 
 __all__ = ["DirectSink", "close_connection", "direct_sink"]
+
+# An ASGI send, as in .asgi (which imports this module, so the alias is not imported back).
+Send = Callable[[Any], Awaitable[None]]
 
 _HTTPTOOLS_CYCLE_MODULE = "uvicorn.protocols.http.httptools_impl"
 _CYCLE_ATTRIBUTES = ("transport", "flow", "disconnected", "chunked_encoding")

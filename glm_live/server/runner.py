@@ -316,6 +316,8 @@ def serve(
         msg = f"the runtime did not start within {startup_timeout} s"
         raise RuntimeError(msg)
     if not startup.started:
-        msg = f"the runtime failed to start on {url}"
-        raise RuntimeError(msg) from (startup.error or (failure[0] if failure else None))
+        cause = startup.error or (failure[0] if failure else None)
+        reason = f": {type(cause).__name__}: {cause}" if cause is not None else ""
+        msg = f"the runtime failed to start on {url}{reason}"
+        raise RuntimeError(msg) from cause
     return ServerHandle(runtime, server, thread, url)
