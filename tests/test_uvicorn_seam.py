@@ -27,7 +27,7 @@ from glm_live import GLMClient, StreamInterrupted
 from glm_live.server import ServerHandle, serve
 from glm_live.server._uvicorn_fast import direct_sink
 from glm_live.server.asgi import Receive, Scope, Send
-from glm_live.server.config import RuntimeConfig
+from glm_live.server.config import ConfigError, RuntimeConfig, config_from_mapping
 from glm_live.server.runner import bind_socket
 
 PATHS = ("fast", "plain")
@@ -235,6 +235,13 @@ async def test_client_disconnect_frees_the_stream(
     while in_flight(handle):
         assert time.monotonic() < deadline, "in-flight count did not return to 0"
         await asyncio.sleep(0.05)
+
+
+def test_the_switch_is_a_checked_setting() -> None:
+    assert RuntimeConfig().uvicorn_fast_path is True
+    assert config_from_mapping({"uvicorn_fast_path": False}).uvicorn_fast_path is False
+    with pytest.raises(ConfigError, match="uvicorn_fast_path must be true or false"):
+        config_from_mapping({"uvicorn_fast_path": "no"})
 
 
 # --- the seam itself, under real uvicorn servers ----------------------------------------------

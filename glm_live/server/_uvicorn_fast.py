@@ -75,11 +75,11 @@ class _HttptoolsSink:
 
     @property
     def paused(self) -> bool:
-        return bool(self._flow.write_paused)
+        return self._flow.write_paused is True
 
     @property
     def disconnected(self) -> bool:
-        return bool(self._cycle.disconnected)
+        return self._cycle.disconnected is True
 
     def write(self, data: bytes) -> None:
         if not self._cycle.disconnected:
