@@ -62,10 +62,13 @@ class Direct:
         self.disconnected = False
         self.closed = False
 
-    def write(self, data: bytes) -> None:
+    def try_write(self, data: bytes) -> bool:
+        if self.paused:
+            return False
         self.log.append(("direct", data))
         if len(self.log) == self.pause_after:
             self.paused = True
+        return True
 
     def close(self) -> None:
         self.closed = True

@@ -265,8 +265,8 @@ class _Probe:
         if sink is not None:
             assert not sink.paused
             assert not sink.disconnected
-            sink.write(b"hel")
-            sink.write(b"lo")
+            assert sink.try_write(b"hel")
+            assert sink.try_write(b"lo")
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         else:
             await send({"type": "http.response.body", "body": b"hello", "more_body": False})

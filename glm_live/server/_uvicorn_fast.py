@@ -54,8 +54,13 @@ class DirectSink(Protocol):
         """The client has gone; writes are dropped."""
         ...
 
-    def write(self, data: bytes) -> None:
-        """Write ``data`` as one body chunk, at once (never blocks; dropped if disconnected)."""
+    def try_write(self, data: bytes) -> bool:
+        """Write ``data`` as one body chunk at once, unless the connection is :attr:`paused`.
+
+        Returns ``False`` (nothing written) when paused: send ``data`` through ``send``, which
+        waits for the reader. Never blocks; once the client has gone, data is dropped (and
+        ``True`` returned). One call per chunk, as the pacer writes tens of thousands a second.
+        """
         ...
 
     def close(self) -> None:
@@ -81,10 +86,13 @@ class _HttptoolsSink:
     def disconnected(self) -> bool:
         return self._cycle.disconnected is True
 
-    def write(self, data: bytes) -> None:
+    def try_write(self, data: bytes) -> bool:
+        if self._flow.write_paused:
+            return False
         if not self._cycle.disconnected:
             # HTTP/1.1 chunked framing (RFC 9112 section 7.1): hex size, CRLF, data, CRLF.
             self._transport.write(b"%x\r\n%s\r\n" % (len(data), data))
+        return True
 
     def close(self) -> None:
         self._transport.close()

@@ -247,8 +247,7 @@ class Pacer:
 
     def _write(self, stream: PacedStream, data: bytes, more: bool) -> None:
         direct = stream.direct
-        if more and direct is not None and not direct.paused:
-            direct.write(data)
+        if more and direct is not None and direct.try_write(data):
             return
         message = {"type": "http.response.body", "body": data, "more_body": more}
         task = drive(stream.send(message))  # type: ignore[arg-type]
