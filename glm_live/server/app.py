@@ -3,8 +3,8 @@
 ``Runtime`` is one ASGI app. Chat completions are handled by its own raw ASGI handler, ahead
 of Starlette, so that ``send`` reaches the simulator's pacer as the server gave it (Starlette's
 middleware would wrap it, and the pacer's direct path, :mod:`._uvicorn_fast`, needs the
-server's own). Everything else
-(health, metrics, and what later floors add) is a Starlette app behind it.
+server's own). Everything else (health, metrics, and what later floors add) is a Starlette app
+behind it.
 
 Security: with a token configured, every route but ``/health`` requires ``Authorization:
 Bearer <token>``, compared in constant time; the refusal says what to send, never the token.
