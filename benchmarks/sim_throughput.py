@@ -177,7 +177,7 @@ def servers(port: int) -> dict[str, list[str]]:
         py,
         "-m",
         "uvicorn",
-        "bench.plain_server:app",
+        "benchmarks.plain_server:app",
         "--port",
         str(port),
         "--log-level",

@@ -56,7 +56,7 @@ def _serve(args: argparse.Namespace) -> int:
     from .errors import HubStoreError
     from .server.app import Runtime
     from .server.config import ConfigError
-    from .server.runner import build_config, uvicorn_config
+    from .server.runner import StartupSignal, bind_socket, build_config, uvicorn_config
 
     sim = {
         key: value
@@ -96,31 +96,35 @@ def _serve(args: argparse.Namespace) -> int:
     gc.collect()
     gc.freeze()
     gc.set_threshold(20_000, 20, 50)
-    server = uvicorn.Server(uvicorn_config(runtime, args.log_level))
-    original_startup = server.startup
+    try:
+        sock = bind_socket(config.host, config.port)
+    except OSError as exc:
+        print(
+            f"glm-live serve: cannot listen on {config.host}:{config.port}: {exc}", file=sys.stderr
+        )
+        return 1
+    bound = sock.getsockname()
+    scheme = "https" if config.ssl_certfile else "http"
+    host = "127.0.0.1" if bound[0] in ("0.0.0.0", "::") else bound[0]
+    runtime.self_url = f"{scheme}://{host}:{bound[1]}"
 
-    async def startup(sockets: Any = None) -> None:
-        await original_startup(sockets)
-        if server.started:
-            bound = next(s for srv in server.servers for s in srv.sockets).getsockname()
-            what = (
-                "simulated GLM-4.6 (glm-4.6-sim, not a real model)"
-                if config.backend == "sim"
-                else f"proxy to {config.backend} upstream"
-            )
-            auth = ", token required" if config.token else ""
-            print(f"glm_live runtime: {what}{auth}", flush=True)
-            scheme = "https" if config.ssl_certfile else "http"
-            host = "127.0.0.1" if bound[0] in ("0.0.0.0", "::") else bound[0]
-            runtime.self_url = f"{scheme}://{host}:{bound[1]}"
-            print(f"listening on {scheme}://{bound[0]}:{bound[1]}  (Ctrl-C to stop)", flush=True)
+    def announce() -> None:  # once the app started: the hub is up, requests are served
+        what = (
+            "simulated GLM-4.6 (glm-4.6-sim, not a real model)"
+            if config.backend == "sim"
+            else f"proxy to {config.backend} upstream"
+        )
+        auth = ", token required" if config.token else ""
+        print(f"glm_live runtime: {what}{auth}", flush=True)
+        print(f"listening on {scheme}://{bound[0]}:{bound[1]}  (Ctrl-C to stop)", flush=True)
 
-    server.startup = startup  # type: ignore[method-assign]
+    startup = StartupSignal(runtime, on_started=announce)
+    server = uvicorn.Server(uvicorn_config(runtime, args.log_level, app=startup))
     # uvicorn re-raises Ctrl-C after its graceful shutdown; that is a clean stop.
-    with contextlib.suppress(KeyboardInterrupt):
-        server.run()
+    with contextlib.suppress(KeyboardInterrupt), sock:
+        server.run(sockets=[sock])
     print("glm_live runtime stopped", flush=True)
-    return 0 if server.started else 1
+    return 0 if startup.started else 1
 
 
 def _bench_parser(commands: Any) -> None:

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import secrets
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -526,6 +530,72 @@ def test_refuses_network_bind_without_token(monkeypatch: pytest.MonkeyPatch) -> 
     for host in ("0.0.0.0", "::", "192.0.2.10", "example.org"):
         with pytest.raises(InsecureBindError, match="without a token"):
             serve(host=host)
+
+
+# --- start-up: a pre-bound socket, and clear errors when it fails ----------------------------
+
+
+def _listening() -> socket.socket:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    return sock
+
+
+def test_port_in_use_is_a_clear_error() -> None:
+    with _listening() as taken:
+        port = taken.getsockname()[1]
+        with pytest.raises(RuntimeError, match=f"cannot listen on 127.0.0.1:{port}") as info:
+            serve(port=port)
+        assert isinstance(info.value.__cause__, OSError)
+        # glm-live serve says the same, and exits.
+        result = subprocess.run(
+            [sys.executable, "-m", "glm_live", "serve", "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={k: v for k, v in os.environ.items() if k != "GLM_LIVE_TOKEN"},
+        )
+    assert result.returncode == 1
+    assert f"glm-live serve: cannot listen on 127.0.0.1:{port}" in result.stderr
+
+
+def test_bad_tls_file_fails_start_up_and_frees_the_port(tmp_path: Path) -> None:
+    with _listening() as probe:
+        port = probe.getsockname()[1]
+    missing = str(tmp_path / "missing.pem")
+    started = time.monotonic()
+    with pytest.raises(
+        RuntimeError, match=r"failed to start on https://127\.0\.0\.1:\d+: FileNotFoundError"
+    ) as info:
+        serve(port=port, ssl_certfile=missing, ssl_keyfile=missing)
+    assert isinstance(info.value.__cause__, FileNotFoundError)
+    assert time.monotonic() - started < 5  # said at once, not after the start-up timeout
+    with socket.socket() as again:  # the socket bound for it was closed
+        again.bind(("127.0.0.1", port))
+
+
+def test_app_start_up_failure_is_chained_without_the_password() -> None:
+    from glm_live.errors import HubStoreError
+
+    with _listening() as probe:
+        port = probe.getsockname()[1]
+    password = secrets.token_hex(8)
+    with pytest.raises(RuntimeError, match="cannot use Redis") as info:
+        serve(redis=f"redis://:{password}@127.0.0.1:{port}/0")
+    assert isinstance(info.value.__cause__, HubStoreError)
+    assert password not in str(info.value)
+
+
+def test_start_up_timeout_is_a_clear_error() -> None:
+    # A "Redis" that accepts and never answers holds the app's start-up.
+    with _listening() as silent:
+        port = silent.getsockname()[1]
+        started = time.monotonic()
+        with pytest.raises(RuntimeError, match=r"did not start within 0.5 s"):
+            serve(redis=f"redis://127.0.0.1:{port}/0", startup_timeout=0.5)
+        assert time.monotonic() - started < 5
+    # Closing the silent server ends that start-up attempt (its thread exits on its own).
 
 
 def test_latency_knee_from_capacity() -> None:

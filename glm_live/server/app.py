@@ -2,8 +2,9 @@
 
 ``Runtime`` is one ASGI app. Chat completions are handled by its own raw ASGI handler, ahead
 of Starlette, so that ``send`` reaches the simulator's pacer as the server gave it (Starlette's
-middleware would wrap it, and the pacer's fast path needs the server's own). Everything else
-(health, metrics, and what later floors add) is a Starlette app behind it.
+middleware would wrap it, and the pacer's direct path, :mod:`._uvicorn_fast`, needs the
+server's own). Everything else (health, metrics, and what later floors add) is a Starlette app
+behind it.
 
 Security: with a token configured, every route but ``/health`` requires ``Authorization:
 Bearer <token>``, compared in constant time; the refusal says what to send, never the token.
@@ -27,6 +28,7 @@ from starlette.routing import Route, WebSocketRoute
 from ..agents.builtin import builtin_workflows
 from ..agents.core import Workflow
 from ..protocols.glm import GLMClient
+from ._uvicorn_fast import direct_sink
 from .asgi import (
     ConnectionCut,
     Receive,
@@ -235,7 +237,8 @@ class Runtime:
             self.pacer.poll()
             await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
             loop = asyncio.get_running_loop()
-            stream = PacedStream(plan, send, loop.create_future())
+            direct = direct_sink(send) if self.config.uvicorn_fast_path else None
+            stream = PacedStream(plan, send, loop.create_future(), direct)
             self.pacer.start(stream)
             outcome = await _until_done_or_gone(stream.done, receive)
             if outcome == "gone":
@@ -243,8 +246,8 @@ class Runtime:
             if stream.first_at is not None:
                 self.metrics.ttft.observe(stream.first_at - loop_start)
             self.metrics.count_tokens(plan.tokens_in(stream.index))
-            if outcome == "drop" and stream.transport_cycle is None:
-                raise ConnectionCut  # no transport to close: let the server cut it
+            if outcome == "drop" and stream.direct is None:
+                raise ConnectionCut  # no connection to close: let the server cut it
             return 200
         finally:
             self.active_streams -= 1

@@ -1,9 +1,15 @@
-"""Small ASGI helpers shared by the runtime's handlers."""
+"""Small ASGI helpers shared by the runtime's handlers.
+
+They speak plain ASGI; the one reach into uvicorn (closing a connection at once) goes through
+:mod:`._uvicorn_fast`.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
+
+from ._uvicorn_fast import close_connection
 
 __all__ = [
     "ConnectionCut",
@@ -13,7 +19,6 @@ __all__ = [
     "Send",
     "cut_connection",
     "send_json",
-    "uvicorn_cycle",
     "wait_disconnect",
 ]
 
@@ -27,26 +32,15 @@ class ConnectionCut(Exception):
     """Raised to make a server whose transport we cannot reach close the connection."""
 
 
-def uvicorn_cycle(send: Send) -> Any:
-    """uvicorn's httptools request cycle behind ``send``, or ``None`` for any other server.
-
-    It gives the fastest write path and a clean way to cut a connection; everything that
-    uses it has a plain-ASGI fallback.
-    """
-    cycle = getattr(send, "__self__", None)
-    if cycle is None or type(cycle).__module__ != "uvicorn.protocols.http.httptools_impl":
-        return None
-    if not all(hasattr(cycle, name) for name in ("transport", "flow", "disconnected")):
-        return None
-    return cycle
-
-
 def cut_connection(send: Send) -> None:
-    """Close the connection under a response mid-way (an injected or relayed drop)."""
-    cycle = uvicorn_cycle(send)
-    if cycle is None:
+    """Close the connection under a response mid-way (an injected or relayed drop).
+
+    Under uvicorn's httptools protocol the transport is closed at once; under any other server
+    this raises :class:`ConnectionCut`, which the handler lets propagate so that the server,
+    seeing the application fail after the response started, closes the connection itself.
+    """
+    if not close_connection(send):
         raise ConnectionCut
-    cycle.transport.close()
 
 
 async def wait_disconnect(receive: Receive) -> None:

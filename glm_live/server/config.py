@@ -219,9 +219,16 @@ class RuntimeConfig:
     # runtimes share them; may hold a password, so it stays out of the repr.
     redis: str | None = field(default=None, repr=False)
     redis_prefix: str = "glm_live"
+    # Under uvicorn's httptools protocol the simulator writes its streams' chunks straight to
+    # the connection (glm_live/server/_uvicorn_fast.py); False keeps them on plain ASGI send,
+    # as under any other server (tests run both; benchmarks may compare them).
+    uvicorn_fast_path: bool = True
     sim: SimConfig = field(default_factory=SimConfig)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.uvicorn_fast_path, bool):
+            msg = f"uvicorn_fast_path must be true or false, got {self.uvicorn_fast_path!r}"
+            raise ConfigError(msg)
         if self.backend not in ("sim", "glm", "openai"):
             msg = f"backend must be sim, glm or openai, got {self.backend!r}"
             raise ConfigError(msg)

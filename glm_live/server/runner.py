@@ -1,6 +1,11 @@
 """Running the runtime: in-process on a background thread (:func:`serve`), or in the
 foreground for ``glm-live serve``.
 
+Both bind the listening socket themselves (:func:`bind_socket`) and hand it to uvicorn, so the
+address is known before uvicorn starts (port 0 picks a free one), and connections made before
+uvicorn is up wait in the socket's backlog rather than being refused. Readiness is the app's
+lifespan start-up completing (:class:`StartupSignal`): no polling of uvicorn's state.
+
 A runtime holding a GLM key must never be open to the network by accident: bound to anything
 but a loopback address, it refuses to start without a token.
 """
@@ -9,8 +14,9 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import socket
 import threading
-import time
+from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
 from types import TracebackType
@@ -19,9 +25,23 @@ from typing import Any
 import uvicorn
 
 from .app import Runtime
+from .asgi import Message, Receive, Scope, Send
 from .config import ConfigError, RuntimeConfig, config_from_mapping, load_config
 
-__all__ = ["InsecureBindError", "ServerHandle", "build_config", "is_loopback", "serve"]
+__all__ = [
+    "InsecureBindError",
+    "ServerHandle",
+    "StartupSignal",
+    "bind_socket",
+    "build_config",
+    "is_loopback",
+    "root_url",
+    "serve",
+    "uvicorn_config",
+]
+
+#: Connections the listening socket queues before they are accepted (uvicorn's default).
+BACKLOG = 2048
 
 
 class InsecureBindError(ConfigError):
@@ -74,15 +94,94 @@ def build_config(
     return result
 
 
-def uvicorn_config(runtime: Runtime, log_level: str = "warning") -> uvicorn.Config:
+def bind_socket(host: str, port: int, backlog: int = BACKLOG) -> socket.socket:
+    """A TCP socket bound to ``host:port`` and listening; port 0 picks a free port.
+
+    For a name that resolves to several addresses (``localhost``) an IPv4 one is preferred.
+    Connections made before anyone accepts wait in the backlog.
+
+    Raises:
+        OSError: The address cannot be resolved or bound (e.g. the port is in use).
+    """
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    infos.sort(key=lambda info: info[0] != socket.AF_INET)
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        # As uvicorn and asyncio do: a restarted server may take over a port whose previous
+        # connections are still in TIME_WAIT (it never shares a port someone listens on).
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(backlog)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def root_url(config: RuntimeConfig, sock: socket.socket) -> str:
+    """The runtime's root URL for a socket bound by :func:`bind_socket`."""
+    host, port = sock.getsockname()[:2]
+    host = f"[{host}]" if ":" in host else host
+    scheme = "https" if config.ssl_certfile else "http"
+    return f"{scheme}://{host}:{port}"
+
+
+class StartupSignal:
+    """An ASGI app seen through its lifespan: says when its start-up completed, or why not.
+
+    Wraps the app for the server; HTTP and WebSocket scopes go straight through with the
+    server's own ``send`` (so the runtime's uvicorn fast path still sees it).
+
+    Attributes:
+        settled: Set once start-up completed, or (by whoever runs the server) once the server
+            stopped trying; a ``threading.Event``, so another thread can wait on it.
+        started: Whether start-up completed.
+        error: What the app raised during its lifespan, if anything (e.g. an unreachable
+            Redis), for the caller to chain.
+    """
+
+    def __init__(self, app: Any, on_started: Callable[[], None] | None = None) -> None:
+        self.app = app
+        self.settled = threading.Event()
+        self.started = False
+        self.error: BaseException | None = None
+        self._on_started = on_started
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+
+        async def watched(message: Message) -> None:
+            await send(message)
+            if message["type"] == "lifespan.startup.complete":
+                self.started = True
+                if self._on_started is not None:
+                    self._on_started()
+                self.settled.set()
+
+        try:
+            await self.app(scope, receive, watched)
+        except BaseException as exc:  # the server reports it too; we keep it for the caller
+            self.error = exc
+            raise
+
+
+def uvicorn_config(runtime: Runtime, log_level: str = "warning", app: Any = None) -> uvicorn.Config:
+    """uvicorn's settings for ``runtime`` (served as ``app`` if given, e.g. a wrapper of it).
+
+    ``host`` and ``port`` are uvicorn's to bind only when it is run without ``sockets``.
+    """
     return uvicorn.Config(
-        runtime,
+        runtime if app is None else app,
         host=runtime.config.host,
         port=runtime.config.port,
         log_level=log_level,
         access_log=False,
         lifespan="on",
         timeout_graceful_shutdown=3,
+        backlog=BACKLOG,
         ws_max_size=runtime.hub.limits.max_message_bytes,
         ws_ping_interval=20.0,
         ssl_certfile=runtime.config.ssl_certfile,
@@ -93,18 +192,15 @@ def uvicorn_config(runtime: Runtime, log_level: str = "warning") -> uvicorn.Conf
 class ServerHandle:
     """A runtime running on a background thread. ``url`` is its root; ``close()`` stops it."""
 
-    def __init__(self, runtime: Runtime, server: uvicorn.Server, thread: threading.Thread) -> None:
+    def __init__(
+        self, runtime: Runtime, server: uvicorn.Server, thread: threading.Thread, url: str
+    ) -> None:
         self.runtime = runtime
         self._server = server
         self._thread = thread
-        sockets = [s for srv in server.servers for s in srv.sockets]
-        host, port = sockets[0].getsockname()[:2]
-        host = f"[{host}]" if ":" in host else host
-        scheme = "https" if runtime.config.ssl_certfile else "http"
         #: The runtime's root URL, e.g. ``http://127.0.0.1:54321``.
-        self.url = f"{scheme}://{host}:{port}"
-        self.port = int(port)
-        runtime.self_url = self.url
+        self.url = url
+        self.port = int(url.rsplit(":", 1)[1])
 
     @property
     def base_url(self) -> str:
@@ -148,7 +244,10 @@ def serve(
     log_level: str = "warning",
     startup_timeout: float = 15.0,
 ) -> ServerHandle:
-    """Start the runtime on a background thread and return once it accepts connections.
+    """Start the runtime on a background thread; return once its start-up completed.
+
+    The socket is bound and listening before uvicorn starts, so the URL is known at once and
+    a connection made while the app starts up waits in the backlog instead of being refused.
 
     Args:
         host: Address to bind (loopback unless a token is given).
@@ -165,12 +264,15 @@ def serve(
         redis: Keep the hub's rooms in this Redis (``redis://host:port/db``; default
             ``GLM_LIVE_REDIS``, else in memory), shared with every runtime that uses it.
         log_level: uvicorn's log level.
-        startup_timeout: Seconds to wait for the server to start.
+        startup_timeout: Seconds to wait for the app's start-up (the hub, a Redis
+            connection); the socket itself listens before this returns.
 
     Raises:
         InsecureBindError: A non-loopback host without a token.
         ConfigError: A bad setting.
-        RuntimeError: The server did not start in time (the reason is chained).
+        RuntimeError: The address cannot be bound, the server failed to start (a bad TLS
+            file, an unreachable Redis: the reason is chained), or it did not start within
+            ``startup_timeout`` (it is told to stop; the call does not wait for it).
     """
     runtime_config = build_config(
         config,
@@ -186,25 +288,36 @@ def serve(
         redis=redis,
     )
     runtime = Runtime(runtime_config)
-    server = uvicorn.Server(uvicorn_config(runtime, log_level))
+    try:
+        sock = bind_socket(runtime_config.host, runtime_config.port)
+    except OSError as exc:
+        msg = f"the runtime cannot listen on {runtime_config.host}:{runtime_config.port}: {exc}"
+        raise RuntimeError(msg) from exc
+    runtime.self_url = url = root_url(runtime_config, sock)
+    startup = StartupSignal(runtime)
+    server = uvicorn.Server(uvicorn_config(runtime, log_level, app=startup))
     failure: list[BaseException] = []
 
     def run() -> None:
         try:
-            server.run()
+            server.run(sockets=[sock])
         except BaseException as exc:  # reported to the caller below
             failure.append(exc)
+        finally:
+            sock.close()  # uvicorn closes it after serving, but not when start-up failed
+            startup.settled.set()  # wake the caller if start-up never completed
 
     thread = threading.Thread(target=run, name="glm-live-runtime", daemon=True)
     thread.start()
-    deadline = time.monotonic() + startup_timeout
-    while not server.started:
-        if failure or not thread.is_alive():
-            msg = f"the runtime failed to start on {host}:{port}"
-            raise RuntimeError(msg) from (failure[0] if failure else None)
-        if time.monotonic() > deadline:
-            server.should_exit = True
-            msg = f"the runtime did not start within {startup_timeout} s"
-            raise RuntimeError(msg)
-        time.sleep(0.01)
-    return ServerHandle(runtime, server, thread)
+    if not startup.settled.wait(startup_timeout):
+        # Still starting (e.g. the hub waiting on a silent Redis): tell uvicorn to stop as
+        # soon as it can; the daemon thread ends with it.
+        server.should_exit = True
+        msg = f"the runtime did not start within {startup_timeout} s"
+        raise RuntimeError(msg)
+    if not startup.started:
+        cause = startup.error or (failure[0] if failure else None)
+        reason = f": {type(cause).__name__}: {cause}" if cause is not None else ""
+        msg = f"the runtime failed to start on {url}{reason}"
+        raise RuntimeError(msg) from cause
+    return ServerHandle(runtime, server, thread, url)

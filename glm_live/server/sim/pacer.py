@@ -8,11 +8,12 @@ callback, with no task switch at all, and re-arms. Due times are absolute (the f
 actual send time plus the planned gaps), so a busy moment delays frames without shifting the
 rest of the schedule.
 
-Writing: under uvicorn's httptools protocol the pacer writes chunked frames straight to the
-connection's transport, the cheapest path there is. Anywhere else, and whenever that transport
-is applying back-pressure (a slow reader), it goes through the ASGI ``send`` coroutine, driven
-inline while it does not block; a send that must wait is finished by a task, and that stream
-pauses until it is done, so a slow client slows only itself.
+Writing: a stream may come with a :class:`~.._uvicorn_fast.DirectSink` (the runtime obtains one
+under uvicorn's httptools protocol, unless told to use plain ASGI): body chunks then go straight
+to the connection, the cheapest path there is. Without one, for the last message, and whenever
+the connection is applying back-pressure (a slow reader), frames go through the ASGI ``send``
+coroutine, driven inline while it does not block (:func:`drive`); a send that must wait is
+finished by a task, and that stream pauses until it is done, so a slow client slows only itself.
 
 Every write's lateness (actual minus due time) goes into :class:`LagHistogram`.
 """
@@ -27,7 +28,8 @@ import time
 from collections.abc import Coroutine
 from typing import Any
 
-from ..asgi import Send, uvicorn_cycle
+from .._uvicorn_fast import DirectSink
+from ..asgi import Send
 from .engine import DONE, StreamPlan
 
 __all__ = ["LAG_BOUNDS", "LagHistogram", "PacedStream", "Pacer", "drive"]
@@ -55,28 +57,27 @@ class LagHistogram:
 def drive(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None] | None:
     """Run ``coro`` inline until it completes or blocks; a blocked one finishes in a task.
 
-    Returns ``None`` when it completed on the spot, else the task finishing it.
+    Returns ``None`` when it completed on the spot (no task, no loop turn: the common case of
+    a send into a transport with room), else the task finishing it. Cancelling that task
+    cancels what ``coro`` waits on, so ``coro`` sees the cancellation where it waits.
     """
     try:
-        waiting_on = _claim(coro.send(None))
+        waiting_on = coro.send(None)
     except StopIteration:
         return None
     return asyncio.ensure_future(_resume(coro, waiting_on))
 
 
-def _claim(awaited: Any) -> Any:
-    # A coroutine blocked on a future yields it with _asyncio_future_blocking set; a Task
-    # clears that flag when it takes the future over, and so must we, or awaiting the future
-    # again raises "await wasn't used with future".
-    if awaited is not None:
-        awaited._asyncio_future_blocking = False
-    return awaited
-
-
 async def _resume(coro: Coroutine[Any, Any, None], waiting_on: Any) -> None:
-    # Continue the coroutine the way a Task would: wait until what it is blocked on is done,
-    # then resume it (it reads the outcome itself), until it returns. Cancelling this task
-    # cancels what the coroutine waits on, so the coroutine sees the cancellation.
+    # Continue the coroutine the way a Task would: wait until the future it yielded is done,
+    # then resume it (it reads the outcome itself), until it returns.
+    #
+    # The future is never awaited here, only watched (asyncio.wait adds a done-callback), and
+    # the coroutine is resumed only once it is done, when Future.__await__ returns the result
+    # without looking at the future's private _asyncio_future_blocking flag. (Awaiting the
+    # future itself, as an earlier version did, fails with "await wasn't used with future":
+    # the coroutine's own await already set that flag, and only a Task may clear it.) On
+    # Python 3.12+ an eager task (eager_start) would do all this for us; 3.11 has none.
     while True:
         try:
             if waiting_on is None:
@@ -87,7 +88,7 @@ async def _resume(coro: Coroutine[Any, Any, None], waiting_on: Any) -> None:
             if waiting_on is not None:
                 waiting_on.cancel()
         try:
-            waiting_on = _claim(coro.send(None))
+            waiting_on = coro.send(None)
         except StopIteration:
             return
 
@@ -98,6 +99,7 @@ class PacedStream:
     __slots__ = (
         "blocked",
         "closed",
+        "direct",
         "done",
         "due",
         "first_at",
@@ -105,10 +107,15 @@ class PacedStream:
         "plan",
         "send",
         "stall_handle",
-        "transport_cycle",
     )
 
-    def __init__(self, plan: StreamPlan, send: Send, done: asyncio.Future[str]) -> None:
+    def __init__(
+        self,
+        plan: StreamPlan,
+        send: Send,
+        done: asyncio.Future[str],
+        direct: DirectSink | None = None,
+    ) -> None:
         self.plan = plan
         self.send = send
         self.done = done
@@ -118,7 +125,8 @@ class PacedStream:
         self.closed = False
         self.blocked = False
         self.stall_handle: asyncio.TimerHandle | None = None
-        self.transport_cycle = uvicorn_cycle(send)
+        #: Where body chunks go directly (see :mod:`.._uvicorn_fast`), or ``None``: ``send``.
+        self.direct = direct
 
     def close(self, outcome: str) -> None:
         """Stop pacing this stream (idempotent); ``outcome`` resolves :attr:`done`."""
@@ -228,10 +236,9 @@ class Pacer:
                 self._write(stream, DONE, more=False)
             stream.close("done")
         elif end == "drop":
-            cycle = stream.transport_cycle
-            if cycle is not None:
-                cycle.transport.close()
-            stream.close("drop")
+            if stream.direct is not None:
+                stream.direct.close()
+            stream.close("drop")  # without a direct sink, the runtime makes the server cut it
         else:
             assert self._loop is not None
             stream.stall_handle = self._loop.call_later(
@@ -239,10 +246,8 @@ class Pacer:
             )
 
     def _write(self, stream: PacedStream, data: bytes, more: bool) -> None:
-        cycle = stream.transport_cycle
-        if more and cycle is not None and not cycle.flow.write_paused:
-            if not cycle.disconnected:
-                cycle.transport.write(b"%x\r\n%s\r\n" % (len(data), data))
+        direct = stream.direct
+        if more and direct is not None and direct.try_write(data):
             return
         message = {"type": "http.response.body", "body": data, "more_body": more}
         task = drive(stream.send(message))  # type: ignore[arg-type]
