@@ -63,6 +63,7 @@ from ...wire.hub import (
     HubFrameError,
     Join,
     Joined,
+    Message,
     Publication,
     Replay,
     decode_stored,
@@ -356,13 +357,17 @@ class RedisStore:
                     self._deliver(entry_id, fields)
 
     def _deliver(self, entry_id: str, fields: dict[str, str]) -> None:
+        message = self._message(entry_id, fields)
+        if message is not None and self._feed is not None:
+            self._feed.entry(message, encode(message))
+
+    def _message(self, entry_id: str, fields: dict[str, str]) -> Message | None:
+        """The message frame of a stream entry (``None``, logged, for one that is not ours)."""
         try:
-            message = decode_stored(fields["m"], _seq(entry_id), fields["e"])
+            return decode_stored(fields["m"], _seq(entry_id), fields["e"])
         except (HubFrameError, KeyError) as exc:
             logger.warning("hub: skipped an unreadable entry %s in Redis (%s)", entry_id, exc)
-            return
-        if self._feed is not None:
-            self._feed.entry(message, encode(message))
+            return None
 
     async def watch(self, room: str) -> None:
         """Make the reader follow ``room`` from its current end (once per room).
@@ -445,9 +450,9 @@ class RedisStore:
             raise HubStoreError(f"Redis at {self.where} failed: {type(exc).__name__}") from exc
         replay: list[tuple[int, str]] = []
         for entry_id, fields in entries:
-            seq = _seq(entry_id)
-            message = decode_stored(fields["m"], seq, fields["e"])
-            replay.append((seq, encode(message)))
+            message = self._message(entry_id, fields)
+            if message is not None:
+                replay.append((message.seq, encode(message)))
         return Replay(Joined(join.room, self._epoch, last, gap), since, replay)
 
     async def _epoch_changed(self, seen: str | None) -> None:
