@@ -337,3 +337,80 @@ async def test_tls_with_a_self_signed_ca(tmp_path: object) -> None:
             completion = await client.complete("x", sim={"tokens": 3})
         assert completion.usage is not None
         assert completion.usage["completion_tokens"] == 3
+
+
+async def documented_session(url: str) -> None:
+    """The frames of ``docs/hub-protocol.md``, as a client in another language sees them, over
+    a raw WebSocket: every field name and value the document promises."""
+    room = f"doc-{secrets.token_hex(4)}"
+    client_id = f"a-{secrets.token_hex(4)}"
+
+    async with connect(hub_url(url)) as ws:
+
+        async def receive(n: int) -> list[dict[str, object]]:
+            return [json.loads(await asyncio.wait_for(ws.recv(), 10)) for _ in range(n)]
+
+        await ws.send(
+            json.dumps({"type": "hello", "id": client_id, "name": "alice", "kind": "notebook"})
+        )
+        (welcome,) = await receive(1)
+        assert set(welcome) == {"type", "id", "epoch", "server_time_ns"}
+        assert (welcome["type"], welcome["id"]) == ("welcome", client_id)
+        epoch = welcome["epoch"]
+        assert isinstance(epoch, str)
+        assert isinstance(welcome["server_time_ns"], int)
+
+        await ws.send(json.dumps({"type": "join", "room": room, "since": None, "epoch": None}))
+        assert await receive(1) == [
+            {"type": "joined", "room": room, "epoch": epoch, "last": 0, "gap": None}
+        ]
+        await ws.send(json.dumps({"type": "publish", "room": room, "id": 1, "data": {"t": "hi"}}))
+        # The ack and the publisher's own copy: in memory the copy first, via Redis either.
+        msg, ack = sorted(await receive(2), key=lambda f: f["type"] != "msg")
+        assert ack == {"type": "ack", "id": 1, "room": room, "seq": 1, "duplicate": False}
+        assert isinstance(msg["ts_ns"], int)
+        assert {**msg, "ts_ns": 0} == {
+            "type": "msg",
+            "room": room,
+            "seq": 1,
+            "epoch": epoch,
+            "from": client_id,
+            "name": "alice",
+            "id": 1,
+            "data": {"t": "hi"},
+            "ts_ns": 0,
+        }
+        # A re-send: acknowledged again with its first number, not delivered again.
+        await ws.send(json.dumps({"type": "publish", "room": room, "id": 1, "data": {"t": "hi"}}))
+        await ws.send(json.dumps({"type": "ping", "t": "after"}))
+        # (Via Redis, the ack waits for Redis, and the pong may overtake it.)
+        assert sorted(await receive(2), key=lambda f: f["type"]) == [
+            {"type": "ack", "id": 1, "room": room, "seq": 1, "duplicate": True},
+            {"type": "pong", "t": "after"},
+        ]
+        await ws.send(json.dumps({"type": "leave", "room": room}))
+        assert await receive(1) == [{"type": "left", "room": room}]
+        # Rejoin from the start of this epoch: the joined, then the replay.
+        await ws.send(json.dumps({"type": "join", "room": room, "since": 0, "epoch": epoch}))
+        joined, replayed = await receive(2)
+        assert joined == {"type": "joined", "room": room, "epoch": epoch, "last": 1, "gap": None}
+        assert replayed == msg
+        # A join with an epoch that is not the room's: an epoch gap, and all that is kept.
+        await ws.send(json.dumps({"type": "join", "room": room, "since": 9, "epoch": "gone"}))
+        joined, replayed = await receive(2)
+        assert joined["gap"] == {"reason": "epoch", "old_epoch": "gone"}
+        assert replayed == msg
+        # Presence: the hello was published by the runtime in the room presence.
+        await ws.send(json.dumps({"type": "join", "room": "presence", "since": 0}))
+        (joined,) = await receive(1)
+        assert joined["type"] == "joined"
+        assert isinstance(joined["last"], int)
+        presence = await receive(int(joined["last"]))
+        hello = {"event": "join", "id": client_id, "name": "alice", "kind": "notebook"}
+        mine = [p for p in presence if p["data"] == hello]
+        assert len(mine) == 1
+        assert (mine[0]["from"], mine[0]["id"], mine[0]["name"]) == ("runtime", None, "")
+
+
+async def test_the_documented_frames_on_the_in_memory_hub(runtime: ServerHandle) -> None:
+    await documented_session(runtime.url)

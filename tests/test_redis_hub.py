@@ -463,3 +463,11 @@ async def test_in_memory_hub_stays_the_default() -> None:
     with serve() as runtime:
         health = httpx.get(runtime.url + "/health").json()
     assert health["hub"]["backend"] == "memory"
+
+
+async def test_the_documented_frames_on_the_redis_hub(redis_url: str) -> None:
+    from tests.test_hub import documented_session
+
+    config = RuntimeConfig(redis=redis_url, redis_prefix=f"test-{uuid.uuid4().hex[:8]}")
+    with serve(config=config) as runtime:
+        await documented_session(runtime.url)

@@ -303,6 +303,6 @@ def _hub_for(config: RuntimeConfig) -> Hub:
     }
     if config.redis is None:
         return Hub(**options)
-    from .hub.redis import RedisHub  # redis-py is an optional dependency
+    from .hub.redis import RedisStore  # redis-py is an optional dependency
 
-    return RedisHub(config.redis, prefix=config.redis_prefix, **options)
+    return Hub(RedisStore(config.redis, prefix=config.redis_prefix), **options)

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from .hub.service import HubLimits
+from .hub.store import HubLimits
 
 __all__ = ["FAULTS", "ConfigError", "Dist", "RuntimeConfig", "SimConfig", "load_config"]
 

@@ -19,27 +19,42 @@ Reconnecting uses :class:`~glm_live.retry.Backoff`: full jitter, reset only afte
 period. A heartbeat measures the round trip (:attr:`Connection.latency`) and declares the
 connection dead when pongs stop. ``wss://`` verifies certificates by default (``cafile=`` adds
 a CA); an ``https://`` runtime URL maps to ``wss://`` by itself.
+
+The rules above live in :class:`~glm_live.wire.hub.ClientState` (no I/O); this module is its
+asyncio shell: it connects, sends what the state says, feeds it what arrives, and hands
+messages and gaps to subscribers.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
-import json
 import logging
 import ssl as ssl_module
 import time
 import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Iterable, Sequence
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from ..errors import TransportError
+from ..wire.hub import (
+    Ack,
+    ClientState,
+    ErrorFrame,
+    Gap,
+    HubFrameError,
+    Joined,
+    Message,
+    Pending,
+    Ping,
+    Pong,
+    encode,
+)
+from ..wire.hub.client import Overflow
 from ..wire.retry import Backoff
 from ._closing import AsyncClosing
 from .sse_client import ConnectionState, Observed, Observer
@@ -47,8 +62,6 @@ from .sse_client import ConnectionState, Observed, Observer
 __all__ = ["Connection", "Gap", "HubRefused", "Message", "OutboxFull", "hub_url"]
 
 logger = logging.getLogger("glm_live.ws")
-
-Overflow = Literal["raise", "drop_oldest", "drop_newest"]
 
 # Close codes after which reconnecting cannot help.
 _FATAL_CLOSE = {4401: "token refused", 4403: "origin refused"}
@@ -67,38 +80,6 @@ class HubRefused(TransportError):
         self.reason = reason
 
 
-@dataclass(frozen=True, slots=True)
-class Message:
-    """A room message. ``seq`` increases by one per message in the room (per ``epoch``)."""
-
-    room: str
-    seq: int
-    epoch: str
-    data: Any
-    sender: str
-    name: str
-    id: int | None
-    ts_ns: int
-    gap: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Gap:
-    """Messages that cannot be replayed: the hub restarted (``reason="epoch"``) or they fell
-    out of its bounded history (``"trimmed"``). ``lost_from``/``lost_to`` bound the sequence
-    numbers when known."""
-
-    room: str
-    reason: str
-    epoch: str
-    old_epoch: str | None = None
-    lost_from: int | None = None
-    lost_to: int | None = None
-    gap: bool = True
-    seq: int | None = None  # no message here: these two only mirror Message's shape
-    data: Any = None
-
-
 def hub_url(url: str) -> str:
     """The hub URL for a runtime URL: ``http(s)://host`` becomes ``ws(s)://host/ws``."""
     url = url.rstrip("/")
@@ -112,17 +93,10 @@ def hub_url(url: str) -> str:
     return url
 
 
-@dataclass
-class _Pending:
-    id: int
-    frame: str
-    queued: float
-
-
 class _Room:
-    def __init__(self, replay: bool = False) -> None:
-        self.last: int | None = 0 if replay else None  # None: first join, live only
-        self.epoch: str | None = None
+    """The asyncio side of a room (where the client stands is the state's RoomCursor)."""
+
+    def __init__(self) -> None:
         self.joined = asyncio.Event()
         self.backlog: deque[Message | Gap] = deque()
         self.subscribers: list[asyncio.Queue[Message | Gap]] = []
@@ -189,24 +163,20 @@ class Connection(AsyncClosing, Observed):
         max_size: int = 1 << 20,
         observers: Iterable[Observer] = (),
     ) -> None:
-        if overflow not in ("raise", "drop_oldest", "drop_newest"):
-            msg = f"overflow must be raise, drop_oldest or drop_newest, got {overflow!r}"
-            raise ValueError(msg)
-        if outbox_limit < 1:
-            msg = "outbox_limit must be at least 1"
-            raise ValueError(msg)
         self.urls = [hub_url(u) for u in ([url] if isinstance(url, str) else url)]
         if not self.urls:
             msg = "give the hub's URL, or a list of them"
             raise ValueError(msg)
+        self._state = ClientState(
+            client_id or uuid.uuid4().hex,
+            name=name,
+            kind=kind,
+            outbox_limit=outbox_limit,
+            overflow=overflow,
+            ttl=ttl,
+        )
         self.url = self.urls[0]
         self._headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self.name = name
-        self.kind = kind
-        self.id = client_id or uuid.uuid4().hex
-        self.outbox_limit = outbox_limit
-        self.overflow = overflow
-        self.ttl = ttl
         self.backoff = backoff or Backoff(initial=0.2, maximum=10.0, stable_after=5.0)
         self.heartbeat = heartbeat
         self.open_timeout = open_timeout
@@ -220,16 +190,10 @@ class Connection(AsyncClosing, Observed):
         self.latency: float | None = None
         self.reconnects = 0
         self.attempts = 0
-        self.dropped = 0
-        self.gaps = 0
         self.last_error: BaseException | None = None
-        self.hub_epoch: str | None = None
 
         self._rooms: dict[str, _Room] = {}
-        self._outbox: deque[_Pending] = deque()
-        self._ids = itertools.count(1)
         self._acked = asyncio.Event()
-        self._seen_pubs: dict[tuple[str, int], None] = {}
         self._ws: ClientConnection | None = None
         self._ready = False
         self._opened = asyncio.Event()
@@ -240,15 +204,70 @@ class Connection(AsyncClosing, Observed):
     def __repr__(self) -> str:
         return (
             f"<glm_live.ws.Connection {self.url} state={self.state.value} "
-            f"reconnects={self.reconnects} outbox={len(self._outbox)}>"
+            f"reconnects={self.reconnects} outbox={self.outbox_depth}>"
         )
+
+    # -- the state's settings and counts, as attributes ------------------------------------------
+
+    @property
+    def id(self) -> str:
+        """This client's id (sent in ``hello``; the hub dedupes publications per id)."""
+        return self._state.id
+
+    @property
+    def name(self) -> str | None:
+        """This client's name: direct messages reach it in the room ``@<name>``."""
+        return self._state.name
+
+    @property
+    def kind(self) -> str:
+        """What it is, for presence."""
+        return self._state.kind
+
+    @property
+    def outbox_limit(self) -> int:
+        """Unacknowledged publications held at most."""
+        return self._state.outbox_limit
+
+    @property
+    def overflow(self) -> Overflow:
+        """What a full outbox does: ``raise``, ``drop_oldest`` or ``drop_newest``."""
+        return self._state.overflow
+
+    @property
+    def ttl(self) -> float | None:
+        """Seconds after which an unsent publication is dropped (``None``: never)."""
+        return self._state.ttl
+
+    @ttl.setter
+    def ttl(self, seconds: float | None) -> None:
+        self._state.ttl = seconds
+
+    @property
+    def dropped(self) -> int:
+        """Publications dropped by the overflow policy or the ttl."""
+        return self._state.dropped
+
+    @property
+    def gaps(self) -> int:
+        """Gaps signalled so far."""
+        return self._state.gaps
+
+    @property
+    def hub_epoch(self) -> str | None:
+        """The hub's epoch, from its last ``welcome``."""
+        return self._state.hub_epoch
+
+    @property
+    def _outbox(self) -> deque[Pending]:
+        return self._state.outbox
 
     # -- public API ----------------------------------------------------------------------------
 
     @property
     def outbox_depth(self) -> int:
         """Publications not yet acknowledged by the hub."""
-        return len(self._outbox)
+        return len(self._state.outbox)
 
     async def __aenter__(self) -> Connection:
         self.start()
@@ -272,18 +291,16 @@ class Connection(AsyncClosing, Observed):
             timeout: Seconds to wait for the hub to confirm (then ``TimeoutError``; the room
                 stays joined for when the connection comes).
         """
-        state = self._rooms.get(room)
-        if state is None:
-            state = self._rooms[room] = _Room(replay)
-            if self._ready and self._ws is not None:
-                await self._send(self._join_frame(room, state))
-        await asyncio.wait_for(state.joined.wait(), timeout)
+        frame = self._state.join(room, replay=replay)
+        if frame is not None and self._ready and self._ws is not None:
+            await self._send(frame)
+        await asyncio.wait_for(self._room(room).joined.wait(), timeout)
 
     async def subscribe(self, room: str) -> AsyncIterator[Message | Gap]:
         """Messages of ``room`` (joining it if needed), and any :class:`Gap`, in order."""
-        if room not in self._rooms:
+        if room not in self._state.rooms:
             await self.join(room)
-        state = self._rooms[room]
+        state = self._room(room)
         queue: asyncio.Queue[Message | Gap] = asyncio.Queue()
         if not state.subscribers:
             while state.backlog:
@@ -305,26 +322,20 @@ class Connection(AsyncClosing, Observed):
                 ``overflow="raise"``.
             TypeError: ``data`` is not JSON-serialisable.
         """
-        if len(self._outbox) >= self.outbox_limit:
-            if self.overflow == "raise":
-                msg = (
-                    f"outbox full ({self.outbox_limit} unacknowledged messages); "
-                    "await flush(), raise outbox_limit, or choose another overflow policy"
-                )
-                raise OutboxFull(msg)
-            if self.overflow == "drop_newest":
-                self.dropped += 1
-                return None
-            self._outbox.popleft()
-            self.dropped += 1
-        msg_id = next(self._ids)
-        frame = json.dumps({"type": "publish", "room": room, "id": msg_id, "data": data})
-        pending = _Pending(msg_id, frame, time.monotonic())
-        self._outbox.append(pending)
+        try:
+            pending = self._state.publish(room, data, time.monotonic())
+        except OverflowError:
+            msg = (
+                f"outbox full ({self.outbox_limit} unacknowledged messages); "
+                "await flush(), raise outbox_limit, or choose another overflow policy"
+            )
+            raise OutboxFull(msg) from None
+        if pending is None:
+            return None
         self._acked.clear()
         if self._ready and self._ws is not None:
-            await self._send(frame)
-        return msg_id
+            await self._send(pending.frame)
+        return pending.id
 
     async def send_direct(self, name: str, data: Any) -> int | None:
         """Send ``data`` to the client called ``name`` (its inbox room ``@<name>``)."""
@@ -334,7 +345,7 @@ class Connection(AsyncClosing, Observed):
         """Wait until the hub has acknowledged every publication."""
 
         async def drained() -> None:
-            while self._outbox:
+            while self._state.outbox:
                 self._acked.clear()
                 await self._acked.wait()
 
@@ -412,38 +423,33 @@ class Connection(AsyncClosing, Observed):
             self._emit("reconnecting", ConnectionState.RECONNECTING, delay=delay, error=failure)
             await asyncio.sleep(delay)
 
+    def _room(self, room: str) -> _Room:
+        shell = self._rooms.get(room)
+        if shell is None:
+            shell = self._rooms[room] = _Room()
+        return shell
+
     async def _session(self, ws: ClientConnection) -> None:
         self._ws = ws
-        hello: dict[str, Any] = {"type": "hello", "id": self.id, "kind": self.kind}
-        if self.name:
-            hello["name"] = self.name
-            self._rooms.setdefault("@" + self.name, _Room())
-        await ws.send(json.dumps(hello))
-        for room, state in self._rooms.items():
-            await ws.send(self._join_frame(room, state))
-        # Re-send what the hub has not acknowledged, in order, then accept new sends. No await
-        # separates the end of this loop from _ready, so nothing can slip in between.
-        index = 0
-        while index < len(self._outbox):
-            pending = self._outbox[index]
-            if self.ttl is not None and time.monotonic() - pending.queued > self.ttl:
-                del self._outbox[index]
-                self.dropped += 1
-                continue
+        # hello, then a join per room from where the client stands (the inbox included).
+        for frame in self._state.connected(time.monotonic()):
+            await ws.send(frame)
+        # Re-send what the hub has not acknowledged, in order, then accept new sends. Publishing
+        # meanwhile appends to the outbox, and this loop reaches it too; no await separates its
+        # end from _ready, so nothing can slip in between.
+        sent = 0
+        while (pending := self._state.unsent(after=sent)) is not None:
             await ws.send(pending.frame)
-            index += 1
+            sent = pending.id
         self._ready = True
         self._opened.set()
         self._emit("open", ConnectionState.OPEN)
         heartbeat = asyncio.ensure_future(self._heartbeat(ws))
         try:
             async for text in ws:
-                self._handle(text if isinstance(text, str) else text.decode())
+                self._handle(text)
         finally:
             heartbeat.cancel()
-
-    def _join_frame(self, room: str, state: _Room) -> str:
-        return json.dumps({"type": "join", "room": room, "since": state.last, "epoch": state.epoch})
 
     async def _send(self, frame: str) -> None:
         ws = self._ws
@@ -464,90 +470,35 @@ class Connection(AsyncClosing, Observed):
                 )
                 await ws.close(1011, "heartbeat timeout")
                 return
-            await self._send(json.dumps({"type": "ping", "t": time.perf_counter()}))
+            await self._send(encode(Ping(time.perf_counter())))
 
     # -- incoming ------------------------------------------------------------------------------
 
-    def _handle(self, text: str) -> None:
+    def _handle(self, text: str | bytes) -> None:
         try:
-            frame = json.loads(text)
-            kind = frame["type"]
-        except (ValueError, KeyError, TypeError):
-            logger.warning("unreadable frame from the hub: %.200r", text)
+            item = self._state.receive(text)
+        except HubFrameError as exc:
+            if exc.code != "unknown_type":  # a newer hub's frame types are safe to ignore
+                logger.warning("unreadable frame from the hub (%s): %.200r", exc, text)
             return
-        if kind == "msg":
-            self._on_msg(frame)
-        elif kind == "ack":
-            self._on_ack(frame["id"])
-        elif kind == "joined":
-            self._on_joined(frame)
-        elif kind == "pong":
+        kind = type(item)
+        if kind is Message or kind is Gap:
+            assert isinstance(item, Message | Gap)
+            self._room(item.room).deliver(item)
+            if kind is Gap:  # a joined frame that reported a gap
+                self._room(item.room).joined.set()
+        elif kind is Ack:
+            if not self._state.outbox:
+                self._acked.set()
+        elif kind is Joined:
+            assert isinstance(item, Joined)
+            self._room(item.room).joined.set()
+        elif kind is Pong:
+            assert isinstance(item, Pong)
             self._pong_at = time.monotonic()
-            if isinstance(frame.get("t"), float):
-                self.latency = time.perf_counter() - frame["t"]
+            if isinstance(item.t, float):
+                self.latency = time.perf_counter() - item.t
                 self._emit("heartbeat", self.state, delay=self.latency)
-        elif kind == "welcome":
-            self.hub_epoch = frame.get("epoch")
-        elif kind == "error":
-            logger.warning("hub error %s: %s", frame.get("code"), frame.get("message"))
-
-    def _on_msg(self, frame: dict[str, Any]) -> None:
-        state = self._rooms.get(frame["room"])
-        if state is None:
-            return
-        seq = frame["seq"]
-        if frame["epoch"] == state.epoch and state.last is not None and seq <= state.last:
-            return  # already delivered
-        state.last = seq
-        state.epoch = frame["epoch"]
-        sender, msg_id = frame.get("from", ""), frame.get("id")
-        if msg_id is not None:
-            key = (sender, msg_id)
-            if key in self._seen_pubs:
-                return  # delivered before a hub restart; the re-send is not news
-            self._seen_pubs[key] = None
-            if len(self._seen_pubs) > 100_000:
-                self._seen_pubs.pop(next(iter(self._seen_pubs)))
-        state.deliver(
-            Message(
-                frame["room"],
-                seq,
-                frame["epoch"],
-                frame.get("data"),
-                sender,
-                frame.get("name", ""),
-                msg_id,
-                frame.get("ts_ns", 0),
-            )
-        )
-
-    def _on_ack(self, msg_id: int) -> None:
-        outbox = self._outbox
-        while outbox and outbox[0].id <= msg_id:
-            outbox.popleft()
-        if not outbox:
-            self._acked.set()
-
-    def _on_joined(self, frame: dict[str, Any]) -> None:
-        state = self._rooms.get(frame["room"])
-        if state is None:
-            return
-        gap = frame.get("gap")
-        if gap:
-            self.gaps += 1
-            state.deliver(
-                Gap(
-                    frame["room"],
-                    gap.get("reason", "unknown"),
-                    frame["epoch"],
-                    gap.get("old_epoch"),
-                    gap.get("lost_from"),
-                    gap.get("lost_to"),
-                )
-            )
-            if gap.get("reason") == "epoch":
-                state.last = 0
-        if state.last is None:
-            state.last = frame["last"]  # first join, live only: resume from here
-        state.epoch = frame["epoch"]
-        state.joined.set()
+        elif kind is ErrorFrame:
+            assert isinstance(item, ErrorFrame)
+            logger.warning("hub error %s: %s", item.code, item.message)

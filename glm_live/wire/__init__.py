@@ -5,4 +5,5 @@ the standard library and :mod:`glm_live.errors`.
 
 - :mod:`.sse`: the server-sent-events decoder and encoder (WHATWG HTML rules).
 - :mod:`.retry`: the reconnection policy (:class:`~.retry.Backoff`) and ``Retry-After``.
+- :mod:`.hub`: the hub's frames, rules and both ends' state machines.
 """

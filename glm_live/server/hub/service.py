@@ -1,72 +1,65 @@
-"""The hub (``GET /ws``): rooms with sequence numbers and history, presence, direct messages.
+"""The hub (``GET /ws``): the WebSocket shell around the hub protocol, over a room store.
 
-Protocol: JSON text frames, each an object with a ``type``.
+The protocol (frames, rules) lives once, in :mod:`glm_live.wire.hub`, and is described for
+client authors in ``docs/hub-protocol.md``. In short: JSON text frames; a client says
+``hello``, ``join``s rooms (replay from a sequence number in an epoch, then live), ``publish``es
+(acknowledged with the message's sequence number; a re-sent publish id is acknowledged again
+but not delivered twice), ``leave``s and ``ping``s. Direct messages are publications to a
+client's inbox room ``@<name>``; presence changes are published to the room ``presence``.
 
-Client to hub:
-
-- ``hello {id, name, kind}``: who this is; ``id`` is stable across the client's reconnects.
-- ``join {room, since, epoch}``: receive ``room``; replay what came after ``since`` in
-  ``epoch`` (``since: null``: nothing, live from now; ``0``: all the history kept).
-  Answered by ``joined {room, epoch, last, gap}`` and the replayed ``msg`` frames.
-  ``gap`` is ``null``, or says what cannot be replayed: ``{"reason": "epoch"}`` when the room's
-  history is not the one the client saw (the hub restarted), ``{"reason": "trimmed",
-  "lost_from", "lost_to"}`` when it is older than the bounded history.
-- ``leave {room}``; ``publish {room, id, data}``, answered by ``ack {id, room, seq,
-  duplicate}``. ``id`` increases per client; a re-sent publish (after a reconnect) is
-  acknowledged again but not delivered twice.
-- ``ping {t}``, answered by ``pong {t}``.
-
-Hub to client: ``msg {room, seq, epoch, from, name, id, data, ts_ns}``, ``error {code,
-message}``. Direct messages are publications to a client's inbox room, ``@<name>``; presence
-changes are published to the room ``presence``.
+Rooms live in a :class:`~.store.RoomStore`: :class:`~.memory.MemoryStore` (default) or
+:class:`~.redis.RedisStore` (shared by several runtimes). This module owns the connections:
 
 Protection: a token when the runtime has one (close 4401), an origin check for browsers (close
 4403), a message size limit (close 1009), a per-connection rate limit (close 1008), and a
 bounded send queue per connection, so a client that cannot keep up is disconnected (close
-1013) instead of slowing the others. It resumes from history when it comes back.
+1013) instead of slowing the others. It resumes from history when it comes back. A store that
+fails closes its clients with 1011; one that lost its rooms (a new epoch) with 1012.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import secrets
 import time
-from collections import deque
-from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from ...errors import HubStoreError
+from ...wire.hub import (
+    Ack,
+    Appended,
+    ErrorFrame,
+    Hello,
+    HubFrame,
+    HubFrameError,
+    Join,
+    Leave,
+    Left,
+    Message,
+    Ping,
+    Pong,
+    Publication,
+    Publish,
+    Subscription,
+    Welcome,
+    decode_client_frame,
+    encode,
+)
+from .memory import MemoryStore
+from .store import HubLimits, RoomStore
 
 __all__ = ["Hub", "HubLimits"]
 
 logger = logging.getLogger("glm_live.hub")
 
 _LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
-
-
-@dataclass(frozen=True)
-class HubLimits:
-    """Bounds that keep one client from hurting the others."""
-
-    history: int = 1000  # messages kept per room for resuming
-    max_message_bytes: int = 1 << 20
-    rate: float = 500.0  # messages per second, sustained
-    burst: float = 1000.0
-    send_queue: int = 10_000  # frames waiting for a slow client before it is dropped
-    dedupe: int = 10_000  # recent publish ids remembered per client
-
-
-@dataclass
-class _Room:
-    epoch: str
-    history: deque[tuple[int, str]]
-    members: set[_Client] = field(default_factory=set)
-    last: int = 0
+_TOO_SLOW = "too slow: send queue full; reconnect to resume"
 
 
 class _Client:
@@ -99,43 +92,85 @@ class _Client:
             return False
         return True
 
+    def reply(self, frame: HubFrame) -> bool:
+        return self.offer(encode(frame))
+
 
 class Hub:
-    """Rooms, presence and delivery for every WebSocket client of one runtime."""
+    """Rooms, presence and delivery for every WebSocket client of one runtime.
+
+    Args:
+        store: Where the rooms live (default: a new :class:`~.memory.MemoryStore`).
+        token: Required from clients when given (``Authorization: Bearer`` or ``?token=``).
+        allowed_origins: Browser origins allowed besides loopback ones.
+        limits: Bounds on history, dedupe, message size, rate and send queues.
+    """
 
     def __init__(
         self,
+        store: RoomStore | None = None,
         *,
         token: str | None = None,
         allowed_origins: Iterable[str] = (),
         limits: HubLimits | None = None,
     ) -> None:
-        self.epoch = secrets.token_hex(6)  # changes when the process (and history) does
-        self.limits = limits or HubLimits()
+        self._store: RoomStore = store or MemoryStore()
         self._token = token
         self._origins = {o.rstrip("/") for o in allowed_origins}
-        self._rooms: dict[str, _Room] = {}
         self._clients: set[_Client] = set()
-        # Per client id: the highest publish id handled, and recent ids' (room, seq).
-        self._seen: dict[str, tuple[int, dict[int, tuple[str, int]]]] = {}
-        self.stats = {"published": 0, "delivered": 0, "duplicates": 0, "dropped_clients": 0}
+        # Room -> the clients of this process following it, each with its place in the room.
+        self._subs: dict[str, dict[_Client, Subscription]] = {}
         self._listeners: dict[str, list[Callable[[Any], None]]] = {}
+        self._stats = {"delivered": 0, "dropped_clients": 0, "lost": 0}
+        self.limits = limits or HubLimits()
 
-    # -- life cycle (the runtime's lifespan calls these; rooms in memory need neither) --------
+    def __repr__(self) -> str:
+        return f"<Hub {self._store!r} clients={len(self._clients)}>"
+
+    @property
+    def limits(self) -> HubLimits:
+        """The hub's bounds; setting them applies to rooms created from then on."""
+        return self._limits
+
+    @limits.setter
+    def limits(self, limits: HubLimits) -> None:
+        self._limits = limits
+        self._store.attach(self, limits)
+
+    @property
+    def epoch(self) -> str:
+        """The rooms' epoch: it changes when their history is lost."""
+        return self._store.epoch
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """Counts: ``published``, ``duplicates`` (appends), ``delivered`` (frames queued for
+        clients), ``dropped_clients``, ``lost`` (the runtime's publications a full store
+        refused)."""
+        return {**self._store.counts(), **self._stats}
+
+    # -- life cycle (the runtime's lifespan calls these) -------------------------------------
 
     async def start(self) -> None:
-        """Connect to shared state, when the hub has any."""
+        """Connect the store to shared state, when it has any.
+
+        Raises:
+            HubStoreError: The store cannot reach its storage (Redis).
+        """
+        await self._store.start()
 
     async def aclose(self) -> None:
-        """Let go of shared state, when the hub has any."""
+        """Let the store finish what it has queued (briefly) and disconnect."""
+        await self._store.aclose()
 
     def describe(self) -> dict[str, Any]:
         """What ``/health`` says about the hub."""
         return {
-            "backend": "memory",
+            "backend": self._store.backend,
+            **self._store.describe(),
             "epoch": self.epoch,
             "clients": len(self._clients),
-            "stats": dict(self.stats),
+            "stats": self.stats,
         }
 
     # -- publishing from inside the runtime ---------------------------------------------------
@@ -145,19 +180,30 @@ class Hub:
     ) -> int | None:
         """Publish ``data`` to ``room`` from the runtime itself; returns its sequence number
         (``None`` when the rooms live in Redis, which numbers the message a moment later)."""
-        return self._deliver(room, data, sender, name, None)
+        numbered: list[int] = []
+        try:
+            self._store.append(
+                Publication(room, sender, name, None, data), lambda a: numbered.append(a.seq)
+            )
+        except HubStoreError:
+            self._stats["lost"] += 1
+            logger.warning("the hub's store is not keeping up: a publication to %s", room)
+        return numbered[0] if numbered else None
 
     def listen(self, room: str, callback: Callable[[Any], None]) -> Callable[[], None]:
         """Call ``callback(data)`` for every message published to ``room`` (inside the
         runtime: how a run hears its control room). Returns a function that stops it."""
         self._listeners.setdefault(room, []).append(callback)
+        cancel = self._store.follow(room)
 
         def stop() -> None:
+            cancel()
             callbacks = self._listeners.get(room, [])
             if callback in callbacks:
                 callbacks.remove(callback)
             if not callbacks:
                 self._listeners.pop(room, None)
+            self._maybe_unwatch(room)
 
         return stop
 
@@ -166,68 +212,78 @@ class Hub:
         """Who is connected now (presence)."""
         return [{"id": c.id, "name": c.name, "kind": c.kind} for c in self._clients]
 
-    def _room(self, name: str) -> _Room:
-        room = self._rooms.get(name)
-        if room is None:
-            room = self._rooms[name] = _Room(self.epoch, deque(maxlen=self.limits.history))
-        return room
+    # -- what the store reports (the hub is its feed) ----------------------------------------
 
-    def _deliver(
-        self, room_name: str, data: Any, sender: str, name: str, msg_id: int | None
-    ) -> int:
-        room = self._room(room_name)
-        room.last += 1
-        frame = json.dumps(
-            {
-                "type": "msg",
-                "room": room_name,
-                "seq": room.last,
-                "epoch": room.epoch,
-                "from": sender,
-                "name": name,
-                "id": msg_id,
-                "data": data,
-                "ts_ns": time.time_ns(),
-            }
-        )
-        room.history.append((room.last, frame))
-        self.stats["published"] += 1
-        for callback in list(self._listeners.get(room_name, ())):
+    def entry(self, message: Message, text: str) -> None:
+        """Fan a message out to this process's listeners and to the clients in its room."""
+        room = message.room
+        for callback in list(self._listeners.get(room, ())):
             try:
-                callback(data)
+                callback(message.data)
             except Exception:
-                logger.exception("hub listener for %s failed", room_name)
-        for member in list(room.members):
-            if member.offer(frame):
-                self.stats["delivered"] += 1
-            else:
-                self._drop(member, 1013, "too slow: send queue full; reconnect to resume")
-        return room.last
+                logger.exception("hub listener for %s failed", room)
+        subs = self._subs.get(room)
+        if subs:
+            # The hot loop of a fan-out: _send inlined, the count added once.
+            seq, delivered = message.seq, 0
+            for client, sub in list(subs.items()):
+                if sub.admit(seq, text):
+                    if client.offer(text):
+                        delivered += 1
+                    else:
+                        self._drop(client, 1013, _TOO_SLOW)
+            self._stats["delivered"] += delivered
+
+    def reset(self) -> None:
+        """The store lost its rooms: every client reconnects and rejoins, learning of the gap."""
+        for client in list(self._clients):
+            self._drop(client, 1012, "the hub's rooms were reset; reconnect to resume")
+
+    # -- delivery ------------------------------------------------------------------------------
+
+    def _send(self, client: _Client, text: str) -> bool:
+        if client.offer(text):
+            self._stats["delivered"] += 1
+            return True
+        self._drop(client, 1013, _TOO_SLOW)
+        return False
 
     def _drop(self, client: _Client, code: int, reason: str) -> None:
         if client.closing is None:
             client.closing = (code, reason)
-            self.stats["dropped_clients"] += 1
+            self._stats["dropped_clients"] += 1
             with contextlib.suppress(asyncio.QueueFull):
                 client.queue.put_nowait(None)
             self._forget(client)
 
-    def _unsubscribe(self, client: _Client, name: str) -> None:
-        room = self._rooms.get(name)
-        if room is not None:
-            room.members.discard(client)
+    def _unsubscribe(self, client: _Client, room: str) -> None:
+        subs = self._subs.get(room)
+        if subs is not None:
+            subs.pop(client, None)
+            if not subs:
+                del self._subs[room]
+        self._maybe_unwatch(room)
+
+    def _maybe_unwatch(self, room: str) -> None:
+        if not self._subs.get(room) and not self._listeners.get(room):
+            self._store.unwatch(room)
 
     def _forget(self, client: _Client) -> None:
         if client not in self._clients:
             return
         self._clients.discard(client)
-        for name in client.rooms:
-            self._unsubscribe(client, name)
+        for room in client.rooms:
+            self._unsubscribe(client, room)
         if client.name or client.kind != "client":
             self.publish(
                 "presence",
                 {"event": "leave", "id": client.id, "name": client.name, "kind": client.kind},
             )
+
+    def _unavailable(self, client: _Client, exc: BaseException) -> None:
+        logger.warning("hub: the store failed for a client (%s)", exc)
+        # What it published but was not acknowledged waits in its outbox for the reconnect.
+        self._drop(client, 1011, "the hub's storage is unavailable; reconnect to resume")
 
     # -- the endpoint --------------------------------------------------------------------------
 
@@ -307,152 +363,71 @@ class Hub:
                 self._drop(client, 1008, f"rate limit: more than {limits.rate:g} messages/s")
                 return
             try:
-                frame = json.loads(text)
-            except ValueError as exc:
-                self._error(client, "bad_json", f"not valid JSON: {exc}")
+                frame = decode_client_frame(text)
+            except HubFrameError as exc:
+                self._error(client, exc.code, exc.message)
                 continue
-            if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
-                self._error(client, "bad_request", "each frame must be an object with a type")
-                continue
-            method = _HANDLERS.get(frame["type"])
-            if method is None:
-                known = ", ".join(sorted(_HANDLERS))
-                self._error(client, "unknown_type", f"unknown type {frame['type']!r}; use {known}")
-                continue
-            handler: Callable[[_Client, dict[str, Any]], Awaitable[None] | None]
-            handler = getattr(self, method)
-            try:
-                pending = handler(client, frame)
-                if pending is not None:  # the Redis hub's handlers wait for Redis
-                    await pending
-            except _BadFrame as exc:
-                self._error(client, "bad_request", str(exc))
+            # Only a join waits (for the store to read the history); a publish is acknowledged
+            # when the store has numbered it, while the next frames are read.
+            if type(frame) is Publish:
+                self._publish(client, frame)
+            elif type(frame) is Join:
+                await self._join(client, frame)
+            elif type(frame) is Hello:
+                self._hello(client, frame)
+            elif type(frame) is Leave:
+                self._leave(client, frame)
+            elif type(frame) is Ping:
+                client.reply(Pong(frame.t))
 
     def _error(self, client: _Client, code: str, message: str) -> None:
-        if not client.offer(json.dumps({"type": "error", "code": code, "message": message})):
+        if not client.reply(ErrorFrame(code, message)):
             self._drop(client, 1013, "too slow: send queue full")
 
     # -- handlers ------------------------------------------------------------------------------
 
-    def _hello(self, client: _Client, frame: dict[str, Any]) -> None:
-        client_id = frame.get("id")
-        if client_id is not None:
-            client.id = _text(frame, "id", 128)
-        client.name = _text(frame, "name", 128) if frame.get("name") is not None else ""
-        client.kind = _text(frame, "kind", 32) if frame.get("kind") is not None else "client"
-        client.offer(
-            json.dumps(
-                {
-                    "type": "welcome",
-                    "id": client.id,
-                    "epoch": self.epoch,
-                    "server_time_ns": time.time_ns(),
-                }
-            )
-        )
+    def _hello(self, client: _Client, hello: Hello) -> None:
+        if hello.id is not None:
+            client.id = hello.id
+        client.name = hello.name or ""
+        client.kind = hello.kind or "client"
+        client.reply(Welcome(client.id, self.epoch, time.time_ns()))
         self.publish(
             "presence", {"event": "join", "id": client.id, "name": client.name, "kind": client.kind}
         )
 
-    def _join(self, client: _Client, frame: dict[str, Any]) -> None:
-        name = _text(frame, "room", 256)
-        room = self._room(name)
-        first = room.history[0][0] if room.history else room.last + 1
-        since, gap = _resume_point(frame, room.epoch, room.last, first)
-        client.rooms.add(name)
-        room.members.add(client)
-        client.offer(
-            json.dumps(
-                {"type": "joined", "room": name, "epoch": room.epoch, "last": room.last, "gap": gap}
-            )
-        )
-        for seq, stored in room.history:
-            if seq > since and not client.offer(stored):
-                self._drop(client, 1013, "too slow: send queue full")
+    async def _join(self, client: _Client, join: Join) -> None:
+        # Follow the room before reading its history: live messages that arrive meanwhile wait
+        # in the subscription, which lets each sequence number through once.
+        sub = Subscription()
+        self._subs.setdefault(join.room, {})[client] = sub
+        client.rooms.add(join.room)
+        try:
+            await self._store.watch(join.room)
+            replay = await self._store.join(join)
+        except HubStoreError as exc:
+            self._unavailable(client, exc)
+            return
+        if client.closing is not None:
+            return
+        client.reply(replay.joined)
+        for text in sub.start(replay.since, replay.entries):
+            if not self._send(client, text):
                 return
 
-    def _leave(self, client: _Client, frame: dict[str, Any]) -> None:
-        name = _text(frame, "room", 256)
-        client.rooms.discard(name)
-        self._unsubscribe(client, name)
-        client.offer(json.dumps({"type": "left", "room": name}))
+    def _leave(self, client: _Client, leave: Leave) -> None:
+        client.rooms.discard(leave.room)
+        self._unsubscribe(client, leave.room)
+        client.reply(Left(leave.room))
 
-    def _publish(self, client: _Client, frame: dict[str, Any]) -> None:
-        name, msg_id = _publication(frame)
-        last, recent = self._seen.get(client.id, (0, {}))
-        if msg_id <= last:
-            # A re-send after a reconnect: acknowledge again, deliver nothing.
-            room_name, seq = recent.get(msg_id, (name, 0))
-            self.stats["duplicates"] += 1
-            client.offer(
-                json.dumps(
-                    {"type": "ack", "id": msg_id, "room": room_name, "seq": seq, "duplicate": True}
-                )
-            )
-            return
-        seq = self._deliver(name, frame["data"], client.id, client.name, msg_id)
-        recent[msg_id] = (name, seq)
-        if len(recent) > self.limits.dedupe:
-            recent.pop(next(iter(recent)))
-        self._seen[client.id] = (msg_id, recent)
-        client.offer(
-            json.dumps({"type": "ack", "id": msg_id, "room": name, "seq": seq, "duplicate": False})
-        )
+    def _publish(self, client: _Client, publish: Publish) -> None:
+        msg_id = publish.id
 
-    def _ping(self, client: _Client, frame: dict[str, Any]) -> None:
-        client.offer(json.dumps({"type": "pong", "t": frame.get("t")}))
+        def acknowledge(appended: Appended) -> None:
+            client.reply(Ack(msg_id, appended.room, appended.seq, appended.duplicate))
 
-
-# Frame type → handler method (looked up on the instance, so the Redis hub can override them).
-_HANDLERS = {
-    "hello": "_hello",
-    "join": "_join",
-    "leave": "_leave",
-    "publish": "_publish",
-    "ping": "_ping",
-}
-
-
-class _BadFrame(Exception):
-    pass
-
-
-def _resume_point(
-    frame: dict[str, Any], room_epoch: str, last: int, first: int
-) -> tuple[int, dict[str, Any] | None]:
-    """Where a ``join`` resumes (``since``), and the gap to report: the room's epoch, its
-    last sequence number and the first one still kept decide."""
-    since = frame.get("since")
-    if since is None:
-        since = last  # live from now on: nothing to replay
-    if not isinstance(since, int) or isinstance(since, bool) or since < 0:
-        raise _BadFrame("since must be null or a non-negative integer")
-    epoch = frame.get("epoch")
-    gap: dict[str, Any] | None = None
-    if epoch is not None and epoch != room_epoch:
-        gap = {"reason": "epoch", "old_epoch": epoch}
-        since = 0
-    if since < first - 1:
-        if gap is None and (since > 0 or epoch is not None):
-            gap = {"reason": "trimmed", "lost_from": since + 1, "lost_to": first - 1}
-        elif gap is not None:
-            gap.update(lost_from=1, lost_to=first - 1)
-    return since, gap
-
-
-def _publication(frame: dict[str, Any]) -> tuple[str, int]:
-    """A ``publish`` frame's room and message id, checked."""
-    name = _text(frame, "room", 256)
-    msg_id = frame.get("id")
-    if not isinstance(msg_id, int) or isinstance(msg_id, bool):
-        raise _BadFrame("publish needs an integer id (increasing per client)")
-    if "data" not in frame:
-        raise _BadFrame("publish needs data")
-    return name, msg_id
-
-
-def _text(frame: dict[str, Any], key: str, limit: int) -> str:
-    value = frame.get(key)
-    if not isinstance(value, str) or not value or len(value) > limit:
-        raise _BadFrame(f"{key} must be a non-empty string of at most {limit} characters")
-    return value
+        publication = Publication(publish.room, client.id, client.name, msg_id, publish.data)
+        try:
+            self._store.append(publication, acknowledge)
+        except HubStoreError as exc:
+            self._unavailable(client, exc)

@@ -1,0 +1,106 @@
+"""Where the hub's rooms live: the :class:`RoomStore` interface, and the hub's limits.
+
+The hub service (:mod:`.service`) speaks the protocol and owns the connections; a store keeps
+the rooms (sequence numbers, bounded history, epoch, dedupe state) and hands every appended
+message back to the service, which fans it out. Two stores: :class:`~.memory.MemoryStore`
+(one process) and :class:`~.redis.RedisStore` (Redis Streams, shared by several runtimes).
+Both apply the rules of :mod:`glm_live.wire.hub.rules`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from ...wire.hub import Appended, Join, Message, Publication, Replay
+
+__all__ = ["HubLimits", "RoomStore", "StoreFeed"]
+
+
+@dataclass(frozen=True)
+class HubLimits:
+    """Bounds that keep one client from hurting the others."""
+
+    history: int = 1000  # messages kept per room for resuming
+    max_message_bytes: int = 1 << 20
+    rate: float = 500.0  # messages per second, sustained
+    burst: float = 1000.0
+    send_queue: int = 10_000  # frames waiting for a slow client before it is dropped
+    dedupe: int = 10_000  # recent publish ids remembered per client
+
+
+class StoreFeed(Protocol):
+    """What a store tells the hub service (the service is the feed)."""
+
+    def entry(self, message: Message, text: str) -> None:
+        """A message was appended to a room the hub watches; ``text`` is its frame."""
+
+    def reset(self) -> None:
+        """The store lost its rooms (a new epoch): every client must rejoin."""
+
+
+class RoomStore(Protocol):
+    """Rooms with sequence numbers, bounded history, an epoch and publish-id dedupe.
+
+    Appends are not awaited: :meth:`append` queues (or, in memory, does) the work and calls
+    ``done`` once the message is numbered, in the order the appends were made. Every appended
+    message of a watched room then reaches the feed's :meth:`StoreFeed.entry`, once, in
+    sequence order: in memory before ``done`` is called, from Redis a moment later.
+    """
+
+    @property
+    def epoch(self) -> str:
+        """The rooms' epoch now."""
+
+    @property
+    def backend(self) -> str:
+        """``"memory"`` or ``"redis"`` (``/health`` says which)."""
+
+    def attach(self, feed: StoreFeed, limits: HubLimits) -> None:
+        """Report appended messages and resets to ``feed``; bound history and dedupe by
+        ``limits`` (called again when the hub's limits change)."""
+
+    async def start(self) -> None:
+        """Connect to shared state, if any.
+
+        Raises:
+            HubStoreError: The storage cannot be reached.
+        """
+
+    async def aclose(self) -> None:
+        """Finish what is queued (briefly) and disconnect."""
+
+    def append(self, publication: Publication, done: Callable[[Appended], None] | None) -> None:
+        """Append ``publication`` (dedupe by its sender and id when it has one).
+
+        Raises:
+            HubStoreError: The store cannot take more now (nothing was queued).
+        """
+
+    async def watch(self, room: str) -> None:
+        """Make sure appends to ``room`` reach the feed from now on.
+
+        Raises:
+            HubStoreError: The storage failed.
+        """
+
+    def follow(self, room: str) -> Callable[[], None]:
+        """Watch ``room`` in the background (for listeners, which cannot wait); returns a
+        function that cancels the watching if it has not finished."""
+
+    def unwatch(self, room: str) -> None:
+        """Nobody in this process follows ``room`` any more."""
+
+    async def join(self, join: Join) -> Replay:
+        """The ``joined`` frame for ``join``, its resume point and the entries to replay.
+
+        Raises:
+            HubStoreError: The storage failed.
+        """
+
+    def describe(self) -> dict[str, Any]:
+        """What ``/health`` says about the store (no credentials)."""
+
+    def counts(self) -> dict[str, int]:
+        """Appends so far: ``published``, ``duplicates`` (and ``lost`` where it can happen)."""
