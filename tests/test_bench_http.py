@@ -123,13 +123,13 @@ async def test_a_chunked_body_split_anywhere_across_reads() -> None:
     # Only reads that carried body bytes are kept: the 3rd (all of event 0), the 4th (the
     # chunk's LF, the next size line, "data:"), the 5th (the rest of event 1, the start of
     # event 2) and the 6th (the end of event 2).
-    assert [bytes(data) for _, data in response.reads] == [
+    assert [bytes(data) for data in response.read_bodies] == [
         event(0),
         b"data:",
         event(1)[5:] + event(2)[:-4],
         event(2)[-4:],
     ]
-    stamps = [arrival for arrival, _ in response.reads]
+    stamps = response.read_stamps
     assert stamps == sorted(stamps)
     assert len(set(stamps)) == len(stamps)  # one stamp per read: the pauses kept them apart
     # Each event has the stamp of the read that completed it.
@@ -149,7 +149,7 @@ async def test_a_read_that_completes_several_events_stamps_them_once(
     client = StreamClient(byteserver.url + "/v1/chat/completions")
     response = await post(client)
     assert numbers(response) == [0, 1, 2, 3, 4]
-    first, second, third, fourth = (arrival for arrival, _ in response.reads)
+    first, second, third, fourth = response.read_stamps
     assert response.arrivals == [first, first, first, second, fourth]
     assert first < second < third < fourth
     assert response.first_event_ns == first
@@ -161,7 +161,7 @@ async def test_the_first_event_is_found_without_splitting_the_rest(byteserver: B
     client = StreamClient(byteserver.url + "/v1/chat/completions")
     response = Response()
     await client.post(b"{}", response)
-    assert response.first_event_ns == response.reads[0][0]
+    assert response.first_event_ns == response.read_stamps[0]
     assert response.events == [json.dumps({"n": 0})]  # only as far as the first event
     response.decode()
     response.decode()  # idempotent

@@ -49,8 +49,11 @@ class Response:
         headers_ns: When the response head was complete.
         first_byte_ns: When the first byte of the response arrived.
         end_ns: When the response ended, or failed.
-        reads: A 200 response's body, as it arrived: each read's arrival stamp and the body
-            bytes it carried (reads that carried none are left out).
+        read_stamps: A 200 response's body as it arrived: each read's arrival stamp...
+        read_bodies: ...and the body bytes it carried (reads that carried none are left
+            out). Two flat lists, not a list of pairs: ints and bytes are not tracked by the
+            garbage collector, and tens of thousands of surviving tuples make its full
+            collections stall the loop mid-run.
         body: A non-200 response's body (what :class:`HTTPResponseError` reports).
         error: Why the response did not complete, when it did not.
         events: The events' ``data`` fields, in order (after :meth:`decode`).
@@ -63,14 +66,15 @@ class Response:
     headers_ns: int | None = None
     first_byte_ns: int | None = None
     end_ns: int | None = None
-    reads: list[tuple[int, bytes | bytearray]] = field(default_factory=list)
+    read_stamps: list[int] = field(default_factory=list)
+    read_bodies: list[bytes | bytearray] = field(default_factory=list)
     body: bytearray = field(default_factory=bytearray)
     error: BaseException | None = None
     events: list[str] = field(default_factory=list)
     arrivals: list[int] = field(default_factory=list)
     sizes: list[int] = field(default_factory=list)
     _decoded: int = 0  # how many reads have gone through the decoder
-    _decoder: Decoder = field(default_factory=Decoder, repr=False)
+    _decoder: Decoder | None = field(default=None, repr=False)  # made when first needed
 
     def decode(self, *, until_first: bool = False) -> None:
         """Split the kept reads into events (idempotent: only reads not yet decoded are).
@@ -79,11 +83,14 @@ class Response:
             until_first: Stop as soon as there is an event: enough for a running TTFT while
                 the run goes, without doing the whole split then.
         """
+        if self._decoder is None:
+            self._decoder = Decoder()
         decoder = self._decoder
-        while self._decoded < len(self.reads):
+        while self._decoded < len(self.read_bodies):
             if until_first and self.events:
                 return
-            arrival, data = self.reads[self._decoded]
+            arrival = self.read_stamps[self._decoded]
+            data = self.read_bodies[self._decoded]
             self._decoded += 1
             try:
                 events = decoder.feed(data)
@@ -101,6 +108,9 @@ class Response:
         return self.arrivals[0] if self.arrivals else None
 
 
+_CACHED_REQUESTS = 1024  # request heads kept, one per body length
+
+
 class _Protocol(asyncio.Protocol):
     """One connection: writes a request, feeds every read to h11, stamps the body's reads."""
 
@@ -110,6 +120,7 @@ class _Protocol(asyncio.Protocol):
         self.done: asyncio.Future[None] | None = None
         self.closed = False
         self.http = h11.Connection(h11.CLIENT)
+        self._chunked = False  # the current response's body is chunked (h11 says so)
 
     @property
     def reusable(self) -> bool:
@@ -135,6 +146,7 @@ class _Protocol(asyncio.Protocol):
         ``done`` completes at the end of the body, or fails with why it did not."""
         self.response = response
         self.done = done
+        self._chunked = False
         assert self.transport is not None
         response.sent_ns = time.perf_counter_ns()
         self.transport.write(request)
@@ -157,35 +169,46 @@ class _Protocol(asyncio.Protocol):
             self._fail(ConnectionError(f"bad HTTP response: {exc}"))
 
     def _events(self, now: int) -> None:
-        """Drain h11's events for one read; the body bytes of the read are kept as one piece."""
+        """Drain h11's events for one read; the body bytes of the read are kept as one piece,
+        with the read's stamp. This runs for every read of every stream: keep it lean."""
         response = self.response
         assert response is not None
         http = self.http
-        body: bytes | bytearray | None = None
+        body: bytes | bytearray | None = None  # this read's body bytes: usually one chunk...
+        more: list[bytes | bytearray] | None = None  # ...else all its chunks, joined once
         while True:
             event = http.next_event()
-            if isinstance(event, h11.Data):
-                body = event.data if body is None else body + event.data
-            elif isinstance(event, h11.Response):
+            if type(event) is h11.Data:
+                if body is None:
+                    body = event.data
+                    # h11 leaves a chunk's closing CRLF in its buffer until asked for the
+                    # next event; with no more than that left after a read's first chunk (the
+                    # usual read: one chunk), a chunked body has nothing more to give before
+                    # the next read. Not asking saves a third of h11's work per read.
+                    if self._chunked and len(http.trailing_data[0]) <= len(b"\r\n"):
+                        break
+                elif more is None:
+                    more = [body, event.data]
+                else:
+                    more.append(event.data)
+            elif type(event) is h11.Response:
                 response.status = event.status_code
                 response.headers_ns = now
-            elif isinstance(event, h11.InformationalResponse):
+                self._chunked = any(name == b"transfer-encoding" for name, _ in event.headers)
+            elif type(event) is h11.InformationalResponse:
                 continue  # a 1xx: the real head follows
             else:  # NEED_DATA, EndOfMessage, or (after the end of the stream) ConnectionClosed
-                self._keep(body, now)
-                if isinstance(event, h11.EndOfMessage):
-                    self._finish()
-                return
-
-    def _keep(self, body: bytes | bytearray | None, now: int) -> None:
-        response = self.response
-        assert response is not None
-        if body is None:
-            return
-        if response.status == 200:
-            response.reads.append((now, body))
-        else:
-            response.body += body
+                break
+        if more is not None:
+            body = b"".join(more)
+        if body is not None:
+            if response.status == 200:
+                response.read_stamps.append(now)
+                response.read_bodies.append(body)
+            else:
+                response.body += body
+        if type(event) is h11.EndOfMessage:
+            self._finish()
 
     def _finish(self) -> None:
         response = self.response
@@ -247,6 +270,9 @@ class StreamClient:
             *(headers or {}).items(),
         ]
         self._idle: list[_Protocol] = []
+        # h11 validates a request's headers when it is built (about half its cost to frame
+        # a request): one per body length, built once. Lengths are few (prompts cycle).
+        self._requests: dict[int, h11.Request] = {}
 
     async def _connection(self) -> _Protocol:
         while self._idle:
@@ -278,14 +304,8 @@ class StreamClient:
         """
         protocol = await self._connection()
         http = protocol.http
-        request = http.send(
-            h11.Request(
-                method="POST",
-                target=self.path,
-                headers=[*self._headers, ("Content-Length", str(len(body)))],
-            )
-        )
-        request = (request or b"") + (http.send(h11.Data(data=body)) or b"")
+        request = http.send(self._request(len(body))) or b""
+        request += http.send(h11.Data(data=body)) or b""
         request += http.send(h11.EndOfMessage()) or b""
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         protocol.start(request, response, done)
@@ -303,6 +323,18 @@ class StreamClient:
         elif protocol.transport is not None:
             protocol.transport.close()  # the server asked to close (Connection: close)
         return response
+
+    def _request(self, length: int) -> h11.Request:
+        request = self._requests.get(length)
+        if request is None:
+            request = h11.Request(
+                method="POST",
+                target=self.path,
+                headers=[*self._headers, ("Content-Length", str(length))],
+            )
+            if len(self._requests) < _CACHED_REQUESTS:
+                self._requests[length] = request
+        return request
 
     def close(self) -> None:
         """Close the idle connections (those in use close when their request ends)."""
