@@ -52,8 +52,8 @@ class Response:
         read_stamps: A 200 response's body as it arrived: each read's arrival stamp...
         read_bodies: ...and the body bytes it carried (reads that carried none are left
             out). Two flat lists, not a list of pairs: ints and bytes are not tracked by the
-            garbage collector, and tens of thousands of surviving tuples make its full
-            collections stall the loop mid-run.
+            garbage collector, a pair per read would be (tens of thousands in a run, each
+            adding to the collections that interrupt the loop).
         body: A non-200 response's body (what :class:`HTTPResponseError` reports).
         error: Why the response did not complete, when it did not.
         events: The events' ``data`` fields, in order (after :meth:`decode`).
@@ -73,8 +73,8 @@ class Response:
     events: list[str] = field(default_factory=list)
     arrivals: list[int] = field(default_factory=list)
     sizes: list[int] = field(default_factory=list)
-    _decoded: int = 0  # how many reads have gone through the decoder
-    _decoder: Decoder | None = field(default=None, repr=False)  # made when first needed
+    _decoded: int = field(default=0, init=False, repr=False)  # reads through the decoder
+    _decoder: Decoder | None = field(default=None, init=False, repr=False)  # made on first use
 
     def decode(self, *, until_first: bool = False) -> None:
         """Split the kept reads into events (idempotent: only reads not yet decoded are).
@@ -94,8 +94,8 @@ class Response:
             self._decoded += 1
             try:
                 events = decoder.feed(data)
-            except EventTooLarge as exc:  # dropped by the decoder; what this read completed is kept
-                events = exc.events
+            except EventTooLarge as exc:
+                events = exc.events  # the oversized event is dropped, the others are kept
             for event in events:
                 self.events.append(event.data)
                 self.arrivals.append(arrival)
