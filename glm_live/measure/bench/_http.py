@@ -40,7 +40,7 @@ class HTTPResponseError(Exception):
         self.body = body
 
 
-@dataclass
+@dataclass(slots=True)
 class Response:
     """One streamed response: filled while it arrives, decoded into events after the run.
 
@@ -179,8 +179,9 @@ class _Protocol(asyncio.BufferedProtocol):
         if response.first_byte_ns is None:
             response.first_byte_ns = now
         http = self.http
-        # The buffer is the next read's too: h11 gets bytes of its own.
-        http.receive_data(bytes(self._buffer[:nbytes]))
+        # h11 copies what it is given (its receive_data takes any bytes-like object, as
+        # documented): the buffer is free for the next read when this returns.
+        http.receive_data(self._buffer[:nbytes])  # type: ignore[arg-type]
         try:
             event = http.next_event()
             # The usual read of an event stream: one chunk of a 200's chunked body, followed
