@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import pickle
+import secrets
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -248,3 +250,14 @@ def test_progress_widget_follows_the_run(runtime: ServerHandle) -> None:
     assert (view.done, view.total, view.status) == (10, 10, "done")
     assert view.ttft_p50_ms > 0
     assert len(log.updates(view.comm.comm_id)) >= 2  # it moved while the run went
+
+
+def test_a_load_keeps_its_api_key_out_of_sight() -> None:
+    # A sharded run ships the Load to dask workers, and dask logs a failed task's arguments.
+    key = "sk-" + secrets.token_hex(16)  # made up here: no credential lives in the source
+    run = Benchmark("http://127.0.0.1:1", api_key=key, concurrency=2, requests=4)
+    load = run.load
+    assert load.headers() == {"Authorization": f"Bearer {key}"}
+    shown = [repr(load), str(load), json.dumps(load.config()), json.dumps(run.config)]
+    assert not any(key in text for text in shown)
+    assert pickle.loads(pickle.dumps(load)) == load  # it travels whole, key included

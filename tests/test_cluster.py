@@ -21,7 +21,7 @@ from distributed import Client, LocalCluster
 
 from glm_live import bench
 from glm_live.measure.bench import Benchmark, BenchResult, ClusterError
-from glm_live.measure.bench.runner import _arrivals
+from glm_live.measure.bench.load import arrival_offsets
 from glm_live.server import ServerHandle, serve
 from tests.test_bench import assert_same_frames
 
@@ -143,7 +143,7 @@ async def test_open_loop_deals_one_schedule_from_a_common_start(
     assert list(r["worker"]) == [workers[k % 2] for k in range(30)]
     # The schedule is the seed's, as in a local run, and both workers started together:
     # on the merged clock, every request is scheduled at the common start plus its offset.
-    offsets = np.array(_arrivals(30, 200, "gamma", 0.5, 0))
+    offsets = np.array(arrival_offsets(30, 200, "gamma", 0.5, 0))
     scheduled = (r["scheduled_ns"] - r["scheduled_ns"].iloc[0]).to_numpy() / 1e9
     clock = result.calibration["clock"]
     assert np.abs(scheduled - offsets).max() * 1e3 <= clock["uncertainty_ms"] + 0.01

@@ -208,11 +208,15 @@ class Recorder:
         completion: Completion | None = None,
         timings: Timings | None = None,
         usage: Mapping[str, Any] | None = None,
+        model: str | None = None,
         **extra: Any,
     ) -> None:
         """Close a request row, with the completion's timings and usage when there is one
-        (or ``timings`` and ``usage`` given directly, as the benchmark harness does)."""
+        (or ``timings`` and ``usage`` given directly, as the benchmark harness does);
+        ``model``, when given, is the model that answered (it replaces the one asked for)."""
         row = self._requests[request]
+        if model:
+            row.model = model
         row.status = status
         if error is not None:
             row.error_type = type(error).__name__

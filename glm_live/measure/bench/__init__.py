@@ -1,8 +1,11 @@
 """Benchmarks of streaming endpoints, as DataFrames.
 
-See :mod:`.runner` for how load is generated and timed, :mod:`.cluster` for sharding it over
-``dask.distributed`` workers (``cluster=...``), and :mod:`.stats` for the statistics and
-metric dialects. Users type :mod:`glm_live.bench`: this, with a live progress view.
+:mod:`.runner` is the front door (:class:`Benchmark`, :func:`run`, :func:`sweep`), which runs
+a :class:`~.load.Load` with a strategy: :mod:`.local` generates and times the load in this
+process, :mod:`.cluster` shards it over ``dask.distributed`` workers (``cluster=...``).
+:mod:`._http` is the HTTP/1.1 client (h11 on a bare ``asyncio.Protocol``), and :mod:`.stats`
+has the statistics and metric dialects. Users type :mod:`glm_live.bench`: this, with a live
+progress view.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Benchmarks sharded over ``dask.distributed`` workers: ``await bench.run(url, cluster=X)``.
+"""The :class:`Sharded` strategy: a benchmark split over ``dask.distributed`` workers,
+``await bench.run(url, cluster=X)``.
 
 Why: one process reads every stream on one event loop; at thousands of streams its reads
 queue behind each other and its timing error grows (``benchmarks/loadgen_accuracy.py``). Several
@@ -25,9 +26,9 @@ How a sharded run goes:
    before any load is sent.
 4. The driver picks a start instant on the wall clock, about a second ahead; every worker
    (:func:`run_shard`, one task pinned to each) turns it into an instant on its own monotonic
-   clock, waits for it and runs a :class:`~glm_live.bench.Benchmark` with its
-   :class:`~glm_live.bench.Shard`. A thread polls a named ``distributed.Event`` every 0.25 s,
-   so that :meth:`Benchmark.cancel` on the driver stops every worker; what they had is kept.
+   clock, waits for it and runs a :class:`~.local.Local` strategy with its
+   :class:`~.load.Shard`. A thread polls a named ``distributed.Event`` every 0.25 s,
+   so that :meth:`Sharded.cancel` on the driver stops every worker; what they had is kept.
 5. :func:`merge` puts each worker's recorder on the driver's monotonic clock (worker clock ->
    its wall clock by its anchor -> minus its offset, when the offset is larger than its
    uncertainty -> the driver's monotonic clock) and builds the frames exactly as a local run
@@ -47,23 +48,24 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ...errors import ClusterError
 from ...wire._secret import scrub
+from .load import Load, Progress, Shard, snapshot
+from .local import Local
 from .results import BenchResult
-from .runner import Benchmark, Shard, _arrivals, snapshot
 from .shards import ShardOutput, merge, plan
 
 __all__ = [
     "Connection",
+    "Sharded",
     "connect",
     "local_cluster",
     "local_workers",
     "probe_clocks",
     "run_shard",
-    "run_sharded",
 ]
 
 _INSTALL = "pip install 'glm_live[dask]'"
@@ -316,58 +318,46 @@ async def probe_clocks(
 # -- the workers' side ---------------------------------------------------------------------------
 
 
-class _Key:
-    """The API key on its way to a worker. It has to travel, so it pickles (``Secret`` does
-    not), but dask logs a failed task's arguments: its repr shows nothing."""
+def run_shard(load: Load, shard: Shard, stop: str) -> ShardOutput:
+    """The dask task: run ``shard`` of ``load`` on this worker, with a :class:`~.local.Local`
+    strategy in a new event loop in the task's thread.
 
-    __slots__ = ("value",)
-
-    def __init__(self, value: str | None) -> None:
-        self.value = value
-
-    def __repr__(self) -> str:
-        return "_Key('***')"
-
-
-def run_shard(url: str, options: dict[str, Any], shard: Shard, stop: str) -> ShardOutput:
-    """The dask task: run ``shard`` on this worker, in a new event loop in the task's thread.
-
-    ``stop`` names the ``distributed.Event`` that the driver sets to cancel the run.
+    ``load`` carries the API key: it has to travel, and its repr (which dask logs for a
+    failed task) leaves it out. ``stop`` names the ``distributed.Event`` that the driver sets
+    to cancel the run.
     """
     distributed = _distributed()
     worker = distributed.get_worker()
     # The Event's client must come from the task's thread: get_client() fails in others.
     event = distributed.Event(stop, client=distributed.get_client())
-    key = options.get("api_key")
-    options = {**options, "api_key": key.value if isinstance(key, _Key) else key}
 
-    async def main() -> Benchmark:
-        benchmark = Benchmark(url, shard=shard, **options)
+    async def main() -> Local:
+        local = Local(load, shard)
         loop = asyncio.get_running_loop()
         finished = threading.Event()
         watcher = threading.Thread(
-            target=_watch, args=(event, finished, loop, benchmark.cancel), daemon=True
+            target=_watch, args=(event, finished, loop, local.cancel), daemon=True
         )
         watcher.start()
         try:
-            await benchmark.execute()
+            await local.execute()
         finally:
             finished.set()
             await asyncio.to_thread(watcher.join, 4 * _POLL_S)
-        return benchmark
+        return local
 
-    benchmark = asyncio.run(main())
-    recorder = benchmark.record()
+    local = asyncio.run(main())
+    recorder = local.record()
     return ShardOutput(
         address=str(worker.address),
         name=str(worker.name),
         recorder=recorder,
-        indices=benchmark.sent,
-        lag_s=benchmark.lag_s,
-        late_ns=benchmark.late_ns,
-        cancelled=benchmark.cancelled,
-        ttfts_ms=benchmark.ttfts_ms(),
-        errors=benchmark.errors,
+        indices=local.sent,
+        lag_s=local.lag_s,
+        late_ns=local.late_ns,
+        cancelled=local.cancelled,
+        ttfts_ms=local.ttfts_ms(),
+        errors=local.errors,
     )
 
 
@@ -392,103 +382,135 @@ def _watch(
 # -- the driver's side ---------------------------------------------------------------------------
 
 
-async def run_sharded(benchmark: Benchmark) -> BenchResult:
-    """Run ``benchmark`` over its ``cluster``: what :meth:`Benchmark.run` does then.
+class Sharded:
+    """Runs a :class:`~.load.Load` over a dask cluster: plan the shards, run each on its
+    worker (:func:`run_shard`), merge what comes back (how: the module docstring).
 
-    Raises:
-        ValueError: The load cannot be split over the workers.
-        ClusterError: The cluster could not be reached or used, or a worker failed; what the
-            others returned is on its ``partial``.
+    Args:
+        load: What to send, all of it.
+        cluster: The cluster as the user gave it (``True``, ``"local"``, a number of local
+            worker processes, a ``distributed.Client``, a cluster object, a scheduler
+            address, or a sweep's open :class:`Connection`).
+        timeout: Seconds to start or reach the cluster and for its workers to answer.
     """
-    offsets = None
-    if benchmark.rate is not None:  # drawn once, here, so the schedule is the seed's
-        offsets = _arrivals(
-            benchmark.total,
-            benchmark.rate,
-            benchmark.arrival_kind,
-            benchmark.burstiness,
-            benchmark.seed,
-        )
-    local = local_workers(benchmark.cluster)
-    if local is not None:  # a load that cannot be split fails before processes start
-        plan(local, total=benchmark.total, concurrency=benchmark.concurrency, offsets=offsets)
-    async with connect(benchmark.cluster, timeout=benchmark.cluster_timeout) as connection:
-        return await _drive(benchmark, connection, offsets)
 
+    def __init__(self, load: Load, cluster: Any, *, timeout: float = 30.0) -> None:
+        self.load = load
+        self.cluster = cluster
+        self.timeout = timeout
+        self._cancelled = False
+        self._progress: Progress | None = None
 
-async def _drive(
-    benchmark: Benchmark, connection: Connection, offsets: list[float] | None
-) -> BenchResult:
-    timeout = benchmark.cluster_timeout
-    workers = await connection.workers(timeout)
-    shares = plan(
-        len(workers), total=benchmark.total, concurrency=benchmark.concurrency, offsets=offsets
-    )
-    assigned = {a: share for a, share in zip(workers, shares, strict=True) if share.indices}
-    clocks = await probe_clocks(connection, list(assigned), timeout=timeout)
-    run_id = uuid.uuid4().hex[:12]
-    stop = f"glm-live-bench-stop-{run_id}"
-    start_wall_ns = time.time_ns() + int(_LEAD_S * 1e9)
-    anchor_ns = time.perf_counter_ns() + (start_wall_ns - time.time_ns())
-    api_key = benchmark.shard_options.get("api_key")
-    options = {**benchmark.shard_options, "api_key": _Key(api_key)}
-    futures = {
-        address: connection.client.submit(
-            run_shard,
-            benchmark.url,
-            {**options, "concurrency": share.concurrency},
-            Shard(share.indices, share.offsets, start_wall_ns),
-            stop,
-            key=f"glm-live-shard-{run_id}-{w}",
-            workers=[address],
-            allow_other_workers=False,  # a shard is its worker's share of the load
-            pure=False,
+    @property
+    def cancelled(self) -> bool:
+        """Whether the run was cancelled (by :meth:`cancel` or by cancelling its task)."""
+        return self._cancelled
+
+    def cancel(self) -> None:
+        """Stop every worker; :meth:`run` returns what they had (the driver passes the
+        signal on within 0.25 s, the workers notice it within 0.25 s more)."""
+        self._cancelled = True
+
+    async def run(self, progress: Progress | None = None) -> BenchResult:
+        """Run the load over the cluster; cancelling this task stops every worker and
+        returns what they had, as :meth:`cancel` does.
+
+        Args:
+            progress: Called with a snapshot as each worker's shard comes back.
+
+        Raises:
+            ValueError: The load cannot be split over the workers.
+            ClusterError: The cluster could not be reached or used, or a worker failed; what
+                the others returned is on its ``partial``.
+        """
+        self._progress = progress
+        load = self.load
+        offsets = load.schedule()  # drawn once, here, so the schedule is the seed's
+        local = local_workers(self.cluster)
+        if local is not None:  # a load that cannot be split fails before processes start
+            plan(local, total=load.total, concurrency=load.concurrency, offsets=offsets)
+        async with connect(self.cluster, timeout=self.timeout) as connection:
+            return await self._drive(connection, offsets)
+
+    async def _drive(self, connection: Connection, offsets: list[float] | None) -> BenchResult:
+        load, timeout = self.load, self.timeout
+        workers = await connection.workers(timeout)
+        shares = plan(len(workers), total=load.total, concurrency=load.concurrency, offsets=offsets)
+        assigned = {a: share for a, share in zip(workers, shares, strict=True) if share.indices}
+        clocks = await probe_clocks(connection, list(assigned), timeout=timeout)
+        run_id = uuid.uuid4().hex[:12]
+        stop = f"glm-live-bench-stop-{run_id}"
+        start_wall_ns = time.time_ns() + int(_LEAD_S * 1e9)
+        anchor_ns = time.perf_counter_ns() + (start_wall_ns - time.time_ns())
+        futures = {
+            address: connection.client.submit(
+                run_shard,
+                replace(load, concurrency=share.concurrency),
+                Shard(share.indices, share.offsets, start_wall_ns),
+                stop,
+                key=f"glm-live-shard-{run_id}-{w}",
+                workers=[address],
+                allow_other_workers=False,  # a shard is its worker's share of the load
+                pure=False,
+            )
+            for w, (address, share) in enumerate(assigned.items())
+        }
+        outputs, failures, cause = await _gather(self, connection, futures, stop)
+        config = {
+            **load.config(),
+            "cluster": {
+                "given": connection.given,
+                "scheduler": connection.address,
+                "workers": [
+                    {
+                        "address": address,
+                        "name": workers[address],
+                        "concurrency": share.concurrency,
+                        "requests": len(share.indices),
+                    }
+                    for address, share in assigned.items()
+                ],
+            },
+        }
+        result = merge(
+            outputs,
+            config=config,
+            clocks=clocks,
+            anchor_ns=anchor_ns,
+            anchor_wall_ns=start_wall_ns,
+            cancelled=self._cancelled or any(o.cancelled for o in outputs),
         )
-        for w, (address, share) in enumerate(assigned.items())
-    }
-    outputs, failures, cause = await _gather(benchmark, connection, futures, stop)
-    config = {
-        **benchmark.config,
-        "cluster": {
-            "given": connection.given,
-            "scheduler": connection.address,
-            "workers": [
-                {
-                    "address": address,
-                    "name": workers[address],
-                    "concurrency": share.concurrency,
-                    "requests": len(share.indices),
-                }
-                for address, share in assigned.items()
-            ],
-        },
-    }
-    result = merge(
-        outputs,
-        config=config,
-        clocks=clocks,
-        anchor_ns=anchor_ns,
-        anchor_wall_ns=start_wall_ns,
-        cancelled=benchmark.cancelled or any(o.cancelled for o in outputs),
-    )
-    if failures:
-        msg = scrub(
-            "; ".join(failures.values())
-            + f". What the other {len(outputs)} worker(s) returned is on .partial",
-            [api_key],
+        if failures:
+            msg = scrub(
+                "; ".join(failures.values())
+                + f". What the other {len(outputs)} worker(s) returned is on .partial",
+                [load.api_key],
+            )
+            raise ClusterError(msg, partial=result) from cause
+        return result
+
+    def report(self, outputs: Sequence[ShardOutput]) -> None:
+        """Progress, as each worker's shard comes back (the workers do not stream it)."""
+        if self._progress is None:
+            return
+        self._progress(
+            snapshot(
+                sum(len(o.indices) for o in outputs),
+                self.load.total,
+                [t for o in outputs for t in o.ttfts_ms],
+                sum(o.errors for o in outputs),
+            )
         )
-        raise ClusterError(msg, partial=result) from cause
-    return result
 
 
 async def _gather(
-    benchmark: Benchmark, connection: Connection, futures: dict[str, Any], stop: str
+    strategy: Sharded, connection: Connection, futures: dict[str, Any], stop: str
 ) -> tuple[list[ShardOutput], dict[str, str], BaseException | None]:
     """Wait for every shard; meanwhile pass a cancel on to the workers, and notice workers
     that leave (a task pinned to a dead worker would otherwise wait forever) and a scheduler
     that stops answering. Returns the outputs, what failed where, and the first failure."""
     distributed = _distributed()
-    timeout = benchmark.cluster_timeout
+    timeout = strategy.timeout
     loop = asyncio.get_running_loop()
     finished: asyncio.Queue[str] = asyncio.Queue()
 
@@ -519,11 +541,11 @@ async def _gather(
     signalled = False
     deadline = float("inf")
     checked = time.monotonic()
-    _report(benchmark, outputs)
+    strategy.report(outputs)
     while pending:
         address: str | None = None
         try:
-            if benchmark.cancelled and not signalled:
+            if strategy.cancelled and not signalled:
                 signalled, deadline = True, time.monotonic() + _GRACE_S
                 with contextlib.suppress(Exception):  # unreachable: the check below says so
                     await call(event.set)
@@ -539,7 +561,7 @@ async def _gather(
                     cause = cause or exc
                 else:
                     outputs.append(output)
-                    _report(benchmark, outputs)
+                    strategy.report(outputs)
                 del pending[address]
                 continue
             if time.monotonic() - checked >= _CHECK_S:
@@ -567,7 +589,7 @@ async def _gather(
             task = asyncio.current_task()
             if task is not None:
                 task.uncancel()
-            benchmark.cancel()
+            strategy.cancel()
             if address is not None and address in pending:
                 finished.put_nowait(address)  # it came back while we were interrupted
     if signalled:  # an Event left set stays in the scheduler's memory
@@ -609,17 +631,3 @@ def _failure(address: str, exc: BaseException, what: str = "its shard") -> str:
     if isinstance(exc, _distributed().client.FutureCancelledError):
         return f"dask worker {address} lost {what} ({text}): did the worker die?"
     return f"dask worker {address} failed {what}: {text}"
-
-
-def _report(benchmark: Benchmark, outputs: Sequence[ShardOutput]) -> None:
-    """Progress, as each worker's shard comes back (the workers do not stream it)."""
-    if benchmark.progress is None:
-        return
-    benchmark.progress(
-        snapshot(
-            sum(len(o.indices) for o in outputs),
-            benchmark.total,
-            [t for o in outputs for t in o.ttfts_ms],
-            sum(o.errors for o in outputs),
-        )
-    )
