@@ -2,25 +2,26 @@
 
 Stream GLM-4.6 (or any OpenAI-compatible endpoint) with :class:`GLMClient`, follow any
 server-sent-events stream with :class:`EventSource`, and decode SSE yourself with
-:mod:`glm_live.sse`. Every exception is in :mod:`glm_live.errors`.
+:mod:`glm_live.sse`. The exception tree is drawn in :mod:`glm_live.errors`; every
+exception is re-exported here.
 """
 
 from __future__ import annotations
 
+import importlib
 from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
 from . import _compat, errors
 from .agents.core import AgentContext, Run, Workflow, WorkflowError
 from .errors import (
     AuthenticationError,
-    ClusterError,
     ContentFilteredError,
     ContentTypeError,
     EventTooLarge,
     GLMError,
     GlmLiveError,
     HTTPStatusError,
-    HubStoreError,
     InsufficientBalanceError,
     InvalidRequestError,
     MalformedResponseError,
@@ -47,6 +48,22 @@ from .wire import sse
 from .wire.chat import Chunk, Completion, Timings, ToolCall, ToolCallDelta
 from .wire.retry import Backoff
 from .wire.sse import Decoder, Event
+
+# Errors of subsystems that import heavy libraries: loaded on first use, so that importing
+# glm_live does not start the server floor (starlette) or the benchmark plots (matplotlib).
+_LAZY = {
+    "ClusterError": "glm_live.measure.bench.cluster",
+    "HubStoreError": "glm_live.server.hub.store",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        msg = f"module 'glm_live' has no attribute {name!r}"
+        raise AttributeError(msg)
+    return getattr(importlib.import_module(module), name)
+
 
 _compat.install()  # glm_live.sse, glm_live.widgets, ...: the paths before the floors
 

@@ -53,9 +53,9 @@ def _serve_parser(commands: Any) -> None:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from .errors import HubStoreError
     from .server.app import Runtime
     from .server.config import ConfigError
+    from .server.hub.store import HubStoreError
     from .server.runner import StartupSignal, bind_socket, build_config, uvicorn_config
 
     sim = {
@@ -165,8 +165,8 @@ def _bench(args: argparse.Namespace) -> int:
     import json
     import os
 
-    from .errors import ClusterError
     from .measure.bench import BenchResult, run
+    from .measure.bench.cluster import ClusterError
 
     try:
         levels = [float(v) for v in (args.rate or args.concurrency).split(",")]

@@ -14,7 +14,8 @@
       - :class:`ContentTypeError`: a 200 whose content type is not ``text/event-stream``.
 
     - :class:`RetriesExhausted`: reconnecting gave up; the last failure is ``__cause__``.
-    - :class:`HubStoreError`: the hub's Redis cannot be reached or refused a command.
+    - ``HubStoreError`` (:mod:`glm_live.server.hub.store`): the hub's Redis cannot be
+      reached or refused a command.
 
   - :class:`GLMError`: a chat-completions call failed; ``status``, ``code`` (the GLM business
     code, a string), ``message``, ``retryable`` and ``partial`` (what had arrived).
@@ -31,9 +32,16 @@
     - :class:`MalformedResponseError`: the endpoint sent something that is not a chat
       completion (bad JSON, not an event stream, an oversized event).
 
-  - :class:`ClusterError`: a benchmark sharded over dask workers could not use its cluster
-    (scheduler unreachable, a worker without glm_live, a worker that died); ``partial`` holds
-    what the other workers returned.
+  - ``ClusterError`` (:mod:`glm_live.measure.bench.cluster`): a benchmark sharded over dask
+    workers could not use its cluster (scheduler unreachable, a worker without glm_live, a
+    worker that died); ``partial`` holds what the other workers returned.
+  - ``WorkflowError`` (:mod:`glm_live.agents.core`): a workflow is malformed or an agent
+    failed.
+  - ``HubFrameError`` (:mod:`glm_live.wire.hub.frames`, also a ``ValueError``): a hub frame
+    that is not valid JSON or not a valid frame.
+
+Errors of one subsystem (in parentheses above) live with it, so that this module stays at the
+bottom of the house; each is re-exported by ``glm_live``.
 
 Messages say what went wrong and what to do. None of them ever contains an API key: the code
 that builds them scrubs the secrets it holds (:func:`glm_live.wire._secret.scrub`).
@@ -49,14 +57,12 @@ from typing import Any
 
 __all__ = [
     "AuthenticationError",
-    "ClusterError",
     "ContentFilteredError",
     "ContentTypeError",
     "EventTooLarge",
     "GLMError",
     "GlmLiveError",
     "HTTPStatusError",
-    "HubStoreError",
     "InsufficientBalanceError",
     "InvalidRequestError",
     "MalformedResponseError",
@@ -133,36 +139,12 @@ class ContentTypeError(ResponseError):
     """A 200 response whose content type is not ``text/event-stream``."""
 
 
-class HubStoreError(TransportError):
-    """The hub's shared storage (Redis) cannot be reached or refused a command; the message
-    says where (never with its password) and what to do."""
-
-
 class RetriesExhausted(TransportError):
     """Reconnecting gave up after ``attempts`` tries; ``__cause__`` is the last failure."""
 
     def __init__(self, message: str, *, attempts: int) -> None:
         super().__init__(message)
         self.attempts = attempts
-
-
-# --- benchmark clusters -----------------------------------------------------------------------
-
-
-class ClusterError(GlmLiveError):
-    """A benchmark sharded over ``dask.distributed`` workers could not use its cluster.
-
-    The message says which worker or address failed and what to do about it. A failure of
-    glm_live's own load generator on a worker is chained as ``__cause__``.
-
-    Attributes:
-        partial: What the workers that did finish returned, merged into one
-            :class:`~glm_live.bench.BenchResult`; ``None`` when nothing came back.
-    """
-
-    def __init__(self, message: str, *, partial: Any = None) -> None:
-        super().__init__(message)
-        self.partial = partial
 
 
 # --- the GLM API ---------------------------------------------------------------------------

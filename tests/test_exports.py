@@ -53,6 +53,7 @@ def test_an_old_module_path_is_the_module_at_its_new_home(old: str, new: str) ->
         ("from glm_live.server.sim import Simulator", "Simulator"),
         ("from glm_live.agents import Workflow, AgentContext, Run", "Workflow"),
         ("from glm_live.bench.stats import describe", "describe"),
+        ("from glm_live import ClusterError, HubStoreError, GlmLiveError", "HubStoreError"),
     ],
 )
 def test_old_imports_work_in_a_fresh_interpreter(statement: str, name: str) -> None:

@@ -21,7 +21,7 @@ import httpx
 import pytest
 import redis
 
-from glm_live.errors import HubStoreError
+from glm_live import HubStoreError
 from glm_live.server import serve
 from glm_live.server.config import RuntimeConfig
 from glm_live.server.hub.redis import RedisHub

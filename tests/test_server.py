@@ -576,7 +576,7 @@ def test_bad_tls_file_fails_start_up_and_frees_the_port(tmp_path: Path) -> None:
 
 
 def test_app_start_up_failure_is_chained_without_the_password() -> None:
-    from glm_live.errors import HubStoreError
+    from glm_live import HubStoreError
 
     with _listening() as probe:
         port = probe.getsockname()[1]

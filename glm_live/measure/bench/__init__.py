@@ -10,8 +10,8 @@ progress view.
 
 from __future__ import annotations
 
-from ...errors import ClusterError
 from . import plots
+from .cluster import ClusterError
 from .compare import compare
 from .results import BenchResult
 from .runner import Benchmark, Shard, chat_url, prompts_from, run, sweep

@@ -51,7 +51,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ...errors import ClusterError
+from ...errors import GlmLiveError
 from ...wire._secret import scrub
 from .load import Load, Progress, Shard, snapshot
 from .local import Local
@@ -59,6 +59,7 @@ from .results import BenchResult
 from .shards import ShardOutput, merge, plan
 
 __all__ = [
+    "ClusterError",
     "Connection",
     "Sharded",
     "connect",
@@ -67,6 +68,23 @@ __all__ = [
     "probe_clocks",
     "run_shard",
 ]
+
+
+class ClusterError(GlmLiveError):
+    """A benchmark sharded over ``dask.distributed`` workers could not use its cluster.
+
+    The message says which worker or address failed and what to do about it. A failure of
+    glm_live's own load generator on a worker is chained as ``__cause__``.
+
+    Attributes:
+        partial: What the workers that did finish returned, merged into one
+            :class:`~.results.BenchResult`; ``None`` when nothing came back.
+    """
+
+    def __init__(self, message: str, *, partial: BenchResult | None = None) -> None:
+        super().__init__(message)
+        self.partial = partial
+
 
 _INSTALL = "pip install 'glm_live[dask]'"
 _LOCAL_WORKERS = 2  # cluster=True: two worker processes, one thread each

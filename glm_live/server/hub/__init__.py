@@ -12,6 +12,6 @@ from __future__ import annotations
 
 from .memory import MemoryStore
 from .service import Hub
-from .store import HubLimits, RoomStore
+from .store import HubLimits, HubStoreError, RoomStore
 
-__all__ = ["Hub", "HubLimits", "MemoryStore", "RoomStore"]
+__all__ = ["Hub", "HubLimits", "HubStoreError", "MemoryStore", "RoomStore"]

@@ -56,7 +56,6 @@ from typing import Any, cast
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError, RedisError
 
-from ...errors import HubStoreError
 from ...transport.sse_client import safe_url
 from ...wire.hub import (
     Appended,
@@ -73,7 +72,7 @@ from ...wire.hub import (
 )
 from ...wire.retry import Backoff
 from .service import Hub
-from .store import HubLimits, StoreFeed
+from .store import HubLimits, HubStoreError, StoreFeed
 
 __all__ = ["RedisHub", "RedisStore", "check_redis"]
 

@@ -30,7 +30,6 @@ from urllib.parse import urlsplit
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from ...errors import HubStoreError
 from ...wire.hub import (
     Ack,
     Appended,
@@ -52,7 +51,7 @@ from ...wire.hub import (
     encode,
 )
 from .memory import MemoryStore
-from .store import HubLimits, RoomStore
+from .store import HubLimits, HubStoreError, RoomStore
 
 __all__ = ["Hub", "HubLimits"]
 

@@ -13,9 +13,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from ...errors import TransportError
 from ...wire.hub import Appended, Join, Message, Publication, Replay
 
-__all__ = ["HubLimits", "RoomStore", "StoreFeed"]
+__all__ = ["HubLimits", "HubStoreError", "RoomStore", "StoreFeed"]
+
+
+class HubStoreError(TransportError):
+    """The hub's shared storage (Redis) cannot be reached or refused a command; the message
+    says where (never with its password) and what to do."""
 
 
 @dataclass(frozen=True)
