@@ -303,10 +303,12 @@ async def test_observer_failure_does_not_break_stream(
         raise RuntimeError("observer bug")
 
     server.play(sse("data: a\n\n"))
-    with caplog.at_level(logging.ERROR, logger="glm_live.transport.sse_client"):
+    with caplog.at_level(logging.ERROR, logger="glm_live.stream"):
         async with EventSource(server.url, reconnect=False, observers=[broken]) as source:
             assert [e.data async for e in source] == ["a"]
     assert "observer" in caplog.text
+    # Users configure logging by these names: the move into folders must not change them.
+    assert {r.name for r in caplog.records if "observer" in r.getMessage()} == {"glm_live.stream"}
 
 
 async def test_repr_hides_headers_and_query(server: ByteServer) -> None:
