@@ -15,7 +15,9 @@ from types import ModuleType
 
 __all__ = ["MOVED", "install"]
 
-#: Old module path -> where it lives now.
+#: Old module path -> where it lives now. Not ``glm_live.bench.compare``: that name is the
+#: compare() function, and importing a module by it would make the import system set the
+#: attribute to the module (as it does for every submodule it loads), replacing the function.
 MOVED: dict[str, str] = {
     "glm_live.sse": "glm_live.wire.sse",
     "glm_live.retry": "glm_live.wire.retry",
@@ -31,7 +33,6 @@ MOVED: dict[str, str] = {
     "glm_live.bench.results": "glm_live.measure.bench.results",
     "glm_live.bench.stats": "glm_live.measure.bench.stats",
     "glm_live.bench.plots": "glm_live.measure.bench.plots",
-    "glm_live.bench.compare": "glm_live.measure.bench.compare",
     "glm_live.aio": "glm_live.notebook.aio",
     "glm_live.session": "glm_live.notebook.session",
     "glm_live.widgets": "glm_live.notebook.widgets",
