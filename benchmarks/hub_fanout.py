@@ -153,8 +153,14 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     config = Path(tempfile.mkdtemp()) / "hub.toml"
-    # The bench publishes as fast as it can: lift the per-connection rate limit for it.
-    config.write_text(f"[hub]\nrate = 1e9\nburst = 1e9\nsend_queue = {args.messages * 2}\n")
+    # The bench publishes as fast as it can: lift the per-connection rate limit for it, and
+    # keep more history than one burst. With Redis, a runtime whose reader falls more than
+    # `history` messages behind loses the trimmed ones (docs/hub-protocol.md, 5.2): a burst of
+    # 2000 at the default 1000 made about 1 run in 25 hang on a subscriber short of messages.
+    config.write_text(
+        f"[hub]\nrate = 1e9\nburst = 1e9\nsend_queue = {args.messages * 2}\n"
+        f"history = {args.messages * 2}\n"
+    )
     hub_port, raw_port = free_port(), free_port()
     processes = [
         _serve(hub_port, config),
