@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -15,8 +16,19 @@ from .store import HubLimits, StoreFeed
 __all__ = ["MemoryStore"]
 
 
+#: Runs whose owner is remembered (the oldest is forgotten first).
+_RUNS_KEPT = 10_000
+
+
 def _nothing() -> None:
     return None
+
+
+def _prune(expiries: dict[str, float]) -> None:
+    """Drop the entries whose expiry has passed (they no longer matter)."""
+    now = time.time()
+    for key in [k for k, until in expiries.items() if until <= now]:
+        del expiries[key]
 
 
 class MemoryStore:
@@ -28,6 +40,9 @@ class MemoryStore:
         self._state = HubState(secrets.token_hex(6))
         self._feed: StoreFeed | None = None
         self._counts = {"published": 0, "duplicates": 0}
+        self._owners: OrderedDict[str, str] = OrderedDict()  # run id -> who started it
+        self._revoked: dict[str, float] = {}  # token id -> its expiry
+        self._tickets: dict[str, float] = {}  # used ticket id -> its expiry
 
     def __repr__(self) -> str:
         return f"<MemoryStore epoch={self.epoch} rooms={len(self._state.rooms)}>"
@@ -40,6 +55,7 @@ class MemoryStore:
         self._feed = feed
         self._state.history = limits.history  # rooms created from now on keep this many
         self._state.dedupe.size = limits.dedupe
+        self._state.dedupe.sessions = limits.sessions
 
     async def start(self) -> None:
         """Nothing to connect to."""
@@ -70,8 +86,41 @@ class MemoryStore:
     async def join(self, join: Join) -> Replay:
         return self._state.join(join)
 
+    async def open_session(self, key: str) -> None:
+        self._state.dedupe.open(key)
+
+    async def resume_session(self, key: str) -> int | None:
+        return self._state.dedupe.resume(key)
+
+    def end_session(self, key: str) -> None:
+        self._state.dedupe.end(key)
+
+    async def claim_run(self, run_id: str, owner: str) -> str:
+        current = self._owners.setdefault(run_id, owner)
+        self._owners.move_to_end(run_id)
+        while len(self._owners) > _RUNS_KEPT:
+            self._owners.popitem(last=False)
+        return current
+
+    async def run_owner(self, run_id: str) -> str | None:
+        return self._owners.get(run_id)
+
+    async def revoke(self, token_id: str, until: float) -> None:
+        _prune(self._revoked)
+        self._revoked[token_id] = until
+
+    async def revoked(self, token_id: str) -> bool:
+        return token_id in self._revoked
+
+    async def use_ticket(self, token_id: str, until: float) -> bool:
+        _prune(self._tickets)
+        if token_id in self._tickets:
+            return False
+        self._tickets[token_id] = until
+        return True
+
     def describe(self) -> dict[str, Any]:
-        return {}
+        return {"sessions": len(self._state.dedupe)}
 
     def counts(self) -> dict[str, int]:
         return dict(self._counts)

@@ -10,11 +10,20 @@ client's inbox room ``@<name>``; presence changes are published to the room ``pr
 Rooms live in a :class:`~.store.RoomStore`: :class:`~.memory.MemoryStore` (default) or
 :class:`~.redis.RedisStore` (shared by several runtimes). This module owns the connections:
 
-Protection: a token when the runtime has one (close 4401), an origin check for browsers (close
-4403), a message size limit (close 1009), a per-connection rate limit (close 1008), and a
-bounded send queue per connection, so a client that cannot keep up is disconnected (close
-1013) instead of slowing the others. It resumes from history when it comes back. A store that
-fails closes its clients with 1011; one that lost its rooms (a new epoch) with 1012.
+Who may do what: every client authenticates (:class:`~glm_live.server.auth.Authenticator`:
+``Authorization: Bearer``, the subprotocol ``glm-live.bearer.<token>``, ``?ticket=`` or
+``?token=``; refused: close 4401 saying how). Its identity (``from`` and ``name`` on what it
+publishes) comes from its credentials, and the rules of :mod:`glm_live.wire.hub.access`
+decide which rooms it reads and writes; a refusal is an ``error`` frame (``forbidden``), never
+silence. Publish ids are deduplicated per identity and publishing session (``hello`` opens one
+or resumes the one its ``welcome`` named). A token that expires or is revoked closes its
+connections with 4401.
+
+Protection: an origin check for browsers (close 4403), a message size limit (close 1009), a
+per-connection rate limit (close 1008), and a bounded send queue per connection, so a client
+that cannot keep up is disconnected (close 1013) instead of slowing the others. It resumes
+from history when it comes back. A store that fails closes its clients with 1011; one that
+lost its rooms (a new epoch) with 1012.
 """
 
 from __future__ import annotations
@@ -30,6 +39,7 @@ from urllib.parse import urlsplit
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
+from ...wire.auth import AuthError, Grant
 from ...wire.hub import (
     Ack,
     Appended,
@@ -50,6 +60,8 @@ from ...wire.hub import (
     decode_client_frame,
     encode,
 )
+from ...wire.hub.access import read_refusal, run_of, write_refusal
+from ..auth import Authenticator
 from .memory import MemoryStore
 from .store import HubLimits, HubStoreError, RoomStore
 
@@ -58,17 +70,34 @@ __all__ = ["Hub", "HubLimits"]
 logger = logging.getLogger("glm_live.hub")
 
 _LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
+_AUTH_ROOM = "_auth"  # revocations, heard by every runtime sharing the store
+# A close reason holds 123 bytes: what went wrong, and how to authenticate.
+_HOW = "send Authorization: Bearer <token>, subprotocol glm-live.bearer.<token>, or ?ticket="
+_REFUSED = {
+    "missing": "authentication required",
+    "invalid": "token refused",
+    "expired": "token expired",
+    "revoked": "token revoked",
+    "bad_request": "token refused",
+}
 _TOO_SLOW = "too slow: send queue full; reconnect to resume"
 
 
-class _Client:
-    """One connected socket: its identity, rooms, send queue and rate budget."""
+#: The subprotocol the hub speaks, and the prefix of one carrying a token (browsers).
+SUBPROTOCOL = "glm-live.v1"
+BEARER_SUBPROTOCOL = "glm-live.bearer."
 
-    def __init__(self, websocket: WebSocket, limits: HubLimits) -> None:
+
+class _Client:
+    """One connected socket: its identity, session, rooms, send queue and rate budget."""
+
+    def __init__(self, websocket: WebSocket, limits: HubLimits, grant: Grant) -> None:
         self.websocket = websocket
+        self.grant = grant
         self.id = secrets.token_hex(8)
-        self.name = ""
+        self.name = grant.name
         self.kind = "client"
+        self.session = ""  # the dedupe key, "<identity>/<session>", once hello opened it
         self.rooms: set[str] = set()
         self.queue: asyncio.Queue[str | None] = asyncio.Queue(limits.send_queue)
         self.tokens = limits.burst
@@ -100,7 +129,9 @@ class Hub:
 
     Args:
         store: Where the rooms live (default: a new :class:`~.memory.MemoryStore`).
-        token: Required from clients when given (``Authorization: Bearer`` or ``?token=``).
+        token: The admin token; clients must authenticate when given (``None``: every client
+            is trusted, and named by its ``hello``). Ignored when ``auth`` is given.
+        auth: The runtime's authenticator (shared with its HTTP API).
         allowed_origins: Browser origins allowed besides loopback ones.
         limits: Bounds on history, dedupe, message size, rate and send queues.
     """
@@ -110,11 +141,12 @@ class Hub:
         store: RoomStore | None = None,
         *,
         token: str | None = None,
+        auth: Authenticator | None = None,
         allowed_origins: Iterable[str] = (),
         limits: HubLimits | None = None,
     ) -> None:
         self._store: RoomStore = store or MemoryStore()
-        self._token = token
+        self.auth = auth or Authenticator(token, self._store)
         self._origins = {o.rstrip("/") for o in allowed_origins}
         self._clients: set[_Client] = set()
         # Room -> the clients of this process following it, each with its place in the room.
@@ -151,12 +183,38 @@ class Hub:
     # -- life cycle (the runtime's lifespan calls these) -------------------------------------
 
     async def start(self) -> None:
-        """Connect the store to shared state, when it has any.
+        """Connect the store to shared state, when it has any, and hear revocations.
 
         Raises:
             HubStoreError: The store cannot reach its storage (Redis).
         """
         await self._store.start()
+        self.listen(_AUTH_ROOM, self._auth_event)
+
+    @property
+    def store(self) -> RoomStore:
+        """Where the rooms (and sessions, run owners, revocations) live."""
+        return self._store
+
+    async def revoke(self, grant: Grant) -> None:
+        """Refuse ``grant``'s token from now on, and close its connections on every runtime
+        sharing this hub's store (4401).
+
+        Raises:
+            HubStoreError: The store failed.
+        """
+        await self.auth.revoke_id(grant.id, grant.expires_at)
+        self._close_token(grant.id, "token revoked")
+        self.publish(_AUTH_ROOM, {"revoked": grant.id})
+
+    def _auth_event(self, data: Any) -> None:
+        if isinstance(data, dict) and isinstance(data.get("revoked"), str):
+            self._close_token(data["revoked"], "token revoked")
+
+    def _close_token(self, token_id: str, why: str) -> None:
+        for client in list(self._clients):
+            if client.grant.id == token_id:
+                self._drop(client, 4401, _close_reason(f"{why}; {_HOW}"))
 
     async def aclose(self) -> None:
         """Let the store finish what it has queued (briefly) and disconnect."""
@@ -238,6 +296,18 @@ class Hub:
         for client in list(self._clients):
             self._drop(client, 1012, "the hub's rooms were reset; reconnect to resume")
 
+    def behind(self, room: str, lost_from: int, lost_to: int) -> None:
+        """This runtime missed ``room``'s messages ``lost_from``..``lost_to``: its clients in
+        the room reconnect and rejoin, and are told of the gap (never a silent loss)."""
+        logger.warning(
+            "hub: fell behind in %s and missed messages %d..%d; its clients here rejoin",
+            room,
+            lost_from,
+            lost_to,
+        )
+        for client in list(self._subs.get(room, {})):
+            self._drop(client, 1013, f"fell behind in {room}; reconnect to resume")
+
     # -- delivery ------------------------------------------------------------------------------
 
     def _send(self, client: _Client, text: str) -> bool:
@@ -288,19 +358,47 @@ class Hub:
 
     async def endpoint(self, websocket: WebSocket) -> None:
         """Serve one WebSocket until it closes."""
-        await websocket.accept()
-        refusal = self._refusal(websocket)
-        if refusal is not None:
-            await websocket.close(*refusal)
+        offered = websocket.scope.get("subprotocols") or []
+        chosen = SUBPROTOCOL if SUBPROTOCOL in offered else None
+        if chosen is None:  # a client offering only its bearer protocol gets it back
+            chosen = next((p for p in offered if p.startswith(BEARER_SUBPROTOCOL)), None)
+        await websocket.accept(subprotocol=chosen)
+        origin = self._origin_refusal(websocket)
+        if origin is not None:
+            await websocket.close(*origin)
             return
-        client = _Client(websocket, self.limits)
-        self._clients.add(client)
-        writer = asyncio.ensure_future(self._write(client))
         try:
-            await self._read(client)
-        except WebSocketDisconnect:
-            pass
+            grant = await self._authenticate(websocket, offered)
+        except AuthError as exc:
+            await websocket.close(4401, _close_reason(f"{_REFUSED[exc.code]}; {_HOW}"))
+            return
+        except HubStoreError as exc:
+            logger.warning("hub: cannot check credentials (%s)", exc)
+            await websocket.close(1011, "the hub's storage is unavailable; reconnect")
+            return
+        client = _Client(websocket, self.limits, grant)
+        self._clients.add(client)
+        expiry = None
+        if grant.expires_at is not None:
+            expiry = asyncio.get_running_loop().call_later(
+                max(0.0, grant.expires_at - time.time()),
+                self._drop,
+                client,
+                4401,
+                _close_reason(f"token expired; {_HOW}"),
+            )
+        writer = asyncio.ensure_future(self._write(client))
+        normal = False
+        try:
+            normal = await self._read(client)
+        except WebSocketDisconnect as exc:
+            normal = exc.code == 1000
         finally:
+            if expiry is not None:
+                expiry.cancel()
+            if normal and client.session:
+                # A client that closed normally is done: its session ends with it.
+                self._store.end_session(client.session)
             self._forget(client)
             if client.closing is None:
                 client.closing = (1000, "")
@@ -312,18 +410,29 @@ class Hub:
                 with contextlib.suppress(Exception):
                     await websocket.close(*client.closing)
 
-    def _refusal(self, websocket: WebSocket) -> tuple[int, str] | None:
-        headers = websocket.headers
-        if self._token is not None:
-            given = headers.get("authorization", "")
-            query = websocket.query_params.get("token")
-            expected = f"Bearer {self._token}"
-            ok = secrets.compare_digest(given.encode(), expected.encode()) or (
-                query is not None and secrets.compare_digest(query.encode(), self._token.encode())
-            )
-            if not ok:
-                return 4401, "token required: send Authorization: Bearer <token>"
-        origin = headers.get("origin")
+    async def _authenticate(self, websocket: WebSocket, offered: list[str]) -> Grant:
+        """The grant of the credentials this socket came with (first found: the
+        ``Authorization`` header, a bearer subprotocol, ``?ticket=``, ``?token=``)."""
+        auth = self.auth
+        if not auth.enabled:
+            return await auth.authenticate(None)
+        header = websocket.headers.get("authorization", "")
+        if header:
+            scheme, _, token = header.partition(" ")
+            if scheme.lower() != "bearer" or not token:
+                raise AuthError("invalid", "Authorization must be 'Bearer <token>'")
+            return await auth.authenticate(token.strip())
+        for protocol in offered:
+            if protocol.startswith(BEARER_SUBPROTOCOL):
+                return await auth.authenticate(protocol[len(BEARER_SUBPROTOCOL) :])
+        query = websocket.query_params
+        ticket = query.get("ticket")
+        if ticket:
+            return await auth.redeem(ticket)
+        return await auth.authenticate(query.get("token"))
+
+    def _origin_refusal(self, websocket: WebSocket) -> tuple[int, str] | None:
+        origin = websocket.headers.get("origin")
         if origin and origin.rstrip("/") not in self._origins:
             host = urlsplit(origin).hostname or ""
             if host not in _LOOPBACK_HOSTS:
@@ -344,62 +453,127 @@ class Hub:
             with contextlib.suppress(Exception):
                 await websocket.close(*client.closing)
 
-    async def _read(self, client: _Client) -> None:
+    async def _read(self, client: _Client) -> bool:
+        """Read and handle frames until the socket closes; ``True`` when the client closed it
+        normally (code 1000)."""
         websocket = client.websocket
         limits = self.limits
         while client.closing is None:
             message = await websocket.receive()
             if message["type"] == "websocket.disconnect":
-                return
+                return bool(message.get("code", 1000) == 1000)
             text = message.get("text")
             if text is None:
                 self._error(client, "bad_frame", "send JSON text frames, not binary")
                 continue
             if len(text) > limits.max_message_bytes:
                 self._drop(client, 1009, f"message over {limits.max_message_bytes} bytes")
-                return
+                return False
             if not client.allow(limits):
                 self._drop(client, 1008, f"rate limit: more than {limits.rate:g} messages/s")
-                return
+                return False
             try:
                 frame = decode_client_frame(text)
             except HubFrameError as exc:
                 self._error(client, exc.code, exc.message)
                 continue
-            # Only a join waits (for the store to read the history); a publish is acknowledged
-            # when the store has numbered it, while the next frames are read.
-            if type(frame) is Publish:
-                self._publish(client, frame)
-            elif type(frame) is Join:
-                await self._join(client, frame)
-            elif type(frame) is Hello:
-                self._hello(client, frame)
-            elif type(frame) is Leave:
-                self._leave(client, frame)
-            elif type(frame) is Ping:
-                client.reply(Pong(frame.t))
+            # Frames are handled in the order they came. A publish is acknowledged when the
+            # store has numbered it, while the next frames are read; what needs the store to
+            # answer first (a join's history, a run's owner, a session) is awaited here.
+            try:
+                if type(frame) is Publish:
+                    if client.session:
+                        await self._publish(client, frame)
+                    else:
+                        self._refuse(
+                            client, "bad_request", "send hello first", frame.room, frame.id
+                        )
+                elif type(frame) is Join:
+                    await self._join(client, frame)
+                elif type(frame) is Hello:
+                    await self._hello(client, frame)
+                elif type(frame) is Leave:
+                    self._leave(client, frame)
+                elif type(frame) is Ping:
+                    client.reply(Pong(frame.t))
+            except HubStoreError as exc:
+                self._unavailable(client, exc)
+        return False
 
     def _error(self, client: _Client, code: str, message: str) -> None:
-        if not client.reply(ErrorFrame(code, message)):
+        self._refuse(client, code, message)
+
+    def _refuse(
+        self,
+        client: _Client,
+        code: str,
+        message: str,
+        room: str | None = None,
+        msg_id: int | None = None,
+    ) -> None:
+        if not client.reply(ErrorFrame(code, message, room, msg_id)):
             self._drop(client, 1013, "too slow: send queue full")
 
     # -- handlers ------------------------------------------------------------------------------
 
-    def _hello(self, client: _Client, hello: Hello) -> None:
+    async def _hello(self, client: _Client, hello: Hello) -> None:
+        if client.session:
+            self._refuse(client, "bad_request", "hello once per connection")
+            return
+        if not self.auth.enabled and hello.name:
+            client.name = hello.name  # authentication off: the client names itself
         if hello.id is not None:
             client.id = hello.id
-        client.name = hello.name or ""
         client.kind = hello.kind or "client"
-        client.reply(Welcome(client.id, self.epoch, time.time_ns()))
+        session, last_id, resumed = hello.session, 0, False
+        if session is not None:
+            known = await self._store.resume_session(f"{client.name}/{session}")
+            if known is not None:
+                last_id, resumed = known, True
+        if not resumed:
+            session = secrets.token_hex(8)
+            await self._store.open_session(f"{client.name}/{session}")
+        assert session is not None
+        client.session = f"{client.name}/{session}"
+        client.reply(
+            Welcome(
+                client.id,
+                self.epoch,
+                time.time_ns(),
+                client.name,
+                session,
+                resumed,
+                last_id,
+                client.grant.as_json(),
+            )
+        )
+        if self.auth.enabled or hello.name:
+            # The inbox is joined for the client, live from now; joining it again (with
+            # since/epoch, after a reconnect) resumes it from there.
+            await self._join(client, Join("@" + client.name))
         self.publish(
             "presence", {"event": "join", "id": client.id, "name": client.name, "kind": client.kind}
         )
 
+    async def _owner(self, room: str) -> str | None:
+        run = run_of(room)
+        return None if run is None else await self._store.run_owner(run)
+
     async def _join(self, client: _Client, join: Join) -> None:
+        grant = client.grant
+        refusal = read_refusal(grant, join.room)
+        if refusal is not None and run_of(join.room) is not None:
+            refusal = read_refusal(grant, join.room, await self._owner(join.room))
+        if refusal is not None:
+            self._refuse(client, "forbidden", refusal, join.room)
+            return
         # Follow the room before reading its history: live messages that arrive meanwhile wait
-        # in the subscription, which lets each sequence number through once.
+        # in the subscription, which lets each sequence number through once. Joining a room
+        # already joined resumes it from the later of the two points (nothing sent twice).
+        subs = self._subs.setdefault(join.room, {})
+        previous = subs.get(client)
         sub = Subscription()
-        self._subs.setdefault(join.room, {})[client] = sub
+        subs[client] = sub
         client.rooms.add(join.room)
         try:
             await self._store.watch(join.room)
@@ -409,8 +583,11 @@ class Hub:
             return
         if client.closing is not None:
             return
+        since = replay.since
+        if previous is not None and previous.last is not None:
+            since = max(since, previous.last)
         client.reply(replay.joined)
-        for text in sub.start(replay.since, replay.entries):
+        for text in sub.start(since, replay.entries):
             if not self._send(client, text):
                 return
 
@@ -419,14 +596,39 @@ class Hub:
         self._unsubscribe(client, leave.room)
         client.reply(Left(leave.room))
 
-    def _publish(self, client: _Client, publish: Publish) -> None:
-        msg_id = publish.id
+    async def _publish(self, client: _Client, publish: Publish) -> None:
+        room, msg_id = publish.room, publish.id
+        grant = client.grant
+        if grant.admin:
+            refusal = None
+        elif room.startswith("control:"):
+            refusal = write_refusal(grant, room, await self._owner(room))
+        else:
+            refusal = write_refusal(grant, room)
+        if refusal is not None:
+            self._refuse(client, "forbidden", refusal, room, msg_id)
+            return
 
         def acknowledge(appended: Appended) -> None:
-            client.reply(Ack(msg_id, appended.room, appended.seq, appended.duplicate))
+            if appended.duplicate and appended.room != room:
+                self._refuse(
+                    client,
+                    "id_reused",
+                    f"publish id {msg_id} was used for {appended.room} in this session; "
+                    "use a new id for a new message",
+                    room,
+                    msg_id,
+                )
+            else:
+                client.reply(Ack(msg_id, appended.room, appended.seq, appended.duplicate))
 
-        publication = Publication(publish.room, client.id, client.name, msg_id, publish.data)
-        try:
-            self._store.append(publication, acknowledge)
-        except HubStoreError as exc:
-            self._unavailable(client, exc)
+        publication = Publication(
+            room, client.name, client.name, msg_id, publish.data, client.session
+        )
+        self._store.append(publication, acknowledge)
+
+
+def _close_reason(text: str) -> str:
+    """A close reason fits in 123 bytes (RFC 6455): keep the start, which says what to do."""
+    encoded = text.encode()
+    return text if len(encoded) <= 123 else encoded[:120].decode(errors="ignore") + "..."

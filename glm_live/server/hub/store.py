@@ -33,7 +33,8 @@ class HubLimits:
     rate: float = 500.0  # messages per second, sustained
     burst: float = 1000.0
     send_queue: int = 10_000  # frames waiting for a slow client before it is dropped
-    dedupe: int = 10_000  # recent publish ids remembered per client
+    dedupe: int = 10_000  # recent publish ids remembered per publishing session
+    sessions: int = 10_000  # publishing sessions remembered (in memory; Redis: a day each)
 
 
 class StoreFeed(Protocol):
@@ -44,6 +45,10 @@ class StoreFeed(Protocol):
 
     def reset(self) -> None:
         """The store lost its rooms (a new epoch): every client must rejoin."""
+
+    def behind(self, room: str, lost_from: int, lost_to: int) -> None:
+        """This process missed ``room``'s messages ``lost_from``..``lost_to`` (trimmed before
+        it read them): its clients in the room must rejoin, to be told of the gap."""
 
 
 class RoomStore(Protocol):
@@ -100,6 +105,61 @@ class RoomStore(Protocol):
 
     async def join(self, join: Join) -> Replay:
         """The ``joined`` frame for ``join``, its resume point and the entries to replay.
+
+        Raises:
+            HubStoreError: The storage failed.
+        """
+
+    # -- sessions, runs, tokens: the state access control and exactly-once need ------------
+
+    async def open_session(self, key: str) -> None:
+        """Start the publishing session ``key`` (identity and session key), empty.
+
+        Raises:
+            HubStoreError: The storage failed.
+        """
+
+    async def resume_session(self, key: str) -> int | None:
+        """The highest publish id session ``key`` has appended, or ``None`` when it is not
+        known (never opened, ended, forgotten, or the rooms' history was lost).
+
+        Raises:
+            HubStoreError: The storage failed.
+        """
+
+    def end_session(self, key: str) -> None:
+        """Forget session ``key`` (its client closed normally); done in the background."""
+
+    async def claim_run(self, run_id: str, owner: str) -> str:
+        """Make ``owner`` the owner of run ``run_id`` unless it has one; return the owner now.
+
+        Raises:
+            HubStoreError: The storage failed.
+        """
+
+    async def run_owner(self, run_id: str) -> str | None:
+        """Who started run ``run_id`` (``None`` when no such run is known).
+
+        Raises:
+            HubStoreError: The storage failed.
+        """
+
+    async def revoke(self, token_id: str, until: float) -> None:
+        """Refuse the token ``token_id`` from now until ``until`` (unix seconds: its expiry).
+
+        Raises:
+            HubStoreError: The storage failed.
+        """
+
+    async def revoked(self, token_id: str) -> bool:
+        """Whether the token ``token_id`` was revoked.
+
+        Raises:
+            HubStoreError: The storage failed.
+        """
+
+    async def use_ticket(self, token_id: str, until: float) -> bool:
+        """Mark the ticket ``token_id`` used; ``True`` the first time only.
 
         Raises:
             HubStoreError: The storage failed.

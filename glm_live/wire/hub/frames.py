@@ -66,15 +66,19 @@ class HubFrameError(GlmLiveError, ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Hello:
-    """Who this client is. ``id`` is a session key, stable across its reconnects."""
+    """Opens a session. ``id`` labels this client within its identity (presence); ``session``
+    resumes the publishing session a previous ``welcome`` named, after a reconnect (absent: a
+    new session, whose publish ids start afresh). ``name`` is ignored when the hub
+    authenticates: identity comes from the token."""
 
     type: ClassVar[str] = "hello"
     id: str | None = None
     name: str | None = None
     kind: str | None = None
+    session: str | None = None
 
     def as_json(self) -> dict[str, Any]:
-        fields = {"id": self.id, "name": self.name, "kind": self.kind}
+        fields = {"id": self.id, "name": self.name, "kind": self.kind, "session": self.session}
         return {"type": "hello", **{k: v for k, v in fields.items() if v is not None}}
 
 
@@ -134,12 +138,21 @@ class Ping:
 
 @dataclass(frozen=True, slots=True)
 class Welcome:
-    """The answer to ``hello``: the id in use, the hub's epoch and its clock."""
+    """The answer to ``hello``: the client id in use, the hub's epoch and clock; who the client
+    is (``name``, from its credentials) and what it may do (``grant``); its publishing
+    ``session`` (give it in the next ``hello`` to resume), whether that resumed an existing
+    one (``resumed``) and the highest publish id the hub already has from it (``last_id``: 0
+    for a new session; re-send only what is above it)."""
 
     type: ClassVar[str] = "welcome"
     id: str
     epoch: str
     server_time_ns: int
+    name: str = ""
+    session: str = ""
+    resumed: bool = False
+    last_id: int = 0
+    grant: dict[str, Any] | None = None
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -147,6 +160,11 @@ class Welcome:
             "id": self.id,
             "epoch": self.epoch,
             "server_time_ns": self.server_time_ns,
+            "name": self.name,
+            "session": self.session,
+            "resumed": self.resumed,
+            "last_id": self.last_id,
+            "grant": self.grant,
         }
 
 
@@ -271,14 +289,24 @@ class Pong:
 
 @dataclass(frozen=True, slots=True)
 class ErrorFrame:
-    """A frame the hub refused, and why (``type`` ``error`` on the wire)."""
+    """A frame the hub refused, and why (``type`` ``error`` on the wire). ``room`` and ``id``
+    name the refused ``join`` (room) or ``publish`` (room and publish id), when it was one:
+    ``forbidden`` (not allowed: the message says by which rule) or ``id_reused`` (a publish
+    id already used for another room in this session)."""
 
     type: ClassVar[str] = "error"
     code: str
     message: str
+    room: str | None = None
+    id: int | None = None
 
     def as_json(self) -> dict[str, Any]:
-        return {"type": "error", "code": self.code, "message": self.message}
+        frame: dict[str, Any] = {"type": "error", "code": self.code, "message": self.message}
+        if self.room is not None:
+            frame["room"] = self.room
+        if self.id is not None:
+            frame["id"] = self.id
+        return frame
 
 
 ClientFrame = Hello | Join | Leave | Publish | Ping
@@ -315,6 +343,7 @@ def _hello(frame: dict[str, Any]) -> Hello:
         _optional_text(frame, "id", ID_LIMIT),
         _optional_text(frame, "name", NAME_LIMIT),
         _optional_text(frame, "kind", KIND_LIMIT),
+        _optional_text(frame, "session", ID_LIMIT),
     )
 
 
@@ -437,10 +466,22 @@ _HUB_DECODERS: dict[str, Callable[[dict[str, Any]], HubFrame]] = {
     "joined": _joined,
     "pong": lambda f: Pong(f.get("t")),
     "welcome": lambda f: Welcome(
-        f.get("id", ""), _need(f, "epoch", str), f.get("server_time_ns", 0)
+        f.get("id", ""),
+        _need(f, "epoch", str),
+        f.get("server_time_ns", 0),
+        str(f.get("name") or ""),
+        str(f.get("session") or ""),
+        bool(f.get("resumed")),
+        f["last_id"] if _integer(f.get("last_id")) else 0,
+        f["grant"] if isinstance(f.get("grant"), dict) else None,
     ),
     "left": lambda f: Left(_need(f, "room", str)),
-    "error": lambda f: ErrorFrame(str(f.get("code", "")), str(f.get("message", ""))),
+    "error": lambda f: ErrorFrame(
+        str(f.get("code", "")),
+        str(f.get("message", "")),
+        f["room"] if isinstance(f.get("room"), str) else None,
+        f["id"] if _integer(f.get("id")) else None,
+    ),
 }
 
 

@@ -10,9 +10,11 @@ Rule by rule (``docs/hub-protocol.md`` says the same for client authors):
   again at 1: a client that joins with the old epoch is told so (an ``epoch`` gap).
 - **Resume point.** :func:`resume_point` decides where a ``join`` replays from and what gap
   it reports.
-- **Dedupe.** Publish ids increase per client id. An id at or below the highest handled is a
-  re-send: acknowledged again, with its first sequence number while it is remembered
-  (:class:`DedupeWindow`), and never appended twice.
+- **Dedupe.** Publish ids increase per publishing session (an identity's ``hello`` opens one,
+  or resumes one its ``welcome`` named). An id at or below the highest handled is a re-send:
+  acknowledged again, with its first sequence number while it is remembered
+  (:class:`DedupeWindow`), and never appended twice; the same id aimed at another room is
+  refused (the service sends ``id_reused``). A new session starts clean.
 - **Replay, then live.** :class:`Subscription` holds the live messages that arrive while a
   join replays and lets each sequence number through once, so the switch loses and repeats
   nothing.
@@ -76,14 +78,16 @@ def resume_point(
 
 @dataclass(frozen=True, slots=True)
 class Publication:
-    """What a store appends: ``data`` for ``room`` from ``sender`` (a client id, or
-    ``"runtime"``), with the sender's publish ``id`` (``None`` for the runtime's own)."""
+    """What a store appends: ``data`` for ``room`` from ``sender`` (an identity, or
+    ``"runtime"``), with the publish ``id`` (``None`` for the runtime's own) in the publishing
+    ``session`` (the dedupe key: identity and session key; ``""`` for the runtime)."""
 
     room: str
     sender: str
     name: str
     id: int | None
     data: Any
+    session: str = ""
 
     def numbered(self, seq: int, epoch: str, ts_ns: int) -> Message:
         """The message frame once the store has numbered it."""
@@ -111,15 +115,46 @@ class Replay:
 
 
 class DedupeWindow:
-    """Per sender: the highest publish id handled, and the room and sequence number of the
-    last ``size`` ids (so that a re-send is acknowledged with its number)."""
+    """Per publishing session (``sender``: identity and session key): the highest publish id
+    handled, and the room and sequence number of the last ``size`` ids (so that a re-send is
+    acknowledged with its number, and one aimed at another room is told apart).
 
-    def __init__(self, size: int) -> None:
+    At most ``sessions`` sessions are remembered; the least recently used is forgotten first
+    (a client that comes back after that starts a new session, and says so in its welcome).
+    """
+
+    def __init__(self, size: int, sessions: int = 10_000) -> None:
         self.size = size
+        self.sessions = sessions
         self._senders: dict[str, tuple[int, dict[int, tuple[str, int]]]] = {}
 
+    def __len__(self) -> int:
+        return len(self._senders)
+
+    def open(self, sender: str) -> None:
+        """Start a new session ``sender`` (nothing published yet)."""
+        self._senders.pop(sender, None)
+        self._senders[sender] = (0, {})
+        while len(self._senders) > self.sessions:
+            self._senders.pop(next(iter(self._senders)))
+
+    def resume(self, sender: str) -> int | None:
+        """The highest publish id session ``sender`` has handled, or ``None`` when the session
+        is not known (never opened, ended, or forgotten)."""
+        entry = self._senders.pop(sender, None)
+        if entry is None:
+            return None
+        self._senders[sender] = entry  # most recently used
+        return entry[0]
+
+    def end(self, sender: str) -> None:
+        """Forget session ``sender`` (its client closed normally)."""
+        self._senders.pop(sender, None)
+
     def seen(self, sender: str, msg_id: int, room: str) -> Appended | None:
-        """The acknowledgement of a re-send, or ``None`` when ``msg_id`` is new."""
+        """The acknowledgement of a re-send, or ``None`` when ``msg_id`` is new. A re-send's
+        room is the first publication's (compare it with ``room``); ``seq`` is 0 once that
+        is no longer remembered."""
         last, recent = self._senders.get(sender, (0, {}))
         if msg_id > last:
             return None
@@ -128,11 +163,15 @@ class DedupeWindow:
 
     def record(self, sender: str, msg_id: int, room: str, seq: int) -> None:
         """Remember that ``msg_id`` (new: above every id seen) became ``seq`` in ``room``."""
-        _, recent = self._senders.get(sender, (0, {}))
+        entry = self._senders.pop(sender, None)
+        recent = {} if entry is None else entry[1]
         recent[msg_id] = (room, seq)
         if len(recent) > self.size:
             recent.pop(next(iter(recent)))
         self._senders[sender] = (msg_id, recent)
+        if entry is None:
+            while len(self._senders) > self.sessions:
+                self._senders.pop(next(iter(self._senders)))
 
 
 class RoomLog:
@@ -191,13 +230,13 @@ class HubState:
             ``None`` and ``""`` for a re-send.
         """
         if publication.id is not None:
-            prior = self.dedupe.seen(publication.sender, publication.id, publication.room)
+            prior = self.dedupe.seen(publication.session, publication.id, publication.room)
             if prior is not None:
                 return prior, None, ""
         room = self.room(publication.room)
         message, text = room.append(publication, ts_ns)
         if publication.id is not None:
-            self.dedupe.record(publication.sender, publication.id, publication.room, message.seq)
+            self.dedupe.record(publication.session, publication.id, publication.room, message.seq)
         return Appended(publication.room, message.seq, False), message, text
 
     def join(self, join: Join) -> Replay:
