@@ -61,7 +61,7 @@ async def test_publish_subscribe_and_direct(runtime: ServerHandle) -> None:
         assert [m.data["i"] for m in got if isinstance(m, Message)] == list(range(20))
         seqs = [m.seq for m in got if isinstance(m, Message)]
         assert seqs == list(range(seqs[0], seqs[0] + 20))
-        assert all(m.sender == alice.id for m in got if isinstance(m, Message))
+        assert all(m.sender == "alice" for m in got if isinstance(m, Message))
         await alice.send_direct("bob", {"command": "pause"})
         (direct,) = [m async for m in _first(bob.subscribe("@bob"))]
         assert direct.data == {"command": "pause"}
