@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from ..wire.auth import AuthError, Grant, TokenSigner, admin_grant
-from .hub.store import RoomStore
+
+if TYPE_CHECKING:  # importing .hub here would import .hub.service, which imports this module
+    from .hub.store import RoomStore
 
 __all__ = ["HOW_TO_AUTHENTICATE", "OPEN_NAME", "Authenticator"]
 
