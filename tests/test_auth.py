@@ -110,7 +110,8 @@ def test_health_is_open_but_minimal(runtime: ServerHandle) -> None:
     # A wrong token is not refused here: it just sees what anyone sees.
     assert httpx.get(runtime.url + "/health", headers=bearer("wrong")).json() == anonymous
     detailed = httpx.get(runtime.url + "/health", headers=runtime.headers).json()
-    assert "hub" in detailed and "requests_in_flight" in detailed
+    assert "hub" in detailed
+    assert "requests_in_flight" in detailed
 
 
 # --- the admin token, scoped tokens ----------------------------------------------------------
@@ -135,7 +136,8 @@ def test_admin_issues_a_scoped_token_that_chats_but_cannot_administer(
     assert r.status_code == 201, r.text
     issued = r.json()
     assert issued["name"] == "bob"
-    assert issued["read"] == ["chat:*", "@bob"] and issued["write"] == ["chat:*", "@*"]
+    assert issued["read"] == ["chat:*", "@bob"]
+    assert issued["write"] == ["chat:*", "@*"]
     assert issued["expires_at"] > time.time()
     assert re.fullmatch(r"[0-9a-f]{16}", issued["id"])
     bob = issued["token"]
@@ -157,7 +159,8 @@ def test_admin_issues_a_scoped_token_that_chats_but_cannot_administer(
         r = httpx.request(method, runtime.url + path, json=body, headers=bearer(bob))
         assert "bob" in refused(r, 403, "1220")
     metrics = httpx.get(runtime.url + "/metrics", headers=runtime.headers)
-    assert metrics.status_code == 200 and "glm_live" in metrics.text
+    assert metrics.status_code == 200
+    assert "glm_live" in metrics.text
 
 
 @pytest.mark.parametrize(
@@ -195,7 +198,8 @@ def test_a_revoked_token_is_refused(runtime: ServerHandle) -> None:
     carol = runtime.issue_token("carol")
     assert httpx.post(runtime.url + "/auth/ws-ticket", headers=bearer(carol)).status_code == 200
     r = httpx.post(runtime.url + "/auth/revoke", json={"token": carol}, headers=runtime.headers)
-    assert r.status_code == 200 and re.fullmatch(r"[0-9a-f]{16}", r.json()["revoked"])
+    assert r.status_code == 200
+    assert re.fullmatch(r"[0-9a-f]{16}", r.json()["revoked"])
     r = httpx.post(runtime.url + "/v1/chat/completions", json=CHAT, headers=bearer(carol))
     assert "revoked" in refused(r, 401, "1003")
 
@@ -238,7 +242,8 @@ async def test_a_ws_ticket_opens_one_hub_connection(runtime: ServerHandle) -> No
     async with ws_connect(ws_url) as ws:
         with pytest.raises(websockets.ConnectionClosed) as closed:
             await ws.recv()
-    assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == 4401
 
 
 # --- runs belong to who started them ---------------------------------------------------------
@@ -260,7 +265,8 @@ def test_a_run_belongs_to_the_identity_that_started_it(runtime: ServerHandle) ->
         r.read()
     for token in (bob, watcher, runtime.token or ""):
         seen = httpx.get(runtime.url + f"/runs/{run_id}", headers=bearer(token))
-        assert seen.status_code == 200 and seen.json()["run"] == run_id
+        assert seen.status_code == 200
+        assert seen.json()["run"] == run_id
     stranger = httpx.get(runtime.url + f"/runs/{run_id}", headers=bearer(alice))
     missing = httpx.get(runtime.url + "/runs/no-such-run", headers=bearer(alice))
     assert refused(stranger, 404, "1214") == refused(missing, 404, "1214")
@@ -283,7 +289,8 @@ def test_no_auth_is_refused_beyond_loopback_and_with_a_token() -> None:
 
 def test_no_auth_on_loopback_works_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING, logger="glm_live.server"), serve(auth=False) as handle:
-        assert handle.token is None and handle.headers == {}
+        assert handle.token is None
+        assert handle.headers == {}
         r = httpx.post(handle.url + "/v1/chat/completions", json=CHAT)
         assert r.status_code == 200
         assert httpx.get(handle.url + "/health").json()["auth"] is False
@@ -298,7 +305,8 @@ def test_no_token_in_reprs_or_logs(caplog: pytest.LogCaptureFixture) -> None:
         session = glm_live.connect(sim=FAST)
         try:
             handle = session.embedded
-            assert handle is not None and handle.token
+            assert handle is not None
+            assert handle.token
             token = handle.token
             scoped = handle.issue_token("bob", ttl_s=60)
             completion = session.chat("x", display=False).wait(30)
@@ -316,7 +324,8 @@ def test_no_token_in_reprs_or_logs(caplog: pytest.LogCaptureFixture) -> None:
                 assert scoped not in repr(shown)
         finally:
             session.close()
-    assert token not in caplog.text and scoped not in caplog.text
+    assert token not in caplog.text
+    assert scoped not in caplog.text
 
 
 # --- glm-live serve --------------------------------------------------------------------------
@@ -350,7 +359,8 @@ def test_cli_prints_the_token_and_keeps_a_runtime_file_while_it_runs(
             assert stat.S_IMODE(files[0].stat().st_mode) == 0o600
             assert stat.S_IMODE(runtime_dir.stat().st_mode) == 0o700
             data = json.loads(files[0].read_text())
-            assert data["token"] == token and data["pid"] == process.pid
+            assert data["token"] == token
+            assert data["pid"] == process.pid
             refused(httpx.post(url + "/v1/chat/completions", json=CHAT), 401, "1001")
 
             # A client on the same machine finds the token with no step of its own.
