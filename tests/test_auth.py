@@ -221,6 +221,9 @@ def test_revoking_by_id_and_by_the_python_helpers(runtime: ServerHandle) -> None
     assert httpx.post(runtime.url + "/auth/ws-ticket", headers=bearer(erin)).status_code == 200
     glm_live.revoke_token(runtime.base_url, erin, token=runtime.token)
     refused(httpx.post(runtime.url + "/auth/ws-ticket", headers=bearer(erin)), 401, "1003")
+    gina = runtime.issue_token("gina")
+    runtime.revoke_token(gina)  # in-process, no HTTP
+    refused(httpx.post(runtime.url + "/auth/ws-ticket", headers=bearer(gina)), 401, "1003")
     with pytest.raises(glm_live.AuthenticationError) as caught:
         glm_live.issue_token(runtime.url, token="wrong", name="frank")
     assert "wrong" not in str(caught.value)
