@@ -400,18 +400,22 @@ async def test_tls_with_a_self_signed_ca(tmp_path: object) -> None:
     pem = str(folder / "server.pem")
     with serve(ssl_certfile=pem, ssl_keyfile=pem, sim={"ttft_ms": 1, "itl_ms": 1}) as handle:
         assert handle.url.startswith("https://")
-        async with Connection(handle.url, cafile=str(folder / "ca.pem")) as conn:
+        async with Connection(
+            handle.url, token=handle.token, cafile=str(folder / "ca.pem")
+        ) as conn:
             assert conn.url.startswith("wss://")
             await conn.join("secure")
             await conn.publish("secure", "over TLS")
             got = await collect(conn, "secure", 1)
             assert [m.data for m in got if isinstance(m, Message)] == ["over TLS"]
-        untrusting = Connection(handle.url, backoff=quick())
+        untrusting = Connection(handle.url, token=handle.token, backoff=quick())
         async with untrusting:
             with pytest.raises(TimeoutError):
                 await untrusting.wait_open(timeout=1)
         assert isinstance(untrusting.last_error, ssl.SSLCertVerificationError)
-        async with GLMClient(base_url=handle.base_url, verify=str(folder / "ca.pem")) as client:
+        async with GLMClient(
+            base_url=handle.base_url, api_key=handle.token, verify=str(folder / "ca.pem")
+        ) as client:
             completion = await client.complete("x", sim={"tokens": 3})
         assert completion.usage is not None
         assert completion.usage["completion_tokens"] == 3
