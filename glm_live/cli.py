@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import contextlib
 import gc
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -154,15 +155,27 @@ def _serve(args: argparse.Namespace) -> int:
 
     startup = StartupSignal(runtime, on_started=announce)
     server = uvicorn.Server(uvicorn_config(runtime, args.log_level, app=startup))
-    # uvicorn re-raises Ctrl-C after its graceful shutdown; that is a clean stop.
+    # uvicorn re-raises the signal that stopped it after its graceful shutdown: Ctrl-C comes
+    # back as KeyboardInterrupt, and SIGTERM as _Terminated (by default it would end the
+    # process before the runtime file is removed). Both are a clean stop.
+    previous = signal.signal(signal.SIGTERM, _terminated)
     try:
-        with contextlib.suppress(KeyboardInterrupt), sock:
+        with contextlib.suppress(KeyboardInterrupt, _Terminated), sock:
             server.run(sockets=[sock])
     finally:
+        signal.signal(signal.SIGTERM, previous)
         for path in written:
             remove_runtime_file(path)
     print("glm_live runtime stopped", flush=True)
     return 0 if startup.started else 1
+
+
+class _Terminated(Exception):
+    """SIGTERM arrived (after uvicorn's own shutdown, which re-raises it)."""
+
+
+def _terminated(signum: int, frame: Any) -> None:
+    raise _Terminated
 
 
 def _bench_parser(commands: Any) -> None:

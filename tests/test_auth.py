@@ -229,6 +229,11 @@ def test_revoking_by_id_and_by_the_python_helpers(runtime: ServerHandle) -> None
     assert "wrong" not in str(caught.value)
     with pytest.raises(glm_live.InvalidRequestError, match="admin token cannot be revoked"):
         glm_live.revoke_token(runtime.url, runtime.token or "", token=runtime.token)
+    # A lone pattern where a list belongs is refused by name, not taken as characters.
+    with pytest.raises(glm_live.InvalidRequestError, match="read must be a list"):
+        glm_live.issue_token(runtime.url, token=runtime.token, name="h", read="chat:*")
+    with pytest.raises(glm_live.AuthError, match="write must be a list"):
+        runtime.issue_token("h", write="chat:*")
 
 
 async def test_a_ws_ticket_opens_one_hub_connection(runtime: ServerHandle) -> None:
@@ -334,8 +339,9 @@ def test_no_token_in_reprs_or_logs(caplog: pytest.LogCaptureFixture) -> None:
 # --- glm-live serve --------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_cli_prints_the_token_and_keeps_a_runtime_file_while_it_runs(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stop: signal.Signals
 ) -> None:
     runtime_dir = tmp_path / "runtime"
     env = {k: v for k, v in os.environ.items() if k != "GLM_LIVE_TOKEN"}
@@ -373,10 +379,10 @@ def test_cli_prints_the_token_and_keeps_a_runtime_file_while_it_runs(
             with glm_live.connect(url, hub=False) as session:
                 assert session.chat("x", display=False, sim=FAST).wait(30).text
         finally:
-            process.send_signal(signal.SIGINT)
+            process.send_signal(stop)
             process.wait(timeout=15)
     assert process.returncode == 0
-    assert not list(runtime_dir.glob("runtime-*.json"))
+    assert not list(runtime_dir.glob("runtime-*.json"))  # removed however it was stopped
 
 
 def test_cli_no_auth_is_refused_beyond_loopback(tmp_path: Path) -> None:

@@ -216,13 +216,18 @@ def issue_token(
         TransportError: The runtime cannot be reached.
     """
     admin = _admin_token(url, token)
-    body = {"name": name, "read": list(read), "write": list(write), "ttl_s": ttl_s}
+    body = {"name": name, "read": _listed(read), "write": _listed(write), "ttl_s": ttl_s}
     answer = _post(url, "/auth/tokens", admin, body, timeout)
     issued = answer.get("token") if isinstance(answer, dict) else None
     if not isinstance(issued, str):
         msg = f"the runtime at {safe_url(url)} answered POST /auth/tokens without a token"
         raise TransportError(msg)
     return issued
+
+
+def _listed(patterns: Iterable[str]) -> Any:
+    # A lone string is sent as it is, for the runtime to refuse by name (not as characters).
+    return patterns if isinstance(patterns, str) else list(patterns)
 
 
 def revoke_token(

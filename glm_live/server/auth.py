@@ -118,6 +118,9 @@ class Authenticator:
         """
         if self._signer is None:
             raise AuthError("bad_request", "authentication is off: there are no tokens to issue")
+        # A lone string stays one, for the signer to refuse by name (not as characters).
+        read = read if isinstance(read, str) else tuple(read)
+        write = write if isinstance(write, str) else tuple(write)
         return self._signer.issue(name, read, write, ttl_s=ttl_s, now=time.time())
 
     def ticket(self, grant: Grant) -> tuple[str, Grant]:
