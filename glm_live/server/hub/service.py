@@ -78,7 +78,7 @@ _REFUSED = {
     "missing": "authentication required",
     "invalid": "token refused",
     "expired": "token expired",
-    "revoked": "token revoked",
+    "revoked": "token revoked or ticket used",
     "bad_request": "token refused",
 }
 _TOO_SLOW = "too slow: send queue full; reconnect to resume"
