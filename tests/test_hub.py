@@ -6,6 +6,7 @@ import asyncio
 import json
 import random
 import secrets
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -15,13 +16,25 @@ from websockets.exceptions import ConnectionClosed
 from glm_live.server import ServerHandle, serve
 from glm_live.server.hub.service import HubLimits
 from glm_live.testing.chaos import ChaosProxy
-from glm_live.transport.hub_client import Connection, Gap, HubRefused, Message, OutboxFull, hub_url
+from glm_live.transport.hub_client import (
+    Connection,
+    Gap,
+    HubForbidden,
+    HubRefused,
+    Message,
+    OutboxFull,
+    hub_url,
+)
+from glm_live.wire.auth import TokenSigner
 from glm_live.wire.retry import Backoff
+
+#: The admin token of the runtimes these tests start.
+TOKEN = "hub-tests-" + secrets.token_hex(8)
 
 
 @pytest.fixture(scope="module")
 def runtime() -> Iterator[ServerHandle]:
-    with serve() as handle:
+    with serve(token=TOKEN) as handle:
         yield handle
 
 
@@ -48,10 +61,15 @@ def test_hub_url() -> None:
     assert hub_url("ws://h:1/ws") == "ws://h:1/ws"
 
 
+def scoped(name: str, read: tuple[str, ...] = ("*",), write: tuple[str, ...] = ("*",)) -> str:
+    """A scoped token for ``name``, signed under the test runtimes' admin token."""
+    return TokenSigner(TOKEN).issue(name, read, write, now=time.time())[0]
+
+
 async def test_publish_subscribe_and_direct(runtime: ServerHandle) -> None:
     async with (
-        Connection(runtime.url, name="alice") as alice,
-        Connection(runtime.url, name="bob", kind="agent") as bob,
+        Connection(runtime.url, token=scoped("alice")) as alice,
+        Connection(runtime.url, token=scoped("bob"), kind="agent") as bob,
     ):
         await bob.join("room-1")
         for i in range(20):
@@ -61,7 +79,7 @@ async def test_publish_subscribe_and_direct(runtime: ServerHandle) -> None:
         assert [m.data["i"] for m in got if isinstance(m, Message)] == list(range(20))
         seqs = [m.seq for m in got if isinstance(m, Message)]
         assert seqs == list(range(seqs[0], seqs[0] + 20))
-        assert all(m.sender == alice.id for m in got if isinstance(m, Message))
+        assert all(m.sender == "alice" for m in got if isinstance(m, Message))
         await alice.send_direct("bob", {"command": "pause"})
         (direct,) = [m async for m in _first(bob.subscribe("@bob"))]
         assert direct.data == {"command": "pause"}
@@ -87,8 +105,8 @@ async def test_exactly_once_in_order_through_a_proxy_that_keeps_cutting(
     n = 400
     try:
         async with (
-            Connection(url, backoff=quick(), heartbeat=0.5) as left,
-            Connection(url, backoff=quick(), heartbeat=0.5) as right,
+            Connection(url, token=TOKEN, backoff=quick(), heartbeat=0.5) as left,
+            Connection(url, token=TOKEN, backoff=quick(), heartbeat=0.5) as right,
         ):
             # Each side joins the room it reads before anyone publishes.
             await asyncio.wait_for(right.join("left-to-right"), 30)
@@ -117,15 +135,69 @@ async def test_exactly_once_in_order_through_a_proxy_that_keeps_cutting(
     assert proxy.cuts >= 3
 
 
+async def test_exactly_once_across_client_process_restarts_with_a_stable_id(
+    runtime: ServerHandle,
+) -> None:
+    """A notebook restarted three times (the same ``client_id``, publish ids from 1 each time)
+    publishing through a proxy that keeps cutting: the reader gets every message once, in
+    order, each from a session of its own."""
+    import os
+    import subprocess
+    import sys
+
+    proxy = ChaosProxy(runtime.port, lifetime=(0.05, 0.4), seed=7)
+    await proxy.start()
+    url = f"http://127.0.0.1:{proxy.port}"
+    room, n, lives = f"restarts-{secrets.token_hex(3)}", 150, 3
+    publisher = scoped("nb", ("restarts-*",), ("restarts-*",))
+    try:
+        async with Connection(url, token=TOKEN, backoff=quick(), heartbeat=0.5) as reader:
+            await asyncio.wait_for(reader.join(room), 30)
+            for life in range(lives):
+                process = await asyncio.create_subprocess_exec(
+                    sys.executable, "-m", "tests.hub_publisher", url, room, str(life * n), str(n),
+                    "nb-1", env={**os.environ, "GLM_LIVE_TOKEN": publisher},
+                    stdout=subprocess.PIPE,
+                )  # fmt: skip
+                out, _ = await asyncio.wait_for(process.communicate(), 120)
+                assert process.returncode == 0, out
+            items = await collect(reader, room, n * lives, 60)
+    finally:
+        await proxy.stop()
+    values = [m.data for m in items if isinstance(m, Message)]
+    assert values == list(range(n * lives))  # every message once, in order
+    assert not [g for g in items if isinstance(g, Gap)]
+    assert {m.sender for m in items if isinstance(m, Message)} == {"nb"}
+    assert len({m.session for m in items if isinstance(m, Message)}) == lives
+    assert proxy.cuts >= 3
+
+
+async def test_refused_joins_and_publications_raise_typed_errors(runtime: ServerHandle) -> None:
+    async with Connection(runtime.url, token=scoped("carol", ("chat:*",), ("chat:*",))) as carol:
+        await carol.join("chat:lobby")
+        with pytest.raises(HubForbidden, match="only dave reads the inbox @dave") as refused:
+            await carol.join("@dave")
+        assert (refused.value.refusal.code, refused.value.refusal.room) == ("forbidden", "@dave")
+        await carol.publish("chat:lobby", "fine")
+        refused_id = await carol.publish("news", "not allowed")
+        with pytest.raises(HubForbidden, match="carol may not write to news") as refused:
+            await carol.flush()
+        assert refused.value.refusal.id == refused_id
+        assert carol.outbox_depth == 0
+        assert [r.room for r in carol.refusals] == ["@dave", "news"]
+        assert carol.identity == "carol"
+        await carol.flush()  # reported once
+
+
 async def test_outbox_overflow_policies(unused_tcp_port: int) -> None:
     url = f"ws://127.0.0.1:{unused_tcp_port}/ws"  # nothing listens: everything waits
-    raising = Connection(url, outbox_limit=3, overflow="raise")
+    raising = Connection(url, token=TOKEN, outbox_limit=3, overflow="raise")
     for i in range(3):
         await raising.publish("r", i)
     with pytest.raises(OutboxFull, match="outbox full"):
         await raising.publish("r", 3)
-    oldest = Connection(url, outbox_limit=3, overflow="drop_oldest")
-    newest = Connection(url, outbox_limit=3, overflow="drop_newest")
+    oldest = Connection(url, token=TOKEN, outbox_limit=3, overflow="drop_oldest")
+    newest = Connection(url, token=TOKEN, outbox_limit=3, overflow="drop_newest")
     for i in range(5):
         await oldest.publish("r", i)
         await newest.publish("r", i)
@@ -140,9 +212,9 @@ async def test_outbox_overflow_policies(unused_tcp_port: int) -> None:
 async def test_outbox_is_sent_after_connecting_and_ttl_drops_stale(
     runtime: ServerHandle,
 ) -> None:
-    async with Connection(runtime.url) as reader:
+    async with Connection(runtime.url, token=TOKEN) as reader:
         await reader.join("late")
-        writer = Connection(runtime.url, ttl=0.2)
+        writer = Connection(runtime.url, token=TOKEN, ttl=0.2)
         await writer.publish("late", "stale")
         await asyncio.sleep(0.3)
         writer.ttl = 10
@@ -156,14 +228,16 @@ async def test_outbox_is_sent_after_connecting_and_ttl_drops_stale(
 
 
 async def test_resume_after_outage_replays_history_or_signals_trimmed_gap() -> None:
-    with serve() as handle:
+    with serve(token=TOKEN) as handle:
         handle.runtime.hub.limits = HubLimits(history=5)
         proxy = ChaosProxy(handle.port)
         await proxy.start()
         try:
             async with (
-                Connection(handle.url) as publisher,
-                Connection(f"http://127.0.0.1:{proxy.port}", backoff=quick()) as reader,
+                Connection(handle.url, token=TOKEN) as publisher,
+                Connection(
+                    f"http://127.0.0.1:{proxy.port}", token=TOKEN, backoff=quick()
+                ) as reader,
             ):
                 await reader.join("small")
                 await publisher.publish("small", 0)
@@ -187,7 +261,8 @@ async def test_resume_after_outage_replays_history_or_signals_trimmed_gap() -> N
 
 async def test_bad_input_gets_error_replies_and_close_codes(runtime: ServerHandle) -> None:
     url = hub_url(runtime.url)
-    async with connect(url) as ws:
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    async with connect(url, additional_headers=auth) as ws:
         await ws.send("{nope")
         assert json.loads(await ws.recv())["code"] == "bad_json"
         await ws.send(json.dumps({"type": "teleport"}))
@@ -200,7 +275,7 @@ async def test_bad_input_gets_error_replies_and_close_codes(runtime: ServerHandl
         assert json.loads(await ws.recv())["code"] == "bad_frame"
         await ws.send(json.dumps({"type": "ping", "t": 1.0}))
         assert json.loads(await ws.recv()) == {"type": "pong", "t": 1.0}
-    async with connect(url, max_size=None) as ws:
+    async with connect(url, max_size=None, additional_headers=auth) as ws:
         await ws.send("x" * (2 << 20))
         with pytest.raises(ConnectionClosed) as info:
             await ws.recv()
@@ -212,7 +287,10 @@ async def test_bad_input_gets_error_replies_and_close_codes(runtime: ServerHandl
         assert info.value.rcvd is not None
         assert info.value.rcvd.code == 4403
     # Flooding: the flooder is cut off, a well-behaved client carries on.
-    async with Connection(runtime.url) as calm, connect(url) as flood:
+    async with (
+        Connection(runtime.url, token=TOKEN) as calm,
+        connect(url, additional_headers=auth) as flood,
+    ):
         await calm.join("calm")
         with pytest.raises(ConnectionClosed) as info:
             for i in range(5000):
@@ -257,7 +335,7 @@ async def test_runtime_restart_reconnects_and_signals_the_lost_history(
 
     def start() -> subprocess.Popen[bytes]:
         process = subprocess.Popen(
-            [sys.executable, "-m", "glm_live", "serve", "--port", str(port)],
+            [sys.executable, "-m", "glm_live", "serve", "--port", str(port), "--token", TOKEN],
             stdout=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 20
@@ -274,8 +352,8 @@ async def test_runtime_restart_reconnects_and_signals_the_lost_history(
     second = None
     try:
         async with (
-            Connection(url, backoff=quick(), heartbeat=0.5) as publisher,
-            Connection(url, backoff=quick(), heartbeat=0.5) as reader,
+            Connection(url, token=TOKEN, backoff=quick(), heartbeat=0.5) as publisher,
+            Connection(url, token=TOKEN, backoff=quick(), heartbeat=0.5) as reader,
         ):
             await reader.join("run")
             for i in range(3):
@@ -339,26 +417,42 @@ async def test_tls_with_a_self_signed_ca(tmp_path: object) -> None:
         assert completion.usage["completion_tokens"] == 3
 
 
-async def documented_session(url: str) -> None:
+async def documented_session(url: str, token: str) -> None:
     """The frames of ``docs/hub-protocol.md``, as a client in another language sees them, over
-    a raw WebSocket: every field name and value the document promises."""
+    a raw WebSocket: every field name and value the document promises. ``token`` is a scoped
+    token for ``alice`` that reads and writes ``doc-*`` and reads ``presence``."""
     room = f"doc-{secrets.token_hex(4)}"
     client_id = f"a-{secrets.token_hex(4)}"
+    auth = {"Authorization": f"Bearer {token}"}
 
-    async with connect(hub_url(url)) as ws:
+    async with connect(hub_url(url), additional_headers=auth) as ws:
 
         async def receive(n: int) -> list[dict[str, object]]:
             return [json.loads(await asyncio.wait_for(ws.recv(), 10)) for _ in range(n)]
 
         await ws.send(
-            json.dumps({"type": "hello", "id": client_id, "name": "alice", "kind": "notebook"})
+            json.dumps({"type": "hello", "id": client_id, "name": "ignored", "kind": "notebook"})
         )
-        (welcome,) = await receive(1)
-        assert set(welcome) == {"type", "id", "epoch", "server_time_ns"}
-        assert (welcome["type"], welcome["id"]) == ("welcome", client_id)
+        welcome, inbox = await receive(2)
+        assert set(welcome) == {
+            "type", "id", "epoch", "server_time_ns", "name", "session", "resumed", "last_id",
+            "grant"}  # fmt: skip
+        assert (welcome["type"], welcome["id"], welcome["name"]) == ("welcome", client_id, "alice")
+        assert (welcome["resumed"], welcome["last_id"]) == (False, 0)
+        assert isinstance(welcome["session"], str)
+        assert welcome["grant"] == {
+            "name": "alice",
+            "read": ["doc-*", "presence"],
+            "write": ["doc-*"],
+            "admin": False,
+            "expires_at": welcome["grant"]["expires_at"],  # type: ignore[index]
+        }
         epoch = welcome["epoch"]
         assert isinstance(epoch, str)
         assert isinstance(welcome["server_time_ns"], int)
+        # The inbox is joined for the client, live from now.
+        assert inbox == {"type": "joined", "room": "@alice", "epoch": epoch, "last": 0,
+                         "gap": None}  # fmt: skip
 
         await ws.send(json.dumps({"type": "join", "room": room, "since": None, "epoch": None}))
         assert await receive(1) == [
@@ -374,9 +468,10 @@ async def documented_session(url: str) -> None:
             "room": room,
             "seq": 1,
             "epoch": epoch,
-            "from": client_id,
+            "from": "alice",
             "name": "alice",
             "id": 1,
+            "session": welcome["session"],
             "data": {"t": "hi"},
             "ts_ns": 0,
         }
@@ -388,6 +483,15 @@ async def documented_session(url: str) -> None:
             {"type": "ack", "id": 1, "room": room, "seq": 1, "duplicate": True},
             {"type": "pong", "t": "after"},
         ]
+        # Refusals name the rule: another's inbox, a room outside the token's patterns.
+        await ws.send(json.dumps({"type": "join", "room": "@bob", "since": None}))
+        assert await receive(1) == [
+            {"type": "error", "code": "forbidden", "room": "@bob",
+             "message": "only bob reads the inbox @bob; yours is @alice"}]  # fmt: skip
+        await ws.send(json.dumps({"type": "publish", "room": "chat", "id": 2, "data": 0}))
+        assert await receive(1) == [
+            {"type": "error", "code": "forbidden", "room": "chat", "id": 2,
+             "message": "alice may not write to chat: its token writes doc-*"}]  # fmt: skip
         await ws.send(json.dumps({"type": "leave", "room": room}))
         assert await receive(1) == [{"type": "left", "room": room}]
         # Rejoin from the start of this epoch: the joined, then the replay.
@@ -395,6 +499,11 @@ async def documented_session(url: str) -> None:
         joined, replayed = await receive(2)
         assert joined == {"type": "joined", "room": room, "epoch": epoch, "last": 1, "gap": None}
         assert replayed == msg
+        # Joining a room joined already resumes from what this connection was sent: nothing.
+        await ws.send(json.dumps({"type": "join", "room": room, "since": 0, "epoch": epoch}))
+        assert await receive(1) == [joined]
+        await ws.send(json.dumps({"type": "leave", "room": room}))
+        assert await receive(1) == [{"type": "left", "room": room}]
         # A join with an epoch that is not the room's: an epoch gap, and all that is kept.
         await ws.send(json.dumps({"type": "join", "room": room, "since": 9, "epoch": "gone"}))
         joined, replayed = await receive(2)
@@ -412,5 +521,12 @@ async def documented_session(url: str) -> None:
         assert (mine[0]["from"], mine[0]["id"], mine[0]["name"]) == ("runtime", None, "")
 
 
-async def test_the_documented_frames_on_the_in_memory_hub(runtime: ServerHandle) -> None:
-    await documented_session(runtime.url)
+def doc_token(admin: str) -> str:
+    """The scoped token :func:`documented_session` uses, signed under ``admin``."""
+    return TokenSigner(admin).issue("alice", ["doc-*", "presence"], ["doc-*"], now=time.time())[0]
+
+
+async def test_the_documented_frames_on_the_in_memory_hub() -> None:
+    admin = secrets.token_urlsafe(16)
+    with serve(token=admin) as runtime:
+        await documented_session(runtime.url, doc_token(admin))

@@ -31,6 +31,7 @@ from glm_live.wire.hub import (
     Pong,
     Publication,
     Publish,
+    Refusal,
     Subscription,
     Welcome,
     decode_client_frame,
@@ -50,6 +51,10 @@ CLIENT_FRAMES: list[tuple[Any, dict[str, Any]]] = [
     ),
     (Hello("c1", None, "agent"), {"type": "hello", "id": "c1", "kind": "agent"}),
     (Hello(), {"type": "hello"}),
+    (
+        Hello("c1", None, "notebook", "s9"),
+        {"type": "hello", "id": "c1", "kind": "notebook", "session": "s9"},
+    ),
     (Join("news", 4, "e1"), {"type": "join", "room": "news", "since": 4, "epoch": "e1"}),
     (Join("news"), {"type": "join", "room": "news", "since": None, "epoch": None}),
     (Leave("news"), {"type": "leave", "room": "news"}),
@@ -63,8 +68,18 @@ CLIENT_FRAMES: list[tuple[Any, dict[str, Any]]] = [
 
 HUB_FRAMES: list[tuple[Any, dict[str, Any]]] = [
     (
-        Welcome("c1", "e1", 123),
-        {"type": "welcome", "id": "c1", "epoch": "e1", "server_time_ns": 123},
+        Welcome("c1", "e1", 123, "bob", "s9", True, 41, {"name": "bob", "read": ["@bob"]}),
+        {
+            "type": "welcome",
+            "id": "c1",
+            "epoch": "e1",
+            "server_time_ns": 123,
+            "name": "bob",
+            "session": "s9",
+            "resumed": True,
+            "last_id": 41,
+            "grant": {"name": "bob", "read": ["@bob"]},
+        },
     ),
     (
         Joined("news", "e1", 9, None),
@@ -92,15 +107,16 @@ HUB_FRAMES: list[tuple[Any, dict[str, Any]]] = [
     ),
     (Left("news"), {"type": "left", "room": "news"}),
     (
-        Message("news", 5, "e1", {"x": 1}, "c1", "alice", 7, 99),
+        Message("news", 5, "e1", {"x": 1}, "alice", "alice", 7, 99, "s9"),
         {
             "type": "msg",
             "room": "news",
             "seq": 5,
             "epoch": "e1",
-            "from": "c1",
+            "from": "alice",
             "name": "alice",
             "id": 7,
+            "session": "s9",
             "data": {"x": 1},
             "ts_ns": 99,
         },
@@ -113,6 +129,20 @@ HUB_FRAMES: list[tuple[Any, dict[str, Any]]] = [
     (
         ErrorFrame("bad_json", "not valid JSON"),
         {"type": "error", "code": "bad_json", "message": "not valid JSON"},
+    ),
+    (
+        ErrorFrame("forbidden", "only bob reads @bob", "@bob"),
+        {"type": "error", "code": "forbidden", "message": "only bob reads @bob", "room": "@bob"},
+    ),
+    (
+        ErrorFrame("id_reused", "id 3 was used for a", "b", 3),
+        {
+            "type": "error",
+            "code": "id_reused",
+            "message": "id 3 was used for a",
+            "room": "b",
+            "id": 3,
+        },
     ),
 ]
 
@@ -147,18 +177,19 @@ def test_a_message_from_the_runtime_has_no_publish_id() -> None:
 
 
 def test_the_stored_form_is_a_message_without_seq_and_epoch() -> None:
-    stored = encode_stored("news", "c1", "alice", 7, [1, "two"], 42)
+    stored = encode_stored("news", "alice", "alice", 7, [1, "two"], 42, "s9")
     assert json.loads(stored) == {
         "type": "msg",
         "room": "news",
-        "from": "c1",
+        "from": "alice",
         "name": "alice",
         "id": 7,
+        "session": "s9",
         "data": [1, "two"],
         "ts_ns": 42,
     }
     assert decode_stored(stored, 12, "e9") == Message(
-        "news", 12, "e9", [1, "two"], "c1", "alice", 7, 42
+        "news", 12, "e9", [1, "two"], "alice", "alice", 7, 42, "s9"
     )
     with pytest.raises(HubFrameError):
         decode_stored('{"type": "msg"}', 1, "e")
@@ -392,20 +423,72 @@ def joined(room: str, last: int, epoch: str = "e1", gap: dict[str, Any] | None =
     return json.dumps({"type": "joined", "room": room, "epoch": epoch, "last": last, "gap": gap})
 
 
-def test_connecting_says_hello_joins_the_inbox_and_every_room_from_where_it_stands() -> None:
+def welcome(name: str = "bob", session: str = "s1", resumed: bool = False, last_id: int = 0) -> str:
+    return json.dumps({"type": "welcome", "id": "c1", "epoch": "e1", "server_time_ns": 1,
+                       "name": name, "session": session, "resumed": resumed,
+                       "last_id": last_id, "grant": None})  # fmt: skip
+
+
+def test_connecting_says_hello_then_rejoins_every_room_and_the_inbox_from_where_it_stands() -> None:
     client = ClientState("c1", name="bob", kind="agent")
+    assert frames(client.connected(now=0)) == [
+        {"type": "hello", "id": "c1", "name": "bob", "kind": "agent"}  # a new session
+    ]
+    client.receive(welcome())
+    assert (client.identity, client.session) == ("bob", "s1")
     assert client.join("news") is not None
     assert client.join("news") is None  # followed already
     assert json.loads(client.join("log", replay=True) or "") == {
         "type": "join", "room": "log", "since": 0, "epoch": None}  # fmt: skip
     client.receive(joined("news", 4))
     client.receive(msg("news", 5))
+    client.receive(joined("@bob", 2))  # the hub joined the inbox for it
+    client.receive(msg("@bob", 3))
     assert frames(client.connected(now=0)) == [
-        {"type": "hello", "id": "c1", "name": "bob", "kind": "agent"},
+        {"type": "hello", "id": "c1", "name": "bob", "kind": "agent", "session": "s1"},
         {"type": "join", "room": "news", "since": 5, "epoch": "e1"},
         {"type": "join", "room": "log", "since": 0, "epoch": None},
-        {"type": "join", "room": "@bob", "since": None, "epoch": None},
+        {"type": "join", "room": "@bob", "since": 3, "epoch": "e1"},
     ]
+
+
+def test_a_resumed_welcome_acknowledges_what_the_hub_already_has() -> None:
+    client = ClientState("c1")
+    for i in range(5):
+        client.publish("r", i, now=0)
+    client.receive(welcome(resumed=True, last_id=3))
+    assert [p.id for p in client.outbox] == [4, 5]
+    client.receive(welcome(resumed=False, last_id=0))
+    assert [p.id for p in client.outbox] == [4, 5]  # a new session: everything is news
+
+
+def test_a_refused_publication_leaves_the_outbox_and_a_refused_join_the_rooms() -> None:
+    client = ClientState("c1")
+    client.publish("r", 1, now=0)
+    client.publish("control:x", 2, now=0)
+    client.join("@alice")
+    error = {"type": "error", "code": "forbidden", "message": "no", "room": "control:x", "id": 2}
+    refusal = client.receive(json.dumps(error))
+    assert refusal == Refusal("forbidden", "no", "control:x", 2)
+    assert [p.id for p in client.outbox] == [1]
+    refusal = client.receive(json.dumps({"type": "error", "code": "forbidden",
+                                         "message": "only alice", "room": "@alice"}))  # fmt: skip
+    assert refusal == Refusal("forbidden", "only alice", "@alice", None)
+    assert "@alice" not in client.rooms
+
+
+def test_the_same_publish_id_from_two_sessions_of_one_identity_is_two_messages() -> None:
+    client = ClientState("reader")
+    client.join("r", replay=True)
+    client.receive(joined("r", 0))
+    first = {"type": "msg", "room": "r", "epoch": "e1", "from": "bob", "name": "bob", "id": 1,
+             "data": "a", "ts_ns": 0}  # fmt: skip
+    assert client.receive(json.dumps({**first, "seq": 1, "session": "s1"})) is not None
+    assert client.receive(json.dumps({**first, "seq": 2, "session": "s2"})) is not None
+    # After a hub restart (a new epoch) the same session's re-send is recognised.
+    client.receive(joined("r", 0, epoch="e2", gap={"reason": "epoch", "old_epoch": "e1"}))
+    resend = {**first, "seq": 1, "epoch": "e2", "session": "s2"}
+    assert client.receive(json.dumps(resend)) is None
 
 
 def test_the_outbox_is_re_sent_in_order_until_acknowledged_and_ttl_drops_stale() -> None:

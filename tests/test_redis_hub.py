@@ -34,6 +34,9 @@ from tests.test_hub import collect, quick
 pytestmark = pytest.mark.redis
 
 FAST = {"ttft_ms": 1, "itl_ms": 1}
+#: The admin token of every runtime these tests start (runtimes sharing rooms share one).
+TOKEN = "redis-tests-" + secrets.token_hex(8)
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 def _free_port() -> int:
@@ -99,7 +102,7 @@ class RuntimeProcess:
 
     def start(self) -> RuntimeProcess:
         command = [sys.executable, "-m", "glm_live", "serve", "--port", str(self.port)]
-        command += ["--redis", self.redis_url, "--redis-prefix", self.prefix]
+        command += ["--redis", self.redis_url, "--redis-prefix", self.prefix, "--token", TOKEN]
         self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
@@ -113,7 +116,7 @@ class RuntimeProcess:
         raise AssertionError("the runtime did not start")
 
     def hub(self) -> dict[str, Any]:
-        hub: dict[str, Any] = httpx.get(self.url + "/health").json()["hub"]
+        hub: dict[str, Any] = httpx.get(self.url + "/health", headers=AUTH).json()["hub"]
         return hub
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
@@ -163,10 +166,10 @@ async def test_two_runtimes_share_rooms_exactly_once_and_in_one_order(
     assert a.hub()["instance"] != b.hub()["instance"]
     n = 300
     async with (
-        Connection(a.url, backoff=quick()) as on_a,
-        Connection(b.url, backoff=quick()) as on_b,
-        Connection(a.url, backoff=quick()) as pub_a,
-        Connection(b.url, backoff=quick()) as pub_b,
+        Connection(a.url, token=TOKEN, backoff=quick()) as on_a,
+        Connection(b.url, token=TOKEN, backoff=quick()) as on_b,
+        Connection(a.url, token=TOKEN, backoff=quick()) as pub_a,
+        Connection(b.url, token=TOKEN, backoff=quick()) as pub_b,
     ):
         await on_a.join("news")
         await on_b.join("news")
@@ -198,12 +201,12 @@ async def test_an_agent_run_on_one_runtime_reaches_a_client_of_the_other(
     a, b = pair
     run_id = f"run-{uuid.uuid4().hex[:6]}"
     body = run_input(run_id, FAST)
-    async with Connection(b.url, backoff=quick()) as watcher:
+    async with Connection(b.url, token=TOKEN, backoff=quick()) as watcher:
         await watcher.join(f"run:{run_id}")
         await watcher.join("agents")
         decoder = Decoder()
         async with (
-            httpx.AsyncClient(timeout=60) as http,
+            httpx.AsyncClient(timeout=60, headers=AUTH) as http,
             http.stream("POST", a.url + "/agents/account-review", json=body) as response,
         ):
             assert response.status_code == 200
@@ -228,8 +231,8 @@ async def test_control_published_on_one_runtime_reaches_a_run_on_the_other(
     decoder = Decoder()
     events: list[dict[str, Any]] = []
     async with (
-        Connection(b.url, backoff=quick()) as operator,
-        httpx.AsyncClient(timeout=60) as http,
+        Connection(b.url, token=TOKEN, backoff=quick()) as operator,
+        httpx.AsyncClient(timeout=60, headers=AUTH) as http,
         http.stream("POST", a.url + "/agents/account-review", json=body) as response,
     ):
         async for piece in response.aiter_bytes():
@@ -251,9 +254,16 @@ async def test_a_publication_re_sent_to_the_other_runtime_is_not_delivered_twice
 
     a, b = pair
 
+    session: list[str] = []
+
     async def publish_as(url: str, ids: list[int]) -> list[dict[str, Any]]:
-        async with connect(url.replace("http", "ws") + "/ws") as ws:
-            await ws.send(json.dumps({"type": "hello", "id": "client-x"}))
+        async with connect(url.replace("http", "ws") + "/ws", additional_headers=AUTH) as ws:
+            # The second connection resumes the first's session, as the welcome told it.
+            resume = {"session": session[-1]} if session else {}
+            await ws.send(json.dumps({"type": "hello", "id": "client-x", **resume}))
+            welcome = json.loads(await asyncio.wait_for(ws.recv(), 10))
+            assert welcome["resumed"] == bool(session)
+            session.append(welcome["session"])
             for msg_id in ids:
                 frame = {"type": "publish", "room": "once", "id": msg_id, "data": msg_id}
                 await ws.send(json.dumps(frame))
@@ -262,9 +272,10 @@ async def test_a_publication_re_sent_to_the_other_runtime_is_not_delivered_twice
                 frame = json.loads(await asyncio.wait_for(ws.recv(), 10))
                 if frame["type"] == "ack":
                     acks.append(frame)
+            ws.transport.abort()  # cut, not closed: a normal close would end the session
             return acks
 
-    async with Connection(b.url, backoff=quick()) as reader:
+    async with Connection(b.url, token=TOKEN, backoff=quick()) as reader:
         await reader.join("once")
         first = await publish_as(a.url, [1, 2])
         # The ack of 2 was "lost": the client re-sends 2, then 3, to the other runtime.
@@ -283,8 +294,8 @@ async def test_a_client_resumes_on_the_other_runtime_when_its_own_dies(
     n = 400
     received: list[Message | Gap] = []
     async with (
-        Connection([b.url, a.url], backoff=quick(), heartbeat=0.5) as reader,
-        Connection([b.url, a.url], backoff=quick(), heartbeat=0.5) as publisher,
+        Connection([b.url, a.url], token=TOKEN, backoff=quick(), heartbeat=0.5) as reader,
+        Connection([b.url, a.url], token=TOKEN, backoff=quick(), heartbeat=0.5) as publisher,
     ):
         await reader.join("feed")
         first_epoch = reader.hub_epoch
@@ -319,8 +330,8 @@ async def test_restarting_a_runtime_keeps_rooms_and_epoch(redis_url: str) -> Non
     runtime = RuntimeProcess(redis_url, f"test-{uuid.uuid4().hex[:8]}").start()
     try:
         async with (
-            Connection(runtime.url, backoff=quick(), heartbeat=0.5) as publisher,
-            Connection(runtime.url, backoff=quick(), heartbeat=0.5) as reader,
+            Connection(runtime.url, token=TOKEN, backoff=quick(), heartbeat=0.5) as publisher,
+            Connection(runtime.url, token=TOKEN, backoff=quick(), heartbeat=0.5) as reader,
         ):
             await reader.join("log")
             for i in range(3):
@@ -332,7 +343,7 @@ async def test_restarting_a_runtime_keeps_rooms_and_epoch(redis_url: str) -> Non
             runtime.start()
             after = await collect(reader, "log", 1)
             assert reader.hub_epoch == epoch
-            late = Connection(runtime.url, backoff=quick())
+            late = Connection(runtime.url, token=TOKEN, backoff=quick())
             async with late:
                 await late.join("log", replay=True)
                 history = messages(await collect(late, "log", 4))
@@ -350,8 +361,8 @@ async def test_redis_losing_its_data_is_an_epoch_gap_on_every_runtime(
 ) -> None:
     a, b = pair
     async with (
-        Connection(a.url, backoff=quick(), heartbeat=0.5) as publisher,
-        Connection(b.url, backoff=quick(), heartbeat=0.5) as reader,
+        Connection(a.url, token=TOKEN, backoff=quick(), heartbeat=0.5) as publisher,
+        Connection(b.url, token=TOKEN, backoff=quick(), heartbeat=0.5) as reader,
     ):
         await reader.join("room")
         await publisher.publish("room", "before")
@@ -378,8 +389,8 @@ async def test_a_redis_restart_is_survived_and_reported_as_an_epoch_gap() -> Non
     runtime = RuntimeProcess(f"redis://127.0.0.1:{port}/0", "restart").start()
     try:
         async with (
-            Connection(runtime.url, backoff=quick(), heartbeat=0.5) as publisher,
-            Connection(runtime.url, backoff=quick(), heartbeat=0.5) as reader,
+            Connection(runtime.url, token=TOKEN, backoff=quick(), heartbeat=0.5) as publisher,
+            Connection(runtime.url, token=TOKEN, backoff=quick(), heartbeat=0.5) as reader,
         ):
             await reader.join("room")
             await publisher.publish("room", "before")
@@ -408,14 +419,14 @@ async def test_trimmed_history_is_a_gap_across_runtimes(redis_url: str) -> None:
 
     prefix = f"test-{uuid.uuid4().hex[:8]}"
     config = RuntimeConfig(hub=HubLimits(history=5), redis=redis_url, redis_prefix=prefix)
-    with serve(config=config) as one, serve(config=config) as other:
-        async with Connection(one.url, backoff=quick()) as publisher:
+    with serve(token=TOKEN, config=config) as one, serve(token=TOKEN, config=config) as other:
+        async with Connection(one.url, token=TOKEN, backoff=quick()) as publisher:
             for i in range(500):
                 await publisher.publish("busy", i)
             await publisher.flush()
             epoch = publisher.hub_epoch
         # A client that saw message 1 on one runtime comes back to the other.
-        async with connect(other.url.replace("http", "ws") + "/ws") as ws:
+        async with connect(other.url.replace("http", "ws") + "/ws", additional_headers=AUTH) as ws:
             await ws.send(json.dumps({"type": "join", "room": "busy", "since": 1, "epoch": epoch}))
             joined = json.loads(await asyncio.wait_for(ws.recv(), 10))
             replayed = [json.loads(await asyncio.wait_for(ws.recv(), 10))]
@@ -460,14 +471,15 @@ def test_serve_with_unreachable_redis_exits_saying_why_without_the_password() ->
 
 
 async def test_in_memory_hub_stays_the_default() -> None:
-    with serve() as runtime:
-        health = httpx.get(runtime.url + "/health").json()
+    with serve(token=TOKEN) as runtime:
+        health = httpx.get(runtime.url + "/health", headers=AUTH).json()
     assert health["hub"]["backend"] == "memory"
 
 
 async def test_the_documented_frames_on_the_redis_hub(redis_url: str) -> None:
-    from tests.test_hub import documented_session
+    from tests.test_hub import doc_token, documented_session
 
     config = RuntimeConfig(redis=redis_url, redis_prefix=f"test-{uuid.uuid4().hex[:8]}")
-    with serve(config=config) as runtime:
-        await documented_session(runtime.url)
+    admin = secrets.token_urlsafe(16)
+    with serve(token=admin, config=config) as runtime:
+        await documented_session(runtime.url, doc_token(admin))

@@ -4,14 +4,21 @@ Delivery guarantees, and how each is kept:
 
 - **Nothing received twice.** Every room message carries the room's sequence number; the
   client remembers the last one per room and drops anything at or below it. Publications also
-  carry their sender's ``(id, message id)``, remembered across hub restarts.
+  carry their sender's identity, session and publish id, remembered across hub restarts.
 - **Nothing lost silently.** After a reconnect the client rejoins each room with the last
   sequence number it saw and the room's epoch; the hub replays what came after. When it cannot
   (history trimmed, or a restarted hub whose epoch changed), the subscriber receives a
   :class:`Gap` saying so, never silence.
 - **What you publish arrives once, in order.** Publications wait in a bounded outbox until
-  the hub acknowledges them, are re-sent in order after a reconnect, and the hub drops re-sends
-  it has already delivered. When the outbox is full, ``overflow`` decides: ``"raise"``
+  the hub acknowledges them. After a reconnect the client resumes its publishing session (the
+  ``welcome`` says which publications the hub already has) and re-sends the rest in order; the
+  hub drops re-sends it has already delivered. A new ``Connection`` (a restarted process)
+  opens a new session, so its publications are never mistaken for re-sends.
+- **Refusals are never silent.** The hub names the client from its token and checks every
+  join and publish against it: a refused ``join`` raises :class:`HubForbidden`; a refused
+  publication leaves the outbox and :meth:`Connection.flush` raises :class:`HubForbidden`
+  for it (all are in :attr:`Connection.refusals`).
+- **Bounded.** When the outbox is full, ``overflow`` decides: ``"raise"``
   (:class:`OutboxFull`), ``"drop_oldest"`` or ``"drop_newest"``; ``ttl`` drops messages too
   old to be worth sending. Both count what they drop.
 
@@ -52,6 +59,8 @@ from ..wire.hub import (
     Pending,
     Ping,
     Pong,
+    Refusal,
+    Welcome,
     encode,
 )
 from ..wire.hub.client import Overflow
@@ -59,12 +68,21 @@ from ..wire.retry import Backoff
 from ._closing import AsyncClosing
 from .sse_client import ConnectionState, Observed, Observer
 
-__all__ = ["Connection", "Gap", "HubRefused", "Message", "OutboxFull", "hub_url"]
+__all__ = [
+    "Connection",
+    "Gap",
+    "HubForbidden",
+    "HubRefused",
+    "Message",
+    "OutboxFull",
+    "Refusal",
+    "hub_url",
+]
 
 logger = logging.getLogger("glm_live.ws")
 
 # Close codes after which reconnecting cannot help.
-_FATAL_CLOSE = {4401: "token refused", 4403: "origin refused"}
+_FATAL_CLOSE = {4401: "credentials refused", 4403: "origin refused"}
 
 
 class OutboxFull(TransportError):
@@ -72,12 +90,23 @@ class OutboxFull(TransportError):
 
 
 class HubRefused(TransportError):
-    """The hub refused this client (wrong token, origin): ``code`` and ``reason`` say why."""
+    """The hub refused this client (wrong, expired or revoked token; origin): ``code`` and
+    ``reason`` say why."""
 
     def __init__(self, message: str, *, code: int, reason: str) -> None:
         super().__init__(message)
         self.code = code
         self.reason = reason
+
+
+class HubForbidden(TransportError):
+    """The hub refused a join or a publication: this client's identity may not read or write
+    that room. ``refusal`` has the hub's ``code`` and reason, the room and the publish id."""
+
+    def __init__(self, refusal: Refusal) -> None:
+        what = "join" if refusal.id is None else f"publication {refusal.id} to"
+        super().__init__(f"the hub refused the {what} {refusal.room}: {refusal.message}")
+        self.refusal = refusal
 
 
 def hub_url(url: str) -> str:
@@ -98,6 +127,7 @@ class _Room:
 
     def __init__(self) -> None:
         self.joined = asyncio.Event()
+        self.refusal: Refusal | None = None
         self.backlog: deque[Message | Gap] = deque()
         self.subscribers: list[asyncio.Queue[Message | Gap]] = []
 
@@ -115,10 +145,14 @@ class Connection(AsyncClosing, Observed):
         url: The hub URL (``ws://host/ws``), or the runtime's ``http(s)://`` URL; or several,
             for runtimes that share their rooms (``glm-live serve --redis``): after a
             failure the next attempt goes to the next URL, and the client resumes there.
-        token: The runtime's token, sent as ``Authorization: Bearer``.
-        name: This client's name; direct messages reach it in the room ``@<name>``.
+        token: The runtime's token or a scoped one, sent as ``Authorization: Bearer``; the
+            hub names this client from it (:attr:`identity`).
+        name: This client's name on a hub without authentication (one with authentication
+            takes the name from the token); direct messages reach it in ``@<name>``.
         kind: What it is, for presence (``notebook``, ``agent``).
-        client_id: A stable id (default: random per ``Connection``).
+        client_id: A label, stable across restarts if you like (default: random); it is
+            not an identity, and a new ``Connection`` always starts a new publishing
+            session.
         outbox_limit: Unacknowledged publications held at most.
         overflow: What a full outbox does: ``raise``, ``drop_oldest``, ``drop_newest``.
         ttl: Seconds after which an unsent publication is dropped (``None``: never).
@@ -140,6 +174,7 @@ class Connection(AsyncClosing, Observed):
         reconnects: Reconnections so far.
         dropped: Publications dropped by the overflow policy or the ttl.
         gaps: Gaps signalled so far.
+        refusals: Joins and publications the hub refused, in order.
     """
 
     _logger = logger
@@ -193,6 +228,9 @@ class Connection(AsyncClosing, Observed):
         self.last_error: BaseException | None = None
 
         self._rooms: dict[str, _Room] = {}
+        self.refusals: list[Refusal] = []
+        self._unreported: list[Refusal] = []  # refused publications flush() has not raised
+        self._welcomed = asyncio.Event()
         self._acked = asyncio.Event()
         self._ws: ClientConnection | None = None
         self._ready = False
@@ -259,6 +297,17 @@ class Connection(AsyncClosing, Observed):
         return self._state.hub_epoch
 
     @property
+    def identity(self) -> str | None:
+        """Who the hub says this client is (from its token), once welcomed; its inbox is
+        ``@<identity>``."""
+        return self._state.identity
+
+    @property
+    def grant(self) -> dict[str, Any] | None:
+        """What the hub says this client may read and write (from the ``welcome``)."""
+        return self._state.grant
+
+    @property
     def _outbox(self) -> deque[Pending]:
         return self._state.outbox
 
@@ -290,11 +339,18 @@ class Connection(AsyncClosing, Observed):
             replay: Also receive the history the hub still keeps (a run's events so far).
             timeout: Seconds to wait for the hub to confirm (then ``TimeoutError``; the room
                 stays joined for when the connection comes).
+
+        Raises:
+            HubForbidden: This client may not read ``room``.
         """
         frame = self._state.join(room, replay=replay)
+        shell = self._room(room)
+        shell.refusal = None
         if frame is not None and self._ready and self._ws is not None:
             await self._send(frame)
-        await asyncio.wait_for(self._room(room).joined.wait(), timeout)
+        await asyncio.wait_for(shell.joined.wait(), timeout)
+        if shell.refusal is not None:
+            raise HubForbidden(shell.refusal)
 
     async def subscribe(self, room: str) -> AsyncIterator[Message | Gap]:
         """Messages of ``room`` (joining it if needed), and any :class:`Gap`, in order."""
@@ -342,7 +398,13 @@ class Connection(AsyncClosing, Observed):
         return await self.publish("@" + name, data)
 
     async def flush(self, timeout: float | None = 10.0) -> None:
-        """Wait until the hub has acknowledged every publication."""
+        """Wait until the hub has acknowledged (or refused) every publication.
+
+        Raises:
+            HubForbidden: The hub refused a publication since the last ``flush`` (the first
+                such; every one is in :attr:`refusals`).
+            TimeoutError: Not acknowledged within ``timeout`` seconds.
+        """
 
         async def drained() -> None:
             while self._state.outbox:
@@ -350,6 +412,9 @@ class Connection(AsyncClosing, Observed):
                 await self._acked.wait()
 
         await asyncio.wait_for(drained(), timeout)
+        if self._unreported:
+            first, self._unreported = self._unreported[0], []
+            raise HubForbidden(first)
 
     async def aclose(self) -> None:
         """Close the connection and stop reconnecting."""
@@ -432,8 +497,12 @@ class Connection(AsyncClosing, Observed):
     async def _session(self, ws: ClientConnection) -> None:
         self._ws = ws
         # hello, then a join per room from where the client stands (the inbox included).
+        self._welcomed.clear()
         for frame in self._state.connected(time.monotonic()):
             await ws.send(frame)
+        # The welcome says which publications of a resumed session the hub already has.
+        while not self._welcomed.is_set():
+            self._handle(await asyncio.wait_for(ws.recv(), self.open_timeout))
         # Re-send what the hub has not acknowledged, in order, then accept new sends. Publishing
         # meanwhile appends to the outbox, and this loop reaches it too; no await separates its
         # end from _ready, so nothing can slip in between.
@@ -499,6 +568,28 @@ class Connection(AsyncClosing, Observed):
             if isinstance(item.t, float):
                 self.latency = time.perf_counter() - item.t
                 self._emit("heartbeat", self.state, delay=self.latency)
+        elif kind is Refusal:
+            assert isinstance(item, Refusal)
+            self._refused(item)
+        elif kind is Welcome:
+            self._welcomed.set()
         elif kind is ErrorFrame:
             assert isinstance(item, ErrorFrame)
             logger.warning("hub error %s: %s", item.code, item.message)
+
+    def _refused(self, refusal: Refusal) -> None:
+        logger.warning(
+            "the hub refused %s %s: %s",
+            "a join of" if refusal.id is None else f"publication {refusal.id} to",
+            refusal.room,
+            refusal.message,
+        )
+        self.refusals.append(refusal)
+        if refusal.id is None:
+            shell = self._room(refusal.room)
+            shell.refusal = refusal
+            shell.joined.set()
+        else:
+            self._unreported.append(refusal)
+            if not self._state.outbox:
+                self._acked.set()

@@ -17,13 +17,16 @@ Keys, under a prefix (``glm_live`` unless ``--redis-prefix`` says otherwise):
   resume point a client holds means the same on every runtime. ``MAXLEN ~ history`` bounds it.
   Fields: ``m``, the message frame without ``seq`` and ``epoch``
   (:func:`~glm_live.wire.hub.encode_stored`); ``e``, the epoch.
-- ``<prefix>:seen:<sender>``: publish id → sequence number for a sender's recent publications
+- ``<prefix>:seen:<identity>/<session>``: one publishing session: ``last`` (the highest
+  publish id appended) and publish id → "sequence number, room" for its recent publications
   (the last ``dedupe`` ids; a day's expiry), so that a publication re-sent to *another* runtime
-  after a reconnect is acknowledged again but not appended twice. One Lua script checks it and
-  appends, atomically: it is :class:`~glm_live.wire.hub.DedupeWindow` and
-  :meth:`~glm_live.wire.hub.RoomLog.append` done inside Redis, where several runtimes agree.
-  The runtime's own publications are numbered the same way, so retrying a batch after a
-  dropped Redis connection cannot duplicate them either.
+  after a reconnect is acknowledged again but not appended twice, and a session resumes on any
+  runtime. One Lua script checks it and appends, atomically: it is
+  :class:`~glm_live.wire.hub.DedupeWindow` and :meth:`~glm_live.wire.hub.RoomLog.append` done
+  inside Redis, where several runtimes agree. The runtime's own publications are numbered the
+  same way, so retrying a batch after a dropped Redis connection cannot duplicate them either.
+- ``<prefix>:owner:<run>``: who started a run (``SET NX``, a day); ``<prefix>:revoked:<token
+  id>`` and ``<prefix>:ticket:<ticket id>``: revoked tokens and used tickets, until they expire.
 - ``<prefix>:wake:<instance>``: a tiny stream that interrupts this runtime's blocking read when
   it starts watching a new room.
 
@@ -78,9 +81,10 @@ __all__ = ["RedisHub", "RedisStore", "check_redis"]
 
 logger = logging.getLogger("glm_live.hub")
 
-# KEYS: epoch, room stream, sender's seen hash.
-# ARGV: candidate epoch, message, maxlen, publish id, dedupe window, seen ttl (s).
-# Returns {epoch, seq, duplicate}; seq is 0 for a duplicate too old to remember its number.
+# KEYS: epoch, room stream, the session's seen hash.
+# ARGV: candidate epoch, message, maxlen, publish id, dedupe window, seen ttl (s), room.
+# Returns {epoch, seq, duplicate, room}: for a duplicate, the room and number of the first
+# append (seq 0, and the room given, when too old to remember).
 _APPEND = """
 local epoch = redis.call('GET', KEYS[1])
 if not epoch then
@@ -90,18 +94,19 @@ end
 local id = tonumber(ARGV[4])
 local prior = redis.call('HGET', KEYS[3], ARGV[4])
 if prior then
-  return {epoch, tonumber(prior), 1}
+  local space = string.find(prior, ' ', 1, true)
+  return {epoch, tonumber(string.sub(prior, 1, space - 1)), 1, string.sub(prior, space + 1)}
 end
 local last = tonumber(redis.call('HGET', KEYS[3], 'last') or '0')
 if id <= last then
-  return {epoch, 0, 1}
+  return {epoch, 0, 1, ARGV[7]}
 end
 local entry = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '0-*', 'm', ARGV[2], 'e', epoch)
 local seq = tonumber(string.match(entry, '%-(%d+)$'))
-redis.call('HSET', KEYS[3], ARGV[4], seq, 'last', ARGV[4])
+redis.call('HSET', KEYS[3], ARGV[4], seq .. ' ' .. ARGV[7], 'last', ARGV[4])
 redis.call('HDEL', KEYS[3], tostring(id - tonumber(ARGV[5])))
 redis.call('EXPIRE', KEYS[3], ARGV[6])
-return {epoch, seq, 0}
+return {epoch, seq, 0, ARGV[7]}
 """
 
 _SEEN_TTL_S = 24 * 3600
@@ -176,6 +181,9 @@ class RedisStore:
     def _seen_key(self, sender: str) -> str:
         return f"{self.prefix}:seen:{sender}"
 
+    def _key(self, kind: str, name: str) -> str:
+        return f"{self.prefix}:{kind}:{name}"
+
     # -- life cycle ------------------------------------------------------------------------------
 
     async def start(self) -> None:
@@ -216,6 +224,81 @@ class RedisStore:
         await self._redis.aclose()
         self._redis = None
 
+    # -- sessions, runs, tokens --------------------------------------------------------------
+
+    def _client(self) -> aioredis.Redis:
+        if self._redis is None:
+            raise HubStoreError(f"the hub's Redis store at {self.where} is not started")
+        return self._redis
+
+    async def open_session(self, key: str) -> None:
+        seen = self._seen_key(key)
+        try:
+            pipe = self._client().pipeline(transaction=True)
+            pipe.delete(seen)
+            pipe.hset(seen, "last", 0)
+            pipe.expire(seen, _SEEN_TTL_S)
+            await pipe.execute()
+        except (RedisError, OSError) as exc:
+            raise self._failed(exc) from exc
+
+    async def resume_session(self, key: str) -> int | None:
+        seen = self._seen_key(key)
+        try:
+            pipe = self._client().pipeline(transaction=False)
+            pipe.hget(seen, "last")
+            pipe.expire(seen, _SEEN_TTL_S)
+            last, _ = await pipe.execute()
+        except (RedisError, OSError) as exc:
+            raise self._failed(exc) from exc
+        return None if last is None else int(last)
+
+    def end_session(self, key: str) -> None:
+        if self._redis is None:
+            return
+        task = asyncio.ensure_future(self._redis.delete(self._seen_key(key)))
+        task.add_done_callback(_ignore_failure)
+
+    async def claim_run(self, run_id: str, owner: str) -> str:
+        key = self._key("owner", run_id)
+        try:
+            pipe = self._client().pipeline(transaction=False)
+            pipe.set(key, owner, nx=True, ex=_SEEN_TTL_S)
+            pipe.get(key)
+            _, current = await pipe.execute()
+        except (RedisError, OSError) as exc:
+            raise self._failed(exc) from exc
+        return str(current)
+
+    async def run_owner(self, run_id: str) -> str | None:
+        try:
+            owner = await self._client().get(self._key("owner", run_id))
+        except (RedisError, OSError) as exc:
+            raise self._failed(exc) from exc
+        return None if owner is None else str(owner)
+
+    async def revoke(self, token_id: str, until: float) -> None:
+        try:
+            await self._client().set(self._key("revoked", token_id), 1, exat=int(until) + 1)
+        except (RedisError, OSError) as exc:
+            raise self._failed(exc) from exc
+
+    async def revoked(self, token_id: str) -> bool:
+        try:
+            return bool(await self._client().exists(self._key("revoked", token_id)))
+        except (RedisError, OSError) as exc:
+            raise self._failed(exc) from exc
+
+    async def use_ticket(self, token_id: str, until: float) -> bool:
+        key = self._key("ticket", token_id)
+        try:
+            return bool(await self._client().set(key, 1, nx=True, exat=int(until) + 1))
+        except (RedisError, OSError) as exc:
+            raise self._failed(exc) from exc
+
+    def _failed(self, exc: BaseException) -> HubStoreError:
+        return HubStoreError(f"Redis at {self.where} failed: {type(exc).__name__}")
+
     def describe(self) -> dict[str, Any]:
         return {
             "redis": self.where,
@@ -250,11 +333,12 @@ class RedisStore:
             publication.id,
             publication.data,
             time.time_ns(),
+            publication.session,
         )
         if publication.id is None:
             sender, msg_id = f"runtime:{self.instance}", next(self._ids)
         else:
-            sender, msg_id = publication.sender, publication.id
+            sender, msg_id = publication.dedupe_key, publication.id
         self._pending.append(_Append(publication.room, message, sender, msg_id, done))
         self._wanted.set()
         self._drained.clear()
@@ -283,6 +367,7 @@ class RedisStore:
                     item.msg_id,
                     self._limits.dedupe,
                     _SEEN_TTL_S,
+                    item.room,
                 )
             try:
                 replies = await pipe.execute()
@@ -303,11 +388,11 @@ class RedisStore:
                 await asyncio.sleep(delay)
                 continue
             backoff.connected_for(backoff.stable_after)
-            for item, (_, seq, duplicate) in zip(batch, replies, strict=True):
+            for item, (_, seq, duplicate, room) in zip(batch, replies, strict=True):
                 self._pending.popleft()
                 self._counts["duplicates" if duplicate else "published"] += 1
                 if item.done is not None:
-                    item.done(Appended(item.room, int(seq), bool(duplicate)))
+                    item.done(Appended(str(room), int(seq), bool(duplicate)))
             epoch = replies[-1][0]
             if epoch != self._epoch:
                 await self._epoch_changed(str(epoch))
@@ -352,6 +437,10 @@ class RedisStore:
                     # Not watched any more, or watched anew from further on meanwhile.
                     if cursor is None or _seq(entry_id) <= _seq(cursor):
                         continue
+                    if _seq(entry_id) > _seq(cursor) + 1 and self._feed is not None:
+                        # Sequence numbers have no holes: the ones between were trimmed
+                        # before this runtime read them. Its clients rejoin and hear of it.
+                        self._feed.behind(room, _seq(cursor) + 1, _seq(entry_id) - 1)
                     self._cursors[room] = entry_id
                     self._deliver(entry_id, fields)
 
@@ -521,6 +610,11 @@ def _unusable(url: str, exc: BaseException) -> HubStoreError:
         f"the hub cannot use Redis at {safe_url(url)}: {exc} Start redis-server there, or "
         "give the right --redis URL (redis://[:password@]host:port/db)"
     )
+
+
+def _ignore_failure(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logger.info("hub: could not end a session in Redis (%s)", type(task.exception()).__name__)
 
 
 def _seq(entry_id: str) -> int:

@@ -59,6 +59,7 @@ from ...wire.hub import (
     Welcome,
     decode_client_frame,
     encode,
+    session_key,
 )
 from ...wire.hub.access import read_refusal, run_of, write_refusal
 from ..auth import Authenticator
@@ -97,7 +98,7 @@ class _Client:
         self.id = secrets.token_hex(8)
         self.name = grant.name
         self.kind = "client"
-        self.session = ""  # the dedupe key, "<identity>/<session>", once hello opened it
+        self.session = ""  # its publishing session, once hello opened it
         self.rooms: set[str] = set()
         self.queue: asyncio.Queue[str | None] = asyncio.Queue(limits.send_queue)
         self.tokens = limits.burst
@@ -398,7 +399,7 @@ class Hub:
                 expiry.cancel()
             if normal and client.session:
                 # A client that closed normally is done: its session ends with it.
-                self._store.end_session(client.session)
+                self._store.end_session(session_key(client.name, client.session))
             self._forget(client)
             if client.closing is None:
                 client.closing = (1000, "")
@@ -525,16 +526,14 @@ class Hub:
         if hello.id is not None:
             client.id = hello.id
         client.kind = hello.kind or "client"
-        session, last_id, resumed = hello.session, 0, False
-        if session is not None:
-            known = await self._store.resume_session(f"{client.name}/{session}")
-            if known is not None:
-                last_id, resumed = known, True
-        if not resumed:
-            session = secrets.token_hex(8)
-            await self._store.open_session(f"{client.name}/{session}")
-        assert session is not None
-        client.session = f"{client.name}/{session}"
+        # A session the hub does not know (forgotten, or its history lost with a restart) is
+        # opened anew under the same id, so that its publish ids keep telling re-sends apart.
+        session = hello.session or secrets.token_hex(8)
+        last = await self._store.resume_session(session_key(client.name, session))
+        resumed = last is not None
+        if last is None:
+            await self._store.open_session(session_key(client.name, session))
+        client.session = session
         client.reply(
             Welcome(
                 client.id,
@@ -543,7 +542,7 @@ class Hub:
                 client.name,
                 session,
                 resumed,
-                last_id,
+                last or 0,
                 client.grant.as_json(),
             )
         )

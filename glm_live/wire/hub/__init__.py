@@ -13,7 +13,7 @@ authors in other languages.
 
 from __future__ import annotations
 
-from .client import ClientState, Gap, Pending, RoomCursor
+from .client import ClientState, Gap, Pending, Refusal, RoomCursor
 from .frames import (
     Ack,
     ClientFrame,
@@ -46,6 +46,7 @@ from .rules import (
     RoomLog,
     Subscription,
     resume_point,
+    session_key,
 )
 
 __all__ = [
@@ -71,6 +72,7 @@ __all__ = [
     "Pong",
     "Publication",
     "Publish",
+    "Refusal",
     "Replay",
     "RoomCursor",
     "RoomLog",
@@ -82,4 +84,5 @@ __all__ = [
     "encode",
     "encode_stored",
     "resume_point",
+    "session_key",
 ]

@@ -21,6 +21,7 @@ from typing import Any, ClassVar, Literal
 from .frames import (
     Ack,
     ClientFrame,
+    ErrorFrame,
     Hello,
     HubFrame,
     Join,
@@ -32,7 +33,7 @@ from .frames import (
     encode,
 )
 
-__all__ = ["ClientState", "Gap", "Overflow", "Pending", "RoomCursor"]
+__all__ = ["ClientState", "Gap", "Overflow", "Pending", "Refusal", "RoomCursor"]
 
 Overflow = Literal["raise", "drop_oldest", "drop_newest"]
 
@@ -58,6 +59,17 @@ class Gap:
 
 
 @dataclass(frozen=True, slots=True)
+class Refusal:
+    """The hub refused a ``join`` (``id`` is ``None``) or a ``publish`` (its ``id``, which left
+    the outbox): ``code`` (``forbidden``, ``id_reused``, ``bad_request``) and why."""
+
+    code: str
+    message: str
+    room: str
+    id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Pending:
     """A publication waiting for its ``ack``: its id, its frame text, when it was queued."""
 
@@ -79,8 +91,9 @@ class ClientState:
     """The client side of the hub protocol.
 
     Args:
-        client_id: Sent in ``hello``; the hub dedupes publications per client id.
-        name: Sent in ``hello``; the client also joins its inbox ``@<name>``.
+        client_id: Sent in ``hello``: this client's label within its identity (presence).
+        name: Sent in ``hello``; used by a hub without authentication only (an
+            authenticating hub names the client from its token, in the ``welcome``).
         kind: Sent in ``hello`` (presence).
         outbox_limit: Unacknowledged publications held at most.
         overflow: What :meth:`publish` does when the outbox is full: ``"raise"`` (it raises
@@ -93,6 +106,11 @@ class ClientState:
         dropped: Publications dropped by the overflow policy or the ttl.
         gaps: Gaps reported so far.
         hub_epoch: The epoch of the last ``welcome``.
+        identity: Who the hub says this client is (``None`` before the first ``welcome``).
+        grant: What the hub says it may read and write (from the ``welcome``).
+        session: The publishing session, named by the first ``welcome`` and resumed with
+            every reconnect (a new :class:`ClientState`, as in a restarted process, starts a
+            new one).
     """
 
     def __init__(
@@ -122,18 +140,20 @@ class ClientState:
         self.dropped = 0
         self.gaps = 0
         self.hub_epoch: str | None = None
+        self.identity: str | None = None
+        self.grant: dict[str, Any] | None = None
+        self.session: str | None = None
         self._ids = itertools.count(1)
-        self._seen: dict[tuple[str, int], None] = {}
+        self._seen: dict[tuple[str, str | None, int], None] = {}
 
     # -- what to send ----------------------------------------------------------------------------
 
     def connected(self, now: float) -> list[str]:
-        """The frames that open a connection, in order: ``hello`` and a ``join`` per room (from
-        where the client stands). Then send the outbox (:meth:`unsent`); publications older
-        than ``ttl`` have left it now (counted in :attr:`dropped`)."""
-        frames: list[ClientFrame] = [Hello(self.id, self.name or None, self.kind)]
-        if self.name:
-            self.rooms.setdefault("@" + self.name, RoomCursor())
+        """The frames that open a connection, in order: ``hello`` (resuming the session, after
+        a reconnect) and a ``join`` per room from where the client stands (the inbox the hub
+        joined for it included). After the ``welcome``, send the outbox (:meth:`unsent`);
+        publications older than ``ttl`` have left it now (counted in :attr:`dropped`)."""
+        frames: list[ClientFrame] = [Hello(self.id, self.name or None, self.kind, self.session)]
         frames += [self._join(room) for room in self.rooms]
         if self.ttl is not None:
             fresh = [p for p in self.outbox if now - p.queued <= self.ttl]
@@ -187,7 +207,7 @@ class ClientState:
 
     # -- what was received -----------------------------------------------------------------------
 
-    def receive(self, text: str | bytes) -> HubFrame | Gap | None:
+    def receive(self, text: str | bytes) -> HubFrame | Gap | Refusal | None:
         """Take one frame from the hub.
 
         Returns:
@@ -195,7 +215,8 @@ class ClientState:
             sequence number in its epoch, and not a publication seen before); the
             :class:`Gap` a ``joined`` reports (after it, the room's cursor has moved on); the
             other frames as decoded, for the shell (``joined`` without a gap, ``ack``,
-            ``pong``, ``welcome``, ``error``, ``left``); ``None`` for a message to drop.
+            ``pong``, ``welcome``, ``error``, ``left``); a :class:`Refusal` for an ``error``
+            refusing a join or publication; ``None`` for a message to drop.
 
         Raises:
             HubFrameError: The frame is not one a client understands.
@@ -208,19 +229,42 @@ class ClientState:
         elif type(frame) is Joined:
             return self._joined(frame)
         elif type(frame) is Welcome:
-            self.hub_epoch = frame.epoch
+            self._welcome(frame)
+        elif type(frame) is ErrorFrame and frame.room is not None:
+            return self._refused(frame)
         return frame
+
+    def _welcome(self, welcome: Welcome) -> None:
+        self.hub_epoch = welcome.epoch
+        if welcome.session:
+            self.session = welcome.session
+        if welcome.name:
+            self.identity = welcome.name
+        self.grant = welcome.grant
+        if welcome.resumed:
+            # The hub has every publication up to last_id: they need no re-send.
+            self._acknowledged(welcome.last_id)
+
+    def _refused(self, error: ErrorFrame) -> Refusal:
+        room = error.room or ""
+        if error.id is not None:
+            self.outbox = deque(p for p in self.outbox if p.id != error.id)
+        elif error.code == "forbidden":
+            self.rooms.pop(room, None)  # not joined: do not ask again on reconnect
+        return Refusal(error.code, error.message, room, error.id)
 
     def _message(self, message: Message) -> Message | None:
         cursor = self.rooms.get(message.room)
         if cursor is None:
-            return None  # left, or never joined
+            if message.room != "@" + (self.identity or ""):
+                return None  # left, or never joined
+            cursor = self.rooms[message.room] = RoomCursor()  # the inbox the hub joined
         if message.epoch == cursor.epoch and cursor.last is not None and message.seq <= cursor.last:
             return None  # delivered already
         cursor.last = message.seq
         cursor.epoch = message.epoch
         if message.id is not None:
-            key = (message.sender, message.id)
+            key = (message.sender, message.session, message.id)
             if key in self._seen:
                 return None  # delivered before a hub restart; the re-send is not news
             self._seen[key] = None
@@ -236,7 +280,9 @@ class ClientState:
     def _joined(self, joined: Joined) -> Joined | Gap:
         cursor = self.rooms.get(joined.room)
         if cursor is None:
-            return joined
+            if joined.room != "@" + (self.identity or ""):
+                return joined
+            cursor = self.rooms[joined.room] = RoomCursor()  # the inbox the hub joined
         gap = None
         if joined.gap is not None:
             self.gaps += 1

@@ -226,8 +226,9 @@ class Left:
 @dataclass(frozen=True, slots=True)
 class Message:
     """A room message. ``seq`` increases by one per message in the room (per ``epoch``);
-    ``sender`` is the publisher's client id (``from`` on the wire; ``"runtime"`` for the
-    runtime's own), ``name`` its name, ``id`` its publish id (``None`` from the runtime)."""
+    ``sender`` is the publisher's identity, from its credentials (``from`` on the wire;
+    ``"runtime"`` for the runtime's own), ``name`` the same, ``id`` its publish id in its
+    publishing ``session`` (both ``None`` from the runtime)."""
 
     type: ClassVar[str] = "msg"
     #: Not a gap (lets code tell a :class:`Message` from a client's ``Gap`` without a type check).
@@ -240,6 +241,7 @@ class Message:
     name: str
     id: int | None
     ts_ns: int
+    session: str | None = None
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -250,6 +252,7 @@ class Message:
             "from": self.sender,
             "name": self.name,
             "id": self.id,
+            "session": self.session,
             "data": self.data,
             "ts_ns": self.ts_ns,
         }
@@ -433,6 +436,7 @@ def _message(frame: dict[str, Any]) -> Message:
         frame.get("name", ""),
         msg_id if _integer(msg_id) else None,
         frame.get("ts_ns", 0),
+        frame["session"] if isinstance(frame.get("session"), str) else None,
     )
 
 
@@ -504,7 +508,13 @@ def decode_hub_frame(text: str | bytes) -> HubFrame:
 
 
 def encode_stored(
-    room: str, sender: str, name: str, msg_id: int | None, data: Any, ts_ns: int
+    room: str,
+    sender: str,
+    name: str,
+    msg_id: int | None,
+    data: Any,
+    ts_ns: int,
+    session: str | None = None,
 ) -> str:
     """A ``msg`` frame without ``seq`` and ``epoch``: how a shared store keeps a message whose
     sequence number the store itself assigns. :func:`decode_stored` reads it back."""
@@ -515,6 +525,7 @@ def encode_stored(
             "from": sender,
             "name": name,
             "id": msg_id,
+            "session": session,
             "data": data,
             "ts_ns": ts_ns,
         }

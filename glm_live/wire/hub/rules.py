@@ -42,6 +42,7 @@ __all__ = [
     "RoomLog",
     "Subscription",
     "resume_point",
+    "session_key",
 ]
 
 
@@ -79,19 +80,31 @@ def resume_point(
 @dataclass(frozen=True, slots=True)
 class Publication:
     """What a store appends: ``data`` for ``room`` from ``sender`` (an identity, or
-    ``"runtime"``), with the publish ``id`` (``None`` for the runtime's own) in the publishing
-    ``session`` (the dedupe key: identity and session key; ``""`` for the runtime)."""
+    ``"runtime"``), with the publish ``id`` (``None`` for the runtime's own) in the sender's
+    publishing ``session`` (``None`` for the runtime)."""
 
     room: str
     sender: str
     name: str
     id: int | None
     data: Any
-    session: str = ""
+    session: str | None = None
+
+    @property
+    def dedupe_key(self) -> str:
+        """Whose publish ids these are: identity and session."""
+        return session_key(self.sender, self.session or "")
 
     def numbered(self, seq: int, epoch: str, ts_ns: int) -> Message:
         """The message frame once the store has numbered it."""
-        return Message(self.room, seq, epoch, self.data, self.sender, self.name, self.id, ts_ns)
+        return Message(
+            self.room, seq, epoch, self.data, self.sender, self.name, self.id, ts_ns, self.session
+        )
+
+
+def session_key(identity: str, session: str) -> str:
+    """The key a publishing session is kept under: its identity and its session id."""
+    return f"{identity}/{session}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,13 +243,15 @@ class HubState:
             ``None`` and ``""`` for a re-send.
         """
         if publication.id is not None:
-            prior = self.dedupe.seen(publication.session, publication.id, publication.room)
+            prior = self.dedupe.seen(publication.dedupe_key, publication.id, publication.room)
             if prior is not None:
                 return prior, None, ""
         room = self.room(publication.room)
         message, text = room.append(publication, ts_ns)
         if publication.id is not None:
-            self.dedupe.record(publication.session, publication.id, publication.room, message.seq)
+            self.dedupe.record(
+                publication.dedupe_key, publication.id, publication.room, message.seq
+            )
         return Appended(publication.room, message.seq, False), message, text
 
     def join(self, join: Join) -> Replay:
