@@ -196,7 +196,8 @@ async def checks_are_on(port: int, tokens: Tokens) -> None:
 
 
 def _serve(port: int, config: Path, admin: str, *extra: str) -> subprocess.Popen[bytes]:
-    command = [sys.executable, "-m", "glm_live", "serve", "--port", str(port), "--token", admin]
+    # --token=...: a token may start with "-", which argparse would take for an option
+    command = [sys.executable, "-m", "glm_live", "serve", "--port", str(port), f"--token={admin}"]
     return start([*command, "--config", str(config), *extra], port)
 
 

@@ -42,6 +42,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import bisect
+import contextlib
 import json
 import logging
 import os
@@ -283,6 +284,18 @@ async def _follow(conn: Connection, stay: Stay, ledger: Ledger) -> None:
         ledger.receive(stay, item)
 
 
+async def _flush(conn: Connection, ledger: Ledger, name: str, timeout: float = 30.0) -> None:
+    try:
+        await conn.flush(timeout)
+    except TimeoutError:
+        msg = (
+            f"flush() timed out after {timeout:g} s with {conn.outbox_depth} publications "
+            f"unacknowledged; connection {conn.state.value}, reconnects so far "
+            f"{ledger.reconnects.get(name, 0)}"
+        )
+        raise TimeoutError(msg) from None
+
+
 async def _life(soak: Soak, name: str, life: int) -> None:
     """One life of the client ``name``: connect, join, publish, flush, wait, leave."""
     ledger, rng = soak.ledger, soak.rng
@@ -318,12 +331,12 @@ async def _life(soak: Soak, name: str, life: int) -> None:
             counter = ledger.counter(room, name, life)
             await conn.publish(room, {"p": name, "n": counter, "x": soak.payload})
             if sent % soak.batch == 0:
-                await conn.flush(timeout=120)
+                await _flush(conn, ledger, name)
                 if rng.random() < 0.05 and len(joined) < len(soak.rooms):
                     extra = rng.choice([r for r in soak.rooms if r not in joined])
                     joined.append(extra)
                     await join(extra)
-        await conn.flush(timeout=120)  # nothing this life published is left behind
+        await _flush(conn, ledger, name)  # nothing this life published is left behind
         for stay in stays:
             stay.until = ledger.snapshot(stay.room)
         deadline = time.monotonic() + soak.tail_timeout
@@ -373,6 +386,15 @@ def _rss_fds(pid: int) -> tuple[int, int]:
     status = Path(f"/proc/{pid}/status").read_text()
     kib = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS"))
     return kib * 1024, len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def _fd_targets(pid: int) -> list[str]:
+    """What the runtime's file descriptors point at (to name a leak)."""
+    targets = []
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        with contextlib.suppress(OSError):
+            targets.append(os.readlink(f"/proc/{pid}/fd/{fd}"))
+    return sorted(targets)
 
 
 def _health(port: int) -> dict[str, Any]:
@@ -453,7 +475,10 @@ async def soak_run(args: argparse.Namespace, port: int, pid: int) -> tuple[Ledge
         rng=random.Random(args.seed),
     )
     samples: list[Sample] = []
+    await sample(pid, port, ledger)  # the first /health request may open what stays open
+    await asyncio.sleep(1)
     first = await sample(pid, port, ledger)
+    fds_before = _fd_targets(pid)
     sampler = asyncio.ensure_future(
         _sampler(pid, port, ledger, args.sample_every, samples, args.progress)
     )
@@ -477,6 +502,10 @@ async def soak_run(args: argparse.Namespace, port: int, pid: int) -> tuple[Ledge
     elapsed = time.monotonic() - ledger.started
     await asyncio.sleep(2)  # let the runtime close what the clients closed
     last = await sample(pid, port, ledger)
+    fds_after = _fd_targets(pid)
+    for target in fds_before:
+        if target in fds_after:
+            fds_after.remove(target)
     return ledger, {
         "first": first,
         "warm": warm,
@@ -486,6 +515,7 @@ async def soak_run(args: argparse.Namespace, port: int, pid: int) -> tuple[Ledge
         "elapsed": elapsed,
         "cuts": proxy.cuts,
         "connections": proxy.connections,
+        "new_fds": fds_after,
     }
 
 
@@ -528,7 +558,7 @@ def main() -> int:
     command = [sys.executable, "-m", "glm_live", "serve", "--port", str(port)]
     with log.open("wb") as stderr:
         runtime = start(
-            [*command, "--token", args.admin, "--config", str(config)], port, stderr=stderr
+            [*command, f"--token={args.admin}", "--config", str(config)], port, stderr=stderr
         )
         try:
             ledger, res = asyncio.run(soak_run(args, port, runtime.pid))
@@ -575,6 +605,8 @@ def report(args: argparse.Namespace, ledger: Ledger, res: dict[str, Any], log: P
         f"{first.clients}, end {last.clients}; sessions kept: start {first.sessions}, end "
         f"{last.sessions}"
     )
+    if res["new_fds"]:
+        print(f"  runtime fds open at the end that were not at the start: {res['new_fds']}")
     print("  runtime asyncio tasks: not measured (/health does not report a task count)")
     print(f"  hub stats at the end: {last.stats}")
     if ledger.anomalies:
