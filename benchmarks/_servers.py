@@ -1,7 +1,10 @@
-"""Shared by the benchmarks: a free loopback port, and a server started in its own process."""
+"""Shared by the benchmarks: a free loopback port, a server started in its own process, and
+the token the glm_live runtimes they start require."""
 
 from __future__ import annotations
 
+import os
+import secrets
 import socket
 import subprocess
 import time
@@ -9,6 +12,20 @@ from pathlib import Path
 from typing import IO
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def runtime_token() -> str:
+    """The token of the runtimes the benchmarks start: ``GLM_LIVE_TOKEN``, set here (to a new
+    token) when unset, so that ``glm-live serve`` and every child process inherit it."""
+    token = os.environ.get("GLM_LIVE_TOKEN")
+    if not token:
+        token = os.environ["GLM_LIVE_TOKEN"] = secrets.token_urlsafe(32)
+    return token
+
+
+def auth_line() -> bytes:
+    """The ``Authorization`` header line for a raw HTTP request, CRLF included."""
+    return b"Authorization: Bearer %s\r\n" % runtime_token().encode()
 
 
 def free_port() -> int:

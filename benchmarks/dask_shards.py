@@ -51,7 +51,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks._servers import free_port, start  # noqa: E402
+from benchmarks._servers import free_port, runtime_token, start  # noqa: E402
 
 PROMPT = "measure the timing error"
 
@@ -104,7 +104,9 @@ def _cpu_seconds(pid: int) -> float:
 def _child(port: int, streams: int, tokens: int, itl_ms: float) -> None:
     from glm_live import bench
 
-    result = asyncio.run(bench.run(f"http://127.0.0.1:{port}", **_options(streams, tokens, itl_ms)))
+    url = f"http://127.0.0.1:{port}"
+    options = _options(streams, tokens, itl_ms)
+    result = asyncio.run(bench.run(url, api_key=runtime_token(), **options))
     out = figures(result, itl_ms)
     out["client_cpu"] = time.process_time()
     print(json.dumps(out))
@@ -136,7 +138,12 @@ def two_workers(
     workers_cpu = sum(client.run(time.process_time).values())
     driver_cpu = time.process_time()
     result = asyncio.run(
-        bench.run(f"http://127.0.0.1:{port}", cluster=client, **_options(streams, tokens, itl_ms))
+        bench.run(
+            f"http://127.0.0.1:{port}",
+            cluster=client,
+            api_key=runtime_token(),
+            **_options(streams, tokens, itl_ms),
+        )
     )
     out = figures(result, itl_ms)
     out["client_cpu"] = (
@@ -180,6 +187,7 @@ def main() -> None:
     from glm_live.measure.bench.cluster import local_cluster
 
     port = free_port()
+    runtime_token()  # in GLM_LIVE_TOKEN from here on: the server and the children share it
     server = start([sys.executable, "-m", "glm_live", "serve", "--port", str(port)], port)
     cluster = local_cluster(2)
     client = Client(cluster, set_as_default=False)

@@ -37,6 +37,10 @@ BODY = {
     "stream": True,
     "sim": {"tokens": TOKENS, "ttft_ms": ITL_MS, "itl_ms": ITL_MS, "capacity": 0},
 }
+sys.path.insert(0, str(ROOT))
+
+from benchmarks._servers import auth_line, runtime_token  # noqa: E402
+
 _STAMP = re.compile(rb'"x_sent_ns": ?(\d+)')
 
 
@@ -51,6 +55,7 @@ async def glm_live_client(port: int, streams: int) -> list[float]:
 
     result = await bench.run(
         f"http://127.0.0.1:{port}",
+        api_key=runtime_token(),
         concurrency=streams,
         requests=streams,
         sim=BODY["sim"],
@@ -68,10 +73,11 @@ async def vllm_style_client(port: int, streams: int) -> list[float]:
     url = f"http://127.0.0.1:{port}/v1/chat/completions"
     connector = aiohttp.TCPConnector(limit=streams)
     timeout = aiohttp.ClientTimeout(total=6 * 60 * 60)
+    headers = {"Authorization": f"Bearer {runtime_token()}"}
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
 
         async def one() -> None:
-            async with session.post(url, json=BODY) as response:
+            async with session.post(url, json=BODY, headers=headers) as response:
                 async for line in response.content:
                     line = line.strip()
                     if not line.startswith(b"data:"):
@@ -91,8 +97,8 @@ async def vllm_style_client(port: int, streams: int) -> list[float]:
 async def floor_client(port: int, streams: int) -> list[float]:
     body = json.dumps(BODY).encode()
     request = (
-        b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "
-        b"application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n%sContent-Type: "
+        b"application/json\r\nContent-Length: %d\r\n\r\n%s" % (auth_line(), len(body), body)
     )
     errors: list[float] = []
     loop = asyncio.get_running_loop()
@@ -149,6 +155,7 @@ def main() -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
+    runtime_token()  # in GLM_LIVE_TOKEN from here on: the server and the clients share it
     server = subprocess.Popen(
         [sys.executable, "-m", "glm_live", "serve", "--port", str(port)],
         cwd=ROOT,

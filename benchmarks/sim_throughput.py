@@ -41,7 +41,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks._servers import free_port, start  # noqa: E402
+from benchmarks._servers import auth_line, free_port, runtime_token, start  # noqa: E402
 
 _STAMP = re.compile(rb'"x_sent_ns": ?(\d+)')
 
@@ -103,9 +103,12 @@ async def _drive(port: int, streams: int, tokens: int, itl_ms: float) -> tuple[l
             "sim": {"tokens": tokens, "ttft_ms": itl_ms, "itl_ms": itl_ms, "capacity": 0},
         }
     ).encode()
+    # Every server gets the same bytes: glm_live's runtime checks the token (its fast path is
+    # part of what is measured), the plain servers ignore it.
     request = (
-        b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-        b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n%s"
+        b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+        % (auth_line(), len(body), body)
     )
     loop = asyncio.get_running_loop()
     readers: list[_Reader] = []
@@ -202,6 +205,7 @@ def main() -> None:
         f"workload: {args.streams} concurrent streams x {args.tokens} tokens at "
         f"{args.itl_ms:g} ms; median of {args.repeat} runs after a warm-up"
     )
+    runtime_token()  # in GLM_LIVE_TOKEN from here on: glm-live serve requires it
     results: dict[str, Result] = {}
     for name, command in servers(free_port()).items():
         port = int(command[command.index("--port") + 1])

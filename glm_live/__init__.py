@@ -37,6 +37,7 @@ from .notebook.aio import Handle
 from .notebook.session import ChatHandle, RunHandle, Session, connect
 from .protocols.agui import AgentStatus, RunState
 from .protocols.glm import DEFAULT_BASE_URL, ChatStream, GLMClient
+from .protocols.runtime import find_token, issue_token, revoke_token
 from .transport.sse_client import (
     ConnectionEvent,
     ConnectionFailed,
@@ -45,6 +46,7 @@ from .transport.sse_client import (
     Observer,
 )
 from .wire import sse
+from .wire.auth import AuthError
 from .wire.chat import Chunk, Completion, Timings, ToolCall, ToolCallDelta
 from .wire.retry import Backoff
 from .wire.sse import Decoder, Event
@@ -76,6 +78,7 @@ __all__ = [
     "DEFAULT_BASE_URL",
     "AgentContext",
     "AgentStatus",
+    "AuthError",
     "AuthenticationError",
     "Backoff",
     "ChatHandle",
@@ -121,5 +124,8 @@ __all__ = [
     "__version__",
     "connect",
     "errors",
+    "find_token",
+    "issue_token",
+    "revoke_token",
     "sse",
 ]

@@ -1,7 +1,10 @@
 """``glm-live``: the command line.
 
-``glm-live serve`` runs the embedded runtime in the foreground, prints its URL, and stops
-cleanly on Ctrl-C. ``glm-live bench URL --concurrency 1,8,64 --requests 200 --out r.parquet``
+``glm-live serve`` runs the embedded runtime in the foreground, prints its URL and (when it
+made one) its token, as Jupyter does, and stops cleanly on Ctrl-C. It writes the runtime file
+``runtime-<port>.json`` (url, token, pid; readable by its owner only) for
+``glm_live.connect(url)`` to find the token, and removes it when it stops.
+``glm-live bench URL --concurrency 1,8,64 --requests 200 --out r.parquet``
 benchmarks an endpoint, with a progress bar, and writes the results.
 """
 
@@ -13,6 +16,7 @@ import contextlib
 import gc
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 __all__ = ["main"]
@@ -32,7 +36,17 @@ def _serve_parser(commands: Any) -> None:
     serve.add_argument("--backend", choices=("sim", "glm", "openai"), default=None)
     serve.add_argument("--upstream", help="upstream base URL for the glm/openai backends")
     serve.add_argument("--seed", type=int, help="simulator seed")
-    serve.add_argument("--token", help="require this bearer token (default: GLM_LIVE_TOKEN)")
+    serve.add_argument(
+        "--token",
+        help="the admin token clients must send (default: GLM_LIVE_TOKEN, else one is made "
+        "and printed)",
+    )
+    serve.add_argument(
+        "--no-auth",
+        action="store_true",
+        help="switch authentication off: anyone who can reach the port (any local user) is "
+        "the admin; loopback addresses only",
+    )
     serve.add_argument("--config", help="a TOML config file (top-level keys and a [sim] table)")
     serve.add_argument("--ssl-certfile", help="serve TLS with this certificate (PEM)")
     serve.add_argument("--ssl-keyfile", help="...and this private key (PEM)")
@@ -53,6 +67,7 @@ def _serve_parser(commands: Any) -> None:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from .protocols.runtime import remove_runtime_file, write_runtime_file
     from .server.app import Runtime
     from .server.config import ConfigError
     from .server.hub.store import HubStoreError
@@ -76,6 +91,7 @@ def _serve(args: argparse.Namespace) -> int:
             upstream=args.upstream,
             seed=args.seed,
             token=args.token,
+            auth=False if args.no_auth else None,
             sim=sim,
             ssl_certfile=args.ssl_certfile,
             ssl_keyfile=args.ssl_keyfile,
@@ -106,7 +122,12 @@ def _serve(args: argparse.Namespace) -> int:
     bound = sock.getsockname()
     scheme = "https" if config.ssl_certfile else "http"
     host = "127.0.0.1" if bound[0] in ("0.0.0.0", "::") else bound[0]
-    runtime.self_url = f"{scheme}://{host}:{bound[1]}"
+    runtime.self_url = url = f"{scheme}://{host}:{bound[1]}"
+    token = runtime.config.token if runtime.config.auth else None
+    # A token given (--token, GLM_LIVE_TOKEN) is known to whoever gave it: only a token made
+    # here is printed, on stdout and never through logging (log files outlive terminals).
+    made = config.auth and config.token is None
+    written: list[Path] = []
 
     def announce() -> None:  # once the app started: the hub is up, requests are served
         what = (
@@ -114,15 +135,32 @@ def _serve(args: argparse.Namespace) -> int:
             if config.backend == "sim"
             else f"proxy to {config.backend} upstream"
         )
-        auth = ", token required" if config.token else ""
+        auth = ", token required" if token else ", authentication OFF"
         print(f"glm_live runtime: {what}{auth}", flush=True)
         print(f"listening on {scheme}://{bound[0]}:{bound[1]}  (Ctrl-C to stop)", flush=True)
+        try:
+            written.append(write_runtime_file(url, token, bound[1]))
+        except OSError as exc:
+            print(f"glm-live serve: cannot write the runtime file: {exc}", file=sys.stderr)
+        if made:
+            print(f"token: {token}", flush=True)
+        if token:
+            where = f" (in {written[0]})" if written else ""
+            print(
+                "send 'Authorization: Bearer <token>'; glm_live.connect(url) finds the token"
+                + where,
+                flush=True,
+            )
 
     startup = StartupSignal(runtime, on_started=announce)
     server = uvicorn.Server(uvicorn_config(runtime, args.log_level, app=startup))
     # uvicorn re-raises Ctrl-C after its graceful shutdown; that is a clean stop.
-    with contextlib.suppress(KeyboardInterrupt), sock:
-        server.run(sockets=[sock])
+    try:
+        with contextlib.suppress(KeyboardInterrupt), sock:
+            server.run(sockets=[sock])
+    finally:
+        for path in written:
+            remove_runtime_file(path)
     print("glm_live runtime stopped", flush=True)
     return 0 if startup.started else 1
 
@@ -142,9 +180,15 @@ def _bench_parser(commands: Any) -> None:
     bench.add_argument("--warmup", type=int, default=0, help="requests excluded first")
     bench.add_argument("--model", default="glm-4.6")
     bench.add_argument(
+        "--token",
+        help="a glm_live runtime's token (default: GLM_LIVE_TOKEN, else the runtime file "
+        "glm-live serve wrote for that URL)",
+    )
+    bench.add_argument(
         "--api-key-env",
-        default="ZAI_API_KEY",
-        help="environment variable holding the key (never a flag: keys in shell history leak)",
+        default=None,
+        help="environment variable holding the endpoint's key (never a flag: keys in shell "
+        "history leak); default: a runtime's token if one is found, else ZAI_API_KEY",
     )
     bench.add_argument("--prompts", help="a file of prompts (lines, or JSONL with prompt)")
     bench.add_argument("--prompt-tokens", type=int, help="generate prompts of about N words")
@@ -163,7 +207,6 @@ def _bench_parser(commands: Any) -> None:
 
 def _bench(args: argparse.Namespace) -> int:
     import json
-    import os
 
     from .measure.bench import BenchResult, run
     from .measure.bench.cluster import ClusterError
@@ -182,7 +225,7 @@ def _bench(args: argparse.Namespace) -> int:
             return 2
     if args.max_tokens:
         params["max_tokens"] = args.max_tokens
-    key = os.environ.get(args.api_key_env) if args.api_key_env else None
+    key = _bench_key(args)
 
     def progress(snapshot: dict[str, Any]) -> None:
         p50, p99 = snapshot["ttft_p50_ms"], snapshot["ttft_p99_ms"]
@@ -250,6 +293,20 @@ def _bench(args: argparse.Namespace) -> int:
         written = combined.save(args.out)
         print("wrote " + ", ".join(str(p) for p in written))
     return 0 if results else 1
+
+
+def _bench_key(args: argparse.Namespace) -> str | None:
+    """The bearer key: ``--token``; the variable ``--api-key-env`` names; a glm_live
+    runtime's token (``GLM_LIVE_TOKEN`` or its runtime file); else ``ZAI_API_KEY``."""
+    import os
+
+    from .protocols.runtime import find_token
+
+    if args.token:
+        return str(args.token)
+    if args.api_key_env:
+        return os.environ.get(args.api_key_env) or None
+    return find_token(args.url) or os.environ.get("ZAI_API_KEY") or None
 
 
 def _report(result: Any) -> None:

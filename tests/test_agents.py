@@ -77,7 +77,7 @@ def test_account_review_over_ag_ui_sse(session: Session) -> None:
         "POST",
         session.url + "/agents/account-review",
         json=body,
-        headers={"accept": "text/event-stream"},
+        headers={"accept": "text/event-stream", **session.auth_headers},
         timeout=60,
     ) as r:
         assert r.status_code == 200
@@ -119,10 +119,12 @@ def test_account_review_over_ag_ui_sse(session: Session) -> None:
 
 
 def test_unknown_workflow_and_bad_input(session: Session) -> None:
-    r = httpx.post(session.url + "/agents/nope", json={})
+    r = httpx.post(session.url + "/agents/nope", json={}, headers=session.auth_headers)
     assert r.status_code == 404
     assert "account-review" in r.json()["error"]["message"]
-    r = httpx.post(session.url + "/agents/account-review", json={"runId": "x"})
+    r = httpx.post(
+        session.url + "/agents/account-review", json={"runId": "x"}, headers=session.auth_headers
+    )
     assert r.status_code == 400
     assert "RunAgentInput" in r.json()["error"]["message"]
 
@@ -171,7 +173,8 @@ async def test_chat_handle_iterates_and_awaits(session: Session) -> None:
 async def test_run_events_and_agent_status_reach_the_hub(session: Session) -> None:
     from glm_live.transport.hub_client import Connection, Message
 
-    async with Connection(session.url) as watcher:
+    assert session.embedded is not None
+    async with Connection(session.url, token=session.embedded.token) as watcher:
         await watcher.join("agents")
         handle = session.run("account-review", account="Globex", sim=FAST)
         await handle
@@ -399,7 +402,7 @@ def test_session_embedded_is_the_runtime_it_started() -> None:
         assert httpx.URL(session.url).port == embedded.port
         embedded.runtime.register(flow)  # served at once by the runtime the session talks to
         assert session.run("hello", display=False).wait(30).result == {"greeter": "hi"}
-        with connect(session.url, hub=False) as remote:
+        with connect(session.url, embedded.token, hub=False) as remote:
             assert remote.embedded is None  # connected by URL: no runtime of its own
             assert remote.run("hello", display=False).wait(30).result == {"greeter": "hi"}
         # Closing the remote session left the runtime running; closing its owner stops it.
@@ -430,11 +433,11 @@ def test_workflow_errors() -> None:
 def test_run_status_endpoint_for_polling_clients(session: Session) -> None:
     handle = session.run("account-review", account="Globex", sim=FAST, display=False)
     state = handle.wait(60)
-    r = httpx.get(f"{session.url}/runs/{state.run_id}")
+    r = httpx.get(f"{session.url}/runs/{state.run_id}", headers=session.auth_headers)
     assert r.status_code == 200
     body = r.json()
     assert body["status"] == "finished"
     assert set(body["agents"]) == {"data-analyzer", "risk-assessor", "report-writer"}
     assert body["agents"]["report-writer"]["progress"] == 1.0
     assert body["state"]["report"]["status"] == "done"
-    assert httpx.get(f"{session.url}/runs/nope").status_code == 404
+    assert httpx.get(f"{session.url}/runs/nope", headers=session.auth_headers).status_code == 404

@@ -45,7 +45,9 @@ def test_chat_url_and_prompts(tmp_path: Path) -> None:
 
 
 async def test_closed_loop_frames(runtime: ServerHandle) -> None:
-    result = await bench.run(runtime.url, concurrency=4, requests=24, warmup=4, sim=SIM)
+    result = await bench.run(
+        runtime.url, api_key=runtime.token, concurrency=4, requests=24, warmup=4, sim=SIM
+    )
     r, e = result.requests, result.events
     assert len(r) == 28
     assert (r["status"] == "ok").all()
@@ -77,7 +79,14 @@ async def test_closed_loop_frames(runtime: ServerHandle) -> None:
 
 async def test_open_loop_schedules_ahead_and_counts_queueing(runtime: ServerHandle) -> None:
     result = await bench.run(
-        runtime.url, rate=200, concurrency=2, requests=30, arrivals="gamma", burstiness=0.5, sim=SIM
+        runtime.url,
+        api_key=runtime.token,
+        rate=200,
+        concurrency=2,
+        requests=30,
+        arrivals="gamma",
+        burstiness=0.5,
+        sim=SIM,
     )
     r = result.requests.sort_values("scheduled_ns")
     assert len(r) == 30
@@ -91,6 +100,7 @@ async def test_open_loop_schedules_ahead_and_counts_queueing(runtime: ServerHand
 def test_dialects_side_by_side(runtime: ServerHandle) -> None:
     result = bench.run_sync(
         runtime.url,
+        api_key=runtime.token,
         concurrency=2,
         requests=10,
         sim={**SIM, "reasoning_tokens": 5},
@@ -109,13 +119,21 @@ def test_dialects_side_by_side(runtime: ServerHandle) -> None:
 
 def test_faults_are_rows_with_errors(runtime: ServerHandle) -> None:
     limited = bench.run_sync(
-        runtime.url, concurrency=2, requests=6, sim={**SIM, "fault": "rate_limit"}
+        runtime.url,
+        api_key=runtime.token,
+        concurrency=2,
+        requests=6,
+        sim={**SIM, "fault": "rate_limit"},
     )
     assert (limited.requests["status"] == "error").all()
     assert (limited.requests["http_status"] == 429).all()
     assert (limited.requests["error_type"] == "HTTPResponseError").all()
     dropped = bench.run_sync(
-        runtime.url, concurrency=2, requests=4, sim={**SIM, "fault": "drop", "fault_after": 7}
+        runtime.url,
+        api_key=runtime.token,
+        concurrency=2,
+        requests=4,
+        sim={**SIM, "fault": "drop", "fault_after": 7},
     )
     assert (dropped.requests["status"] == "error").all()
     kept = dropped.events[dropped.events["kind"] == "content"].groupby("request").size()
@@ -124,7 +142,11 @@ def test_faults_are_rows_with_errors(runtime: ServerHandle) -> None:
 
 async def test_cancel_keeps_partial_results(runtime: ServerHandle) -> None:
     run = Benchmark(
-        runtime.url, concurrency=2, requests=400, sim={"ttft_ms": 1, "itl_ms": 5, "tokens": 20}
+        runtime.url,
+        api_key=runtime.token,
+        concurrency=2,
+        requests=400,
+        sim={"ttft_ms": 1, "itl_ms": 5, "tokens": 20},
     )
     four_done = asyncio.Event()
     run.progress = lambda snapshot: four_done.set() if snapshot["done"] >= 4 else None
@@ -151,7 +173,7 @@ def assert_same_frames(loaded: BenchResult, result: BenchResult) -> None:
 
 @pytest.mark.parametrize("suffix", [".parquet", ".json"])
 def test_save_and_load_losslessly(runtime: ServerHandle, tmp_path: Path, suffix: str) -> None:
-    result = bench.run_sync(runtime.url, concurrency=2, requests=6, sim=SIM)
+    result = bench.run_sync(runtime.url, api_key=runtime.token, concurrency=2, requests=6, sim=SIM)
     paths = result.save(tmp_path / f"run{suffix}")
     assert all(p.exists() for p in paths)
     loaded = BenchResult.load(tmp_path / f"run{suffix}")
@@ -183,6 +205,8 @@ def test_cli_sweep_writes_results(runtime: ServerHandle, tmp_path: Path) -> None
             "glm_live",
             "bench",
             runtime.url,
+            "--token",
+            runtime.token or "",
             "--concurrency",
             "1,4",
             "--requests",
@@ -210,10 +234,18 @@ def test_compare_and_plots(runtime: ServerHandle) -> None:
 
     matplotlib.use("Agg")
     fast = bench.run_sync(
-        runtime.url, concurrency=4, requests=30, sim={"ttft_ms": 5, "itl_ms": 1, "tokens": 10}
+        runtime.url,
+        api_key=runtime.token,
+        concurrency=4,
+        requests=30,
+        sim={"ttft_ms": 5, "itl_ms": 1, "tokens": 10},
     )
     slow = bench.run_sync(
-        runtime.url, concurrency=4, requests=30, sim={"ttft_ms": 60, "itl_ms": 1, "tokens": 10}
+        runtime.url,
+        api_key=runtime.token,
+        concurrency=4,
+        requests=30,
+        sim={"ttft_ms": 60, "itl_ms": 1, "tokens": 10},
     )
     table = bench.compare(fast, slow, "ttft_ms", labels=("fast", "slow"))
     assert list(table.index) == ["p50", "p90", "p95", "p99", "p99.9"]
@@ -240,6 +272,7 @@ def test_progress_widget_follows_the_run(runtime: ServerHandle) -> None:
     with record_comms() as log:
         result = bench.run_sync(
             runtime.url,
+            api_key=runtime.token,
             concurrency=2,
             requests=10,
             display=True,

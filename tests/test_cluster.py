@@ -69,9 +69,11 @@ async def test_closed_loop_is_a_local_run_split_over_workers(
     runtime: ServerHandle, client: Client
 ) -> None:
     options: dict[str, Any] = dict(concurrency=4, requests=24, warmup=4, sim=SIM)
-    local = await bench.run(runtime.url, **options)
+    local = await bench.run(runtime.url, api_key=runtime.token, **options)
     snapshots: list[dict[str, Any]] = []
-    result = await bench.run(runtime.url, cluster=client, progress=snapshots.append, **options)
+    result = await bench.run(
+        runtime.url, api_key=runtime.token, cluster=client, progress=snapshots.append, **options
+    )
     r, e = result.requests, result.events
     # Progress moves as each worker's shard comes back.
     assert [s["done"] for s in snapshots] == [0, 14, 28]
@@ -133,8 +135,8 @@ async def test_open_loop_deals_one_schedule_from_a_common_start(
     options: dict[str, Any] = dict(
         rate=200, concurrency=4, requests=30, arrivals="gamma", burstiness=0.5, sim=SIM
     )
-    result = await bench.run(runtime.url, cluster=client, **options)
-    local = await bench.run(runtime.url, **options)
+    result = await bench.run(runtime.url, api_key=runtime.token, cluster=client, **options)
+    local = await bench.run(runtime.url, api_key=runtime.token, **options)
     r = result.requests
     assert len(r) == len(local.requests) == 30
     assert (r["status"] == "ok").all()
@@ -156,9 +158,11 @@ async def test_the_ways_to_give_a_cluster(
 ) -> None:
     small: dict[str, Any] = dict(concurrency=2, requests=4, sim=SIM)
     given = {
-        "cluster": await bench.run(runtime.url, cluster=cluster, **small),
-        "address": await bench.run(runtime.url, cluster=cluster.scheduler_address, **small),
-        "client": await bench.run(runtime.url, cluster=client, **small),
+        "cluster": await bench.run(runtime.url, api_key=runtime.token, cluster=cluster, **small),
+        "address": await bench.run(
+            runtime.url, api_key=runtime.token, cluster=cluster.scheduler_address, **small
+        ),
+        "client": await bench.run(runtime.url, api_key=runtime.token, cluster=client, **small),
     }
     for how, result in given.items():
         assert result.config["cluster"]["given"] == how
@@ -171,7 +175,7 @@ async def test_the_ways_to_give_a_cluster(
 
     before = workers_processes()
     assert len(before) >= 2  # the fixture's worker processes are children of this one
-    result = await bench.run(runtime.url, cluster=True, **small)
+    result = await bench.run(runtime.url, api_key=runtime.token, cluster=True, **small)
     assert result.config["cluster"]["given"] == "local"
     assert result.config["cluster"]["scheduler"] != cluster.scheduler_address
     assert len(result.config["cluster"]["workers"]) == 2
@@ -182,7 +186,9 @@ async def test_the_ways_to_give_a_cluster(
 async def test_a_sweep_starts_one_local_cluster_for_all_its_runs(runtime: ServerHandle) -> None:
     before = workers_processes()
     assert len(before) >= 2
-    results = await bench.sweep(runtime.url, concurrency=[2, 4], requests=8, sim=SIM, cluster=True)
+    results = await bench.sweep(
+        runtime.url, api_key=runtime.token, concurrency=[2, 4], requests=8, sim=SIM, cluster=True
+    )
     assert [r.config["concurrency"] for r in results] == [2, 4]
     assert len({r.config["cluster"]["scheduler"] for r in results}) == 1
     assert all(r.config["cluster"]["given"] == "local" for r in results)
@@ -198,7 +204,9 @@ async def test_an_asynchronous_client_is_awaited(
     runtime: ServerHandle, cluster: LocalCluster
 ) -> None:
     async with Client(cluster.scheduler_address, asynchronous=True, set_as_default=False) as ac:
-        result = await bench.run(runtime.url, cluster=ac, concurrency=2, requests=4, sim=SIM)
+        result = await bench.run(
+            runtime.url, api_key=runtime.token, cluster=ac, concurrency=2, requests=4, sim=SIM
+        )
     assert result.config["cluster"]["given"] == "client"
     assert (result.requests["status"] == "ok").all()
     assert result.requests["worker"].nunique() == 2
@@ -210,20 +218,29 @@ async def test_bad_cluster_arguments_fail_clearly(runtime: ServerHandle, client:
         nobody = f"tcp://127.0.0.1:{sock.getsockname()[1]}"
     with pytest.raises(ClusterError, match="could not reach the dask scheduler") as caught:
         await asyncio.wait_for(
-            bench.run(runtime.url, cluster=nobody, cluster_timeout=1, requests=2, concurrency=2),
+            bench.run(
+                runtime.url,
+                api_key=runtime.token,
+                cluster=nobody,
+                cluster_timeout=1,
+                requests=2,
+                concurrency=2,
+            ),
             30,
         )
     assert nobody in str(caught.value)
     with pytest.raises(TypeError, match="scheduler address"):
-        await bench.run(runtime.url, cluster=2.5, requests=2)
+        await bench.run(runtime.url, api_key=runtime.token, cluster=2.5, requests=2)
     with pytest.raises(ValueError, match="number of worker processes"):
-        await bench.run(runtime.url, cluster=0, requests=2)
+        await bench.run(runtime.url, api_key=runtime.token, cluster=0, requests=2)
     # One slot cannot be split over two workers: said before any process starts...
     with pytest.raises(ValueError, match="concurrency=1 cannot be split over 2 workers"):
-        await bench.run(runtime.url, cluster=True, concurrency=1, requests=2)
+        await bench.run(runtime.url, api_key=runtime.token, cluster=True, concurrency=1, requests=2)
     # ...or once the workers are known (here an open loop's cap).
     with pytest.raises(ValueError, match="concurrency=1 cannot be split over 2 workers"):
-        await bench.run(runtime.url, cluster=client, rate=100, concurrency=1, requests=2)
+        await bench.run(
+            runtime.url, api_key=runtime.token, cluster=client, rate=100, concurrency=1, requests=2
+        )
 
 
 async def test_the_api_key_reaches_the_workers_and_nothing_else(client: Client) -> None:
@@ -251,7 +268,9 @@ def test_save_and_load_keep_the_worker(
     runtime: ServerHandle, client: Client, tmp_path: Path, suffix: str
 ) -> None:
     # run_sync: on the project's background loop, as a script or a blocking cell runs it.
-    result = bench.run_sync(runtime.url, cluster=client, concurrency=2, requests=6, sim=SIM)
+    result = bench.run_sync(
+        runtime.url, api_key=runtime.token, cluster=client, concurrency=2, requests=6, sim=SIM
+    )
     result.save(tmp_path / f"run{suffix}")
     loaded = BenchResult.load(tmp_path / f"run{suffix}")
     assert_same_frames(loaded, result)
@@ -264,7 +283,9 @@ def test_save_and_load_keep_the_worker(
 async def test_cancel_stops_every_worker_and_keeps_what_they_had(
     runtime: ServerHandle, client: Client
 ) -> None:
-    run = Benchmark(runtime.url, cluster=client, concurrency=2, requests=400, sim=SLOW)
+    run = Benchmark(
+        runtime.url, api_key=runtime.token, cluster=client, concurrency=2, requests=400, sim=SLOW
+    )
     task = asyncio.ensure_future(run.run())
     await asyncio.sleep(2.5)  # a second to start, then some requests on both workers
     run.cancel()
@@ -275,7 +296,14 @@ async def test_cancel_stops_every_worker_and_keeps_what_they_had(
 
     # Cancelling the task that runs it does the same.
     task = asyncio.ensure_future(
-        bench.run(runtime.url, cluster=client, concurrency=2, requests=400, sim=SLOW)
+        bench.run(
+            runtime.url,
+            api_key=runtime.token,
+            cluster=client,
+            concurrency=2,
+            requests=400,
+            sim=SLOW,
+        )
     )
     await asyncio.sleep(2.5)
     task.cancel()
@@ -293,7 +321,9 @@ async def test_a_worker_without_glm_live_is_a_clear_error(
         LocalCluster(n_workers=1, preload=[str(blocker)], **LOCAL) as local,
         pytest.raises(ClusterError, match="cannot import glm_live") as caught,
     ):
-        await bench.run(runtime.url, cluster=local, concurrency=2, requests=2)
+        await bench.run(
+            runtime.url, api_key=runtime.token, cluster=local, concurrency=2, requests=2
+        )
     assert "pip install 'glm_live[dask]'" in str(caught.value)
 
 
@@ -304,7 +334,9 @@ async def test_a_worker_that_dies_is_an_error_that_keeps_the_others_shards(
     victim = workers[0]
     pid = client.run(os.getpid, workers=[victim])[victim]
     submitted = asyncio.Event()
-    run = Benchmark(runtime.url, cluster=client, concurrency=4, requests=40, sim=SIM)
+    run = Benchmark(
+        runtime.url, api_key=runtime.token, cluster=client, concurrency=4, requests=40, sim=SIM
+    )
 
     def kill_on_submit(snapshot: dict[str, Any]) -> None:
         if not submitted.is_set():  # the first report: the shards are on their way
@@ -333,11 +365,14 @@ def test_cli_bench_on_a_cluster(
     out = tmp_path / "sharded.parquet"
     command = [sys.executable, "-m", "glm_live", "bench", runtime.url, "--concurrency", "2,4"]
     command += ["--requests", "8", "--sim", json.dumps(SIM), "--out", str(out)]
+    # The runtime's token reaches glm-live bench as a user's would: GLM_LIVE_TOKEN.
+    env = {**os.environ, "GLM_LIVE_TOKEN": runtime.token or ""}
     completed = subprocess.run(
         [*command, "--cluster", cluster.scheduler_address],
         capture_output=True,
         text=True,
         timeout=120,
+        env=env,
     )
     assert completed.returncode == 0, completed.stderr
     assert "workers' clocks agree within" in completed.stdout

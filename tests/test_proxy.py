@@ -17,6 +17,14 @@ from tests.byteserver import ByteServer, error, sse
 FAST = {"ttft_ms": 1, "itl_ms": 1}
 
 
+def relay_to(upstream: ServerHandle) -> ServerHandle:
+    """A proxy runtime in front of ``upstream``, whose token is its upstream key
+    (``OPENAI_API_KEY``, read when the proxy is built)."""
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("OPENAI_API_KEY", upstream.token or "")
+        return serve(backend="openai", upstream=upstream.base_url)
+
+
 @pytest.fixture(scope="module")
 def upstream() -> Iterator[ServerHandle]:
     with serve(sim={**FAST, "tokens": 30}) as handle:
@@ -25,7 +33,7 @@ def upstream() -> Iterator[ServerHandle]:
 
 @pytest.fixture(scope="module")
 def proxy(upstream: ServerHandle) -> Iterator[ServerHandle]:
-    with serve(backend="openai", upstream=upstream.base_url) as handle:
+    with relay_to(upstream) as handle:
         yield handle
 
 
@@ -39,7 +47,9 @@ def test_stream_passes_through_unchanged(proxy: ServerHandle, upstream: ServerHa
         "sim": {"tokens": 3},
     }
     decoder = Decoder()
-    with httpx.stream("POST", proxy.base_url + "/chat/completions", json=body) as r:
+    with httpx.stream(
+        "POST", proxy.base_url + "/chat/completions", json=body, headers=proxy.headers
+    ) as r:
         assert r.status_code == 200
         assert r.headers["content-type"].startswith("text/event-stream")
         events = [e for piece in r.iter_bytes() for e in decoder.feed(piece)]
@@ -55,15 +65,19 @@ async def test_chunks_are_relayed_as_they_come(proxy: ServerHandle, upstream: Se
     # the upstream is still streaming, so the proxy cannot be buffering the response.
     body = {"model": "glm-4.6", "messages": [{"role": "user", "content": "hi"}], "stream": True}
     slow = serve(sim={"ttft_ms": 1, "itl_ms": 100, "tokens": 40})
-    relay = serve(backend="openai", upstream=slow.base_url)
+    relay = relay_to(slow)
     try:
         async with (
             httpx.AsyncClient() as client,
-            client.stream("POST", relay.base_url + "/chat/completions", json=body) as r,
+            client.stream(
+                "POST", relay.base_url + "/chat/completions", json=body, headers=relay.headers
+            ) as r,
         ):
             async for piece in r.aiter_bytes():
                 assert b"x_sent_ns" in piece
-                upstream_busy = (await client.get(slow.url + "/health")).json()
+                upstream_busy = (
+                    await client.get(slow.url + "/health", headers=slow.headers)
+                ).json()
                 assert upstream_busy["requests_in_flight"] == 1
                 break
     finally:
@@ -72,7 +86,7 @@ async def test_chunks_are_relayed_as_they_come(proxy: ServerHandle, upstream: Se
 
 
 async def test_glm_client_through_proxy(proxy: ServerHandle) -> None:
-    async with GLMClient(base_url=proxy.base_url) as client:
+    async with GLMClient(base_url=proxy.base_url, api_key=proxy.token) as client:
         completion = await client.complete("Review the Globex account")
     assert completion.usage is not None
     assert completion.usage["completion_tokens"] == 30
@@ -83,16 +97,20 @@ def test_non_stream_and_bad_input_pass_through(proxy: ServerHandle) -> None:
     r = httpx.post(
         proxy.base_url + "/chat/completions",
         json={"model": "glm-4.6", "messages": [{"role": "user", "content": "x"}]},
+        headers=proxy.headers,
     )
     assert r.status_code == 200
     assert r.json()["object"] == "chat.completion"
     bad = httpx.post(
         proxy.base_url + "/chat/completions",
         json={"model": "nope", "messages": [{"role": "user", "content": "x"}]},
+        headers=proxy.headers,
     )
     assert bad.status_code == 400
     assert bad.json()["error"]["code"] == "1211"
-    malformed = httpx.post(proxy.base_url + "/chat/completions", content=b"{oops")
+    malformed = httpx.post(
+        proxy.base_url + "/chat/completions", content=b"{oops", headers=proxy.headers
+    )
     assert malformed.status_code == 400
 
 
@@ -105,20 +123,22 @@ async def test_errors_pass_through_with_glm_bodies(
 ) -> None:
     with (
         serve(sim={**FAST, "fault": fault, "retry_after": 7}) as failing,
-        serve(backend="openai", upstream=failing.base_url) as relay,
+        relay_to(failing) as relay,
     ):
         r = httpx.post(
             relay.base_url + "/chat/completions",
             json={"model": "glm-4.6", "messages": [{"role": "user", "content": "x"}]},
+            headers=relay.headers,
         )
         assert (
             r.json()
             == httpx.post(
                 failing.base_url + "/chat/completions",
                 json={"model": "glm-4.6", "messages": [{"role": "user", "content": "x"}]},
+                headers=failing.headers,
             ).json()
         )
-        async with GLMClient(base_url=relay.base_url, max_retries=0) as client:
+        async with GLMClient(base_url=relay.base_url, api_key=relay.token, max_retries=0) as client:
             with pytest.raises(error) as info:
                 await client.complete("x")
     assert info.value.code == code  # type: ignore[attr-defined]
@@ -129,9 +149,9 @@ async def test_errors_pass_through_with_glm_bodies(
 async def test_upstream_drop_is_relayed_as_a_drop() -> None:
     with (
         serve(sim={**FAST, "tokens": 40, "fault": "drop", "fault_after": 12}) as failing,
-        serve(backend="openai", upstream=failing.base_url) as relay,
+        relay_to(failing) as relay,
     ):
-        async with GLMClient(base_url=relay.base_url, max_retries=0) as client:
+        async with GLMClient(base_url=relay.base_url, api_key=relay.token, max_retries=0) as client:
             with pytest.raises(StreamInterrupted) as info:
                 await client.complete("x")
     assert info.value.partial.chunks == 12
@@ -142,6 +162,7 @@ def test_unreachable_upstream_is_a_502(unused_tcp_port: int) -> None:
         r = httpx.post(
             relay.base_url + "/chat/completions",
             json={"model": "glm-4.6", "messages": [{"role": "user", "content": "x"}]},
+            headers=relay.headers,
         )
     assert r.status_code == 502
     assert "could not be reached" in r.json()["error"]["message"]
@@ -165,13 +186,14 @@ async def test_glm_backend_sends_the_key_upstream_and_nowhere_else(
             assert key not in repr(relay.runtime.proxy)
             async with httpx.AsyncClient() as client:
                 body = {"model": "glm-4.6", "messages": [{"role": "user", "content": "x"}]}
+                # The client's Authorization is the runtime's token: it must not go upstream.
                 first = await client.post(
-                    relay.url + "/api/paas/v4/chat/completions",
-                    json=body,
-                    headers={"authorization": "Bearer client-side-value"},
+                    relay.url + "/api/paas/v4/chat/completions", json=body, headers=relay.headers
                 )
                 second = await client.post(
-                    relay.url + "/api/paas/v4/chat/completions", json={**body, "stream": True}
+                    relay.url + "/api/paas/v4/chat/completions",
+                    json={**body, "stream": True},
+                    headers=relay.headers,
                 )
         finally:
             relay.close()

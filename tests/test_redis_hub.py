@@ -483,3 +483,52 @@ async def test_the_documented_frames_on_the_redis_hub(redis_url: str) -> None:
     admin = secrets.token_urlsafe(16)
     with serve(token=admin, config=config) as runtime:
         await documented_session(runtime.url, doc_token(admin))
+
+
+async def test_a_runtime_that_falls_behind_the_trimmed_history_says_so(redis_url: str) -> None:
+    """Runtime B's loop stalls while A publishes far more than the history keeps: B's reader
+    finds the trimmed hole, closes its clients in that room (1013), and they rejoin and hear of
+    the gap. Before, they silently lost the trimmed messages."""
+    prefix = f"test-{uuid.uuid4().hex[:8]}"
+    config = RuntimeConfig(hub=HubLimits(history=5), redis=redis_url, redis_prefix=prefix)
+    n = 600
+    with serve(token=TOKEN, config=config) as a, serve(token=TOKEN, config=config) as b:
+        store = b.runtime.hub.store
+        loop = store._tasks[0].get_loop()  # type: ignore[attr-defined]
+        async with (
+            Connection(b.url, token=TOKEN, backoff=quick(), heartbeat=5) as reader,
+            Connection(a.url, token=TOKEN, backoff=quick()) as publisher,
+        ):
+            await reader.join("burst")
+            await publisher.publish("burst", 0)
+            first = await collect(reader, "burst", 1)
+            # Stall B's loop (a blocking call on it) while A publishes the rest.
+            stalled = asyncio.Event()
+            loop.call_soon_threadsafe(lambda: (stalled.set(), time.sleep(1.5)))  # type: ignore[func-returns-value]
+            await asyncio.sleep(0.05)
+            for i in range(1, n):
+                await publisher.publish("burst", i)
+            await publisher.flush(30)
+            items: list[Message | Gap] = list(first)
+
+            async def until_last() -> None:
+                async for item in reader.subscribe("burst"):
+                    items.append(item)
+                    if isinstance(item, Message) and item.data == n - 1:
+                        return
+
+            await asyncio.wait_for(until_last(), 30)
+    gaps = [i for i in items if isinstance(i, Gap)]
+    assert gaps, "the trimmed messages were lost silently"
+    assert {g.reason for g in gaps} == {"trimmed"}
+    assert reader.reconnects >= 1
+    # Every message was either delivered, once and in order, or inside a reported gap.
+    covered: list[int] = []
+    for item in items:
+        if isinstance(item, Gap):
+            assert item.lost_from is not None
+            assert item.lost_to is not None
+            covered += range(item.lost_from, item.lost_to + 1)
+        else:
+            covered.append(item.seq)
+    assert covered == list(range(1, n + 1))

@@ -49,8 +49,8 @@ def chat_body(prompt: str = "hello", **extra: Any) -> dict[str, Any]:
     }
 
 
-def metric(url: str, name: str, **labels: str) -> float:
-    text = httpx.get(url + "/metrics").text
+def metric(handle: ServerHandle, name: str, **labels: str) -> float:
+    text = httpx.get(handle.url + "/metrics", headers=handle.headers).text
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
@@ -58,11 +58,12 @@ def metric(url: str, name: str, **labels: str) -> float:
     return 0.0
 
 
-def raw_stream(url: str, body: dict[str, Any]) -> list[str]:
+def raw_stream(handle: ServerHandle, body: dict[str, Any]) -> list[str]:
     """The data fields of a streamed response, decoded by our own SSE decoder."""
     decoder = Decoder()
     events = []
-    with httpx.stream("POST", url + "/v1/chat/completions", json={**body, "stream": True}) as r:
+    url = handle.url + "/v1/chat/completions"
+    with httpx.stream("POST", url, json={**body, "stream": True}, headers=handle.headers) as r:
         assert r.status_code == 200
         assert r.headers["content-type"].startswith("text/event-stream")
         for piece in r.iter_bytes():
@@ -74,7 +75,7 @@ def raw_stream(url: str, body: dict[str, Any]) -> list[str]:
 
 
 def test_stream_is_glm_wire_format_with_send_stamps(runtime: ServerHandle) -> None:
-    data = raw_stream(runtime.url, chat_body("Summarise the quarter", sim={"tokens": 30}))
+    data = raw_stream(runtime, chat_body("Summarise the quarter", sim={"tokens": 30}))
     assert data[-1] == "[DONE]"
     chunks = [json.loads(d) for d in data[:-1]]
     assert len(chunks) == 31  # one chunk per token, then the finishing chunk
@@ -98,7 +99,7 @@ def test_stream_is_glm_wire_format_with_send_stamps(runtime: ServerHandle) -> No
 
 @pytest.mark.parametrize("base", ["/api/paas/v4", "/v1"])
 async def test_glm_client_on_both_paths(runtime: ServerHandle, base: str) -> None:
-    async with GLMClient(base_url=runtime.url + base) as client:
+    async with GLMClient(api_key=runtime.token, base_url=runtime.url + base) as client:
         stream = client.stream("Write an account review for Globex", sim={**FAST, "tokens": 120})
         chunks = [c async for c in stream]
     completion = stream.completion
@@ -111,7 +112,7 @@ async def test_glm_client_on_both_paths(runtime: ServerHandle, base: str) -> Non
 
 
 async def test_text_is_deterministic_topical_and_markdown(runtime: ServerHandle) -> None:
-    async with GLMClient(base_url=runtime.base_url) as client:
+    async with GLMClient(api_key=runtime.token, base_url=runtime.base_url) as client:
         params = {"sim": {**FAST, "tokens": 400, "seed": 3}}
         first = await client.complete("Review the Initech account", **params)
         again = await client.complete("Review the Initech account", **params)
@@ -129,7 +130,7 @@ async def test_text_is_deterministic_topical_and_markdown(runtime: ServerHandle)
 
 
 async def test_thinking_streams_reasoning_first(runtime: ServerHandle) -> None:
-    async with GLMClient(base_url=runtime.base_url) as client:
+    async with GLMClient(api_key=runtime.token, base_url=runtime.base_url) as client:
         stream = client.stream(
             "Plan a migration", thinking=True, sim={**FAST, "tokens": 20, "reasoning_tokens": 12}
         )
@@ -160,7 +161,7 @@ WEATHER = [
 
 
 async def test_tool_call_streamed_in_fragments(runtime: ServerHandle) -> None:
-    async with GLMClient(base_url=runtime.base_url) as client:
+    async with GLMClient(api_key=runtime.token, base_url=runtime.base_url) as client:
         stream = client.stream(
             "What's the weather in Paris?", tools=WEATHER, tool_stream=True, sim=FAST
         )
@@ -174,7 +175,7 @@ async def test_tool_call_streamed_in_fragments(runtime: ServerHandle) -> None:
 
 
 def test_tool_call_whole_in_the_finishing_chunk(runtime: ServerHandle) -> None:
-    data = raw_stream(runtime.url, chat_body("Weather in Oslo?", tools=WEATHER))
+    data = raw_stream(runtime, chat_body("Weather in Oslo?", tools=WEATHER))
     chunks = [json.loads(d) for d in data[:-1]]
     assert len(chunks) == 1
     choice = chunks[0]["choices"][0]
@@ -200,7 +201,7 @@ async def test_tool_result_gets_a_text_answer(runtime: ServerHandle) -> None:
         },
         {"role": "tool", "tool_call_id": "c1", "content": "4 degrees and rain"},
     ]
-    async with GLMClient(base_url=runtime.base_url) as client:
+    async with GLMClient(api_key=runtime.token, base_url=runtime.base_url) as client:
         completion = await client.complete(messages, tools=WEATHER, sim=FAST)
     assert completion.finish_reason == "stop"
     assert completion.tool_calls == []
@@ -208,7 +209,7 @@ async def test_tool_result_gets_a_text_answer(runtime: ServerHandle) -> None:
 
 
 async def test_max_tokens_cuts_with_length(runtime: ServerHandle) -> None:
-    async with GLMClient(base_url=runtime.base_url) as client:
+    async with GLMClient(api_key=runtime.token, base_url=runtime.base_url) as client:
         completion = await client.complete("x", max_tokens=9, sim={**FAST, "tokens": 50})
     assert completion.finish_reason == "length"
     assert completion.usage is not None
@@ -219,6 +220,7 @@ def test_non_stream_response(runtime: ServerHandle) -> None:
     r = httpx.post(
         runtime.url + "/api/paas/v4/chat/completions",
         json=chat_body("Review the Contoso account", sim={"tokens": 25}),
+        headers=runtime.headers,
     )
     assert r.status_code == 200
     body = r.json()
@@ -230,7 +232,7 @@ def test_non_stream_response(runtime: ServerHandle) -> None:
 
 
 async def test_official_openai_sdk_streams_and_parses(runtime: ServerHandle) -> None:
-    client = openai.AsyncOpenAI(base_url=runtime.base_url, api_key="not-needed")
+    client = openai.AsyncOpenAI(base_url=runtime.base_url, api_key=runtime.token)
     stream = await client.chat.completions.create(
         model="glm-4.6",
         messages=[{"role": "user", "content": "Analyse the churn data"}],
@@ -275,7 +277,7 @@ async def test_official_openai_sdk_streams_and_parses(runtime: ServerHandle) -> 
 async def test_http_faults(
     runtime: ServerHandle, fault: str, error: type[Exception], status: int, code: str
 ) -> None:
-    async with GLMClient(base_url=runtime.base_url, max_retries=0) as client:
+    async with GLMClient(api_key=runtime.token, base_url=runtime.base_url, max_retries=0) as client:
         with pytest.raises(error) as info:
             await client.complete("x", sim={**FAST, "fault": fault, "retry_after": 2})
     assert info.value.status == status  # type: ignore[attr-defined]
@@ -285,7 +287,7 @@ async def test_http_faults(
 
 
 async def test_drop_fault_cuts_connection_after_n_tokens(runtime: ServerHandle) -> None:
-    async with GLMClient(base_url=runtime.base_url, max_retries=0) as client:
+    async with GLMClient(api_key=runtime.token, base_url=runtime.base_url, max_retries=0) as client:
         with pytest.raises(StreamInterrupted) as info:
             await client.complete(
                 "x", sim={**FAST, "tokens": 40, "fault": "drop", "fault_after": 15}
@@ -295,7 +297,7 @@ async def test_drop_fault_cuts_connection_after_n_tokens(runtime: ServerHandle) 
 
 
 async def test_network_error_fault(runtime: ServerHandle) -> None:
-    async with GLMClient(base_url=runtime.base_url) as client:
+    async with GLMClient(api_key=runtime.token, base_url=runtime.base_url) as client:
         with pytest.raises(StreamInterrupted, match="network_error") as info:
             await client.complete(
                 "x", sim={**FAST, "tokens": 40, "fault": "network_error", "fault_after": 10}
@@ -306,7 +308,9 @@ async def test_network_error_fault(runtime: ServerHandle) -> None:
 
 
 async def test_stall_fault_keeps_connection_silent(runtime: ServerHandle) -> None:
-    async with GLMClient(base_url=runtime.base_url, idle_timeout=0.3, max_retries=0) as client:
+    async with GLMClient(
+        api_key=runtime.token, base_url=runtime.base_url, idle_timeout=0.3, max_retries=0
+    ) as client:
         with pytest.raises(StreamInterrupted, match="no bytes") as info:
             await client.complete(
                 "x", sim={**FAST, "tokens": 40, "fault": "stall", "fault_after": 5}
@@ -318,6 +322,7 @@ def test_rate_limit_fault_headers(runtime: ServerHandle) -> None:
     r = httpx.post(
         runtime.base_url + "/chat/completions",
         json=chat_body(sim={"fault": "rate_limit", "retry_after": 3}),
+        headers=runtime.headers,
     )
     assert r.status_code == 429
     assert r.headers["retry-after"] == "3"
@@ -403,7 +408,7 @@ def test_bad_input_is_a_glm_style_400(runtime: ServerHandle, body: bytes, fragme
     r = httpx.post(
         runtime.base_url + "/chat/completions",
         content=body,
-        headers={"content-type": "application/json"},
+        headers={"content-type": "application/json", **runtime.headers},
     )
     assert r.status_code == 400
     error = r.json()["error"]
@@ -415,6 +420,7 @@ def test_unknown_model_and_oversized_body(runtime: ServerHandle) -> None:
     r = httpx.post(
         runtime.base_url + "/chat/completions",
         json={"model": "gpt-99", "messages": [{"role": "user", "content": "x"}]},
+        headers=runtime.headers,
     )
     assert r.status_code == 400
     assert r.json()["error"]["code"] == "1211"
@@ -423,11 +429,14 @@ def test_unknown_model_and_oversized_body(runtime: ServerHandle) -> None:
     r = httpx.post(
         runtime.base_url + "/chat/completions",
         json={"model": "glm-4.6", "messages": [{"role": "user", "content": huge}]},
+        headers=runtime.headers,
     )
     assert r.status_code == 400
     assert "exceeds the limit" in r.json()["error"]["message"]
     # ...and the server keeps serving.
-    ok = httpx.post(runtime.base_url + "/chat/completions", json=chat_body())
+    ok = httpx.post(
+        runtime.base_url + "/chat/completions", json=chat_body(), headers=runtime.headers
+    )
     assert ok.status_code == 200
 
 
@@ -435,17 +444,22 @@ async def test_disconnect_frees_resources_at_once(runtime: ServerHandle) -> None
     body = {**chat_body(sim={"tokens": 5000, "ttft_ms": 1, "itl_ms": 5}), "stream": True}
     async with (
         httpx.AsyncClient() as client,
-        client.stream("POST", runtime.base_url + "/chat/completions", json=body) as r,
+        client.stream(
+            "POST", runtime.base_url + "/chat/completions", json=body, headers=runtime.headers
+        ) as r,
     ):
         async for _ in r.aiter_bytes():
             break
-        assert metric(runtime.url, "glm_live_requests_in_flight") >= 1
+        assert metric(runtime, "glm_live_requests_in_flight") >= 1
     # The stream would last 25 s; after the disconnect the server lets go within moments.
     deadline = time.monotonic() + 5
-    while metric(runtime.url, "glm_live_requests_in_flight") > 0:
+    while metric(runtime, "glm_live_requests_in_flight") > 0:
         assert time.monotonic() < deadline, "in-flight count did not return to 0"
         await asyncio.sleep(0.05)
-    assert httpx.get(runtime.url + "/health").json()["requests_in_flight"] == 0
+    assert (
+        httpx.get(runtime.url + "/health", headers=runtime.headers).json()["requests_in_flight"]
+        == 0
+    )
 
 
 async def test_slow_reader_does_not_hold_back_others(runtime: ServerHandle) -> None:
@@ -456,17 +470,18 @@ async def test_slow_reader_does_not_hold_back_others(runtime: ServerHandle) -> N
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.sendall(
         b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: "
-        b"application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+        b"application/json\r\nAuthorization: Bearer %s\r\nContent-Length: %d\r\n\r\n%s"
+        % ((runtime.token or "").encode(), len(body), body)
     )
     try:
         await asyncio.sleep(0.5)  # the server fills the socket buffers and must wait
-        async with GLMClient(base_url=runtime.base_url) as client:
+        async with GLMClient(api_key=runtime.token, base_url=runtime.base_url) as client:
             completion = await asyncio.wait_for(client.complete("x", sim=FAST), 10)
         assert completion.finish_reason == "stop"
     finally:
         sock.close()
     deadline = time.monotonic() + 5
-    while metric(runtime.url, "glm_live_requests_in_flight") > 0:
+    while metric(runtime, "glm_live_requests_in_flight") > 0:
         assert time.monotonic() < deadline
         await asyncio.sleep(0.05)
 
@@ -475,12 +490,12 @@ async def test_slow_reader_does_not_hold_back_others(runtime: ServerHandle) -> N
 
 
 def test_health_and_metrics(runtime: ServerHandle) -> None:
-    httpx.post(runtime.base_url + "/chat/completions", json=chat_body())
-    health = httpx.get(runtime.url + "/health").json()
+    httpx.post(runtime.base_url + "/chat/completions", json=chat_body(), headers=runtime.headers)
+    health = httpx.get(runtime.url + "/health", headers=runtime.headers).json()
     assert health["status"] == "ok"
     assert health["simulated"] is True
     assert health["model"] == "glm-4.6-sim"
-    r = httpx.get(runtime.url + "/metrics")
+    r = httpx.get(runtime.url + "/metrics", headers=runtime.headers)
     assert r.headers["content-type"].startswith("text/plain")
     names = {f.name for f in text_string_to_metric_families(r.text)}
     for name in (
@@ -494,10 +509,9 @@ def test_health_and_metrics(runtime: ServerHandle) -> None:
     ):
         assert name in names, name
     assert (
-        metric(runtime.url, "glm_live_requests_total", route="/v1/chat/completions", status="200")
-        >= 1
+        metric(runtime, "glm_live_requests_total", route="/v1/chat/completions", status="200") >= 1
     )
-    assert metric(runtime.url, "glm_live_tokens_served_total", kind="content") > 0
+    assert metric(runtime, "glm_live_tokens_served_total", kind="content") > 0
 
 
 def test_token_required_when_configured() -> None:
@@ -525,11 +539,11 @@ def test_token_required_when_configured() -> None:
         assert ok.status_code == 200
 
 
-def test_refuses_network_bind_without_token(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_refuses_network_bind_with_authentication_off(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("GLM_LIVE_TOKEN", raising=False)
     for host in ("0.0.0.0", "::", "192.0.2.10", "example.org"):
-        with pytest.raises(InsecureBindError, match="without a token"):
-            serve(host=host)
+        with pytest.raises(InsecureBindError, match="with authentication off"):
+            serve(host=host, auth=False)
 
 
 # --- start-up: a pre-bound socket, and clear errors when it fails ----------------------------

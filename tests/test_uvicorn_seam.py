@@ -52,11 +52,11 @@ class Reply:
     complete: bool  # the body ended properly (False: the connection was cut mid-body)
 
 
-def exchange(port: int, body: dict[str, Any], rcvbuf: int | None = None) -> Reply:
+def exchange(handle: ServerHandle, body: dict[str, Any], rcvbuf: int | None = None) -> Reply:
     """POST ``body`` to the chat path over a raw socket; read the whole reply with h11."""
     payload = json.dumps(body).encode()
     client = h11.Connection(h11.CLIENT)
-    with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
+    with socket.create_connection(("127.0.0.1", handle.port), timeout=20) as sock:
         if rcvbuf is not None:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         request = h11.Request(
@@ -66,6 +66,7 @@ def exchange(port: int, body: dict[str, Any], rcvbuf: int | None = None) -> Repl
                 ("host", "x"),
                 ("content-type", "application/json"),
                 ("content-length", str(len(payload))),
+                *handle.headers.items(),
             ],
         )
         sock.sendall(client.send(request) + client.send(h11.Data(data=payload)))
@@ -118,7 +119,9 @@ def stream_body(**sim: Any) -> dict[str, Any]:
 
 
 def in_flight(handle: ServerHandle) -> int:
-    return int(httpx.get(handle.url + "/health").json()["requests_in_flight"])
+    return int(
+        httpx.get(handle.url + "/health", headers=handle.headers).json()["requests_in_flight"]
+    )
 
 
 def wait_idle(handle: ServerHandle) -> None:
@@ -132,7 +135,7 @@ def wait_idle(handle: ServerHandle) -> None:
 
 
 def test_both_paths_send_the_same_chunks_and_done(runtimes: dict[str, ServerHandle]) -> None:
-    replies = {path: exchange(h.port, stream_body(tokens=30)) for path, h in runtimes.items()}
+    replies = {path: exchange(h, stream_body(tokens=30)) for path, h in runtimes.items()}
     fast, plain = replies["fast"], replies["plain"]
     for reply in (fast, plain):
         assert reply.status == 200
@@ -157,14 +160,14 @@ def test_slow_reader_gets_every_chunk_in_order(
     # between direct writes and send deterministically.)
     handle = runtimes[path]
     body = stream_body(tokens=40000, ttft_ms=0, itl_ms=0.01)
-    reply = exchange(handle.port, body, rcvbuf=4096)
+    reply = exchange(handle, body, rcvbuf=4096)
     assert reply.complete
     events = meaning(reply.body)
     assert events[-1] == "[DONE]"
     tokens = events[-2]["usage"]["completion_tokens"]
     assert tokens > 39000  # the text's pieces end near the asked-for length
     assert len(events) == tokens + 2  # every token chunk, the finishing chunk, [DONE]
-    assert events == meaning(exchange(handle.port, body).body)  # as read by a fast reader
+    assert events == meaning(exchange(handle, body).body)  # as read by a fast reader
     wait_idle(handle)
 
 
@@ -187,7 +190,7 @@ def test_drop_mid_stream_cuts_the_connection(runtimes: dict[str, ServerHandle], 
     server_log = logging.getLogger("uvicorn.error")
     server_log.addHandler(records)
     try:
-        reply = exchange(handle.port, stream_body(tokens=40, fault="drop", fault_after=15))
+        reply = exchange(handle, stream_body(tokens=40, fault="drop", fault_after=15))
     finally:
         server_log.removeHandler(records)
     assert reply.status == 200
@@ -195,7 +198,7 @@ def test_drop_mid_stream_cuts_the_connection(runtimes: dict[str, ServerHandle], 
     events = meaning(reply.body)
     assert len(events) == 15
     assert all(e["choices"][0]["finish_reason"] is None for e in events)
-    full = meaning(exchange(handle.port, stream_body(tokens=40)).body)
+    full = meaning(exchange(handle, stream_body(tokens=40)).body)
     assert events == full[:15]
     # Who cut it: on the fast path the pacer closes the connection itself; on the plain path
     # the runtime raises ConnectionCut and uvicorn, as any server would, closes it and logs.
@@ -208,7 +211,8 @@ def test_drop_mid_stream_cuts_the_connection(runtimes: dict[str, ServerHandle], 
 async def test_glm_client_sees_the_drop_on_both_paths(
     runtimes: dict[str, ServerHandle], path: str
 ) -> None:
-    async with GLMClient(base_url=runtimes[path].base_url, max_retries=0) as client:
+    handle = runtimes[path]
+    async with GLMClient(base_url=handle.base_url, api_key=handle.token, max_retries=0) as client:
         with pytest.raises(StreamInterrupted) as info:
             await client.complete(
                 "x", sim={**FAST, "tokens": 40, "fault": "drop", "fault_after": 9}
@@ -225,7 +229,9 @@ async def test_client_disconnect_frees_the_stream(
     body = stream_body(tokens=5000, itl_ms=5)
     async with (
         httpx.AsyncClient() as client,
-        client.stream("POST", handle.base_url + "/chat/completions", json=body) as r,
+        client.stream(
+            "POST", handle.base_url + "/chat/completions", json=body, headers=handle.headers
+        ) as r,
     ):
         async for _ in r.aiter_bytes():
             break

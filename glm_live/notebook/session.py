@@ -27,6 +27,7 @@ from ..agents.core import Run, Workflow
 from ..measure.recorder import Recorder
 from ..protocols.agui import AgentStatus, RunState, event_dict, parse_event
 from ..protocols.glm import ChatStream, Chunk, Completion, GLMClient
+from ..protocols.runtime import find_token
 from ..transport.hub_client import Connection
 from ..transport.sse_client import ConnectionEvent, EventSource
 from ._env import in_kernel
@@ -409,11 +410,21 @@ def connect(
     """A :class:`Session` with the runtime at ``url``, or with an embedded one.
 
     Without ``url``, starts the embedded runtime (simulated GLM-4.6, loopback, a free port);
-    ``serve_options`` go to :func:`glm_live.server.serve` (``sim=``, ``seed=``...).
+    ``serve_options`` go to :func:`glm_live.server.serve` (``sim=``, ``seed=``...). Its token
+    (made for it, or ``token``) is passed on to the session's client and hub connection:
+    nothing to copy, and nothing printed.
+
+    With ``url`` and no ``token``, the token is found by
+    :func:`glm_live.protocols.runtime.find_token`: ``GLM_LIVE_TOKEN``, else the runtime file
+    ``glm-live serve`` wrote for that URL.
     """
     if url is None:
         from ..server import serve  # the server floor, only when asked for
 
         embedded = serve(token=token, **serve_options)
-        return Session(embedded.url, token=token, embedded=embedded, hub=hub, heartbeat=heartbeat)
+        return Session(
+            embedded.url, token=embedded.token, embedded=embedded, hub=hub, heartbeat=heartbeat
+        )
+    if token is None:
+        token = find_token(url)
     return Session(url, token=token, hub=hub, heartbeat=heartbeat)

@@ -6,16 +6,22 @@ middleware would wrap it, and the pacer's direct path, :mod:`._uvicorn_fast`, ne
 server's own). Everything else (health, metrics, and what later floors add) is a Starlette app
 behind it.
 
-Security: with a token configured, every route but ``/health`` requires ``Authorization:
-Bearer <token>``, compared in constant time; the refusal says what to send, never the token.
+Security: authentication is always on unless switched off (``auth=False``, loopback only).
+A runtime built without a token makes one (:class:`Runtime`). Every HTTP route but ``/health``
+requires ``Authorization: Bearer <token>``: the admin token (compared in constant time, with
+no await: the chat path's fast path) or a scoped token from ``POST /auth/tokens``. Who may do
+what is drawn in :mod:`.httpauth`; the refusal says what to send, never a token. The HTTP API
+and the hub share one :class:`~.auth.Authenticator`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hmac
 import logging
+import secrets
 import time
 from typing import Any
 
@@ -28,6 +34,7 @@ from starlette.routing import Route, WebSocketRoute
 from ..agents.builtin import builtin_workflows
 from ..agents.core import Workflow
 from ..protocols.glm import GLMClient
+from ..wire.auth import AuthError, Grant, admin_grant
 from ._uvicorn_fast import direct_sink
 from .asgi import (
     ConnectionCut,
@@ -38,14 +45,19 @@ from .asgi import (
     send_json,
     wait_disconnect,
 )
+from .auth import Authenticator
 from .chatreq import BadRequest, ChatRequest, error_body, parse_chat_request, parse_json_body
 from .config import RuntimeConfig
+from .httpauth import CHALLENGE, GRANT, bearer_token, forbidden, grant_of, refusal, unavailable
+from .hub.memory import MemoryStore
 from .hub.service import Hub
+from .hub.store import HubStoreError, RoomStore
 from .promstats import RuntimeMetrics
 from .proxy import Proxy
 from .runs import RunService
 from .sim.engine import Answer, HTTPFault, Simulator
 from .sim.pacer import LagHistogram, PacedStream, Pacer
+from .tokens import TokenService
 
 __all__ = ["CHAT_PATHS", "Runtime", "create_app"]
 
@@ -66,15 +78,30 @@ def create_app(config: RuntimeConfig | None = None) -> Runtime:
 
 
 class Runtime:
-    """The embedded runtime: one ASGI app serving the simulator or a proxy."""
+    """The embedded runtime: one ASGI app serving the simulator or a proxy.
+
+    With authentication on and no token in ``config``, the runtime makes one here (the only
+    place one is made); :attr:`config` then carries it (never in its repr).
+    """
 
     def __init__(self, config: RuntimeConfig) -> None:
+        if config.auth and not config.token:
+            config = dataclasses.replace(config, token=secrets.token_urlsafe(32))
+        elif not config.auth:
+            logger.warning(
+                "authentication is off: anyone who can reach %s:%s (any local user) may use "
+                "this runtime as its admin",
+                config.host,
+                config.port,
+            )
         self.config = config
         self.lag = LagHistogram()
         self.pacer = Pacer(self.lag)
         self.metrics = RuntimeMetrics(self.lag)
         self.simulator = Simulator(config.sim)
         self.hub = _hub_for(config)
+        #: The credentials check, shared with the hub.
+        self.auth = self.hub.auth
         self.proxy = Proxy.for_config(config) if config.backend != "sim" else None
         self.active_streams = 0
         self.requests_in_flight = 0
@@ -83,7 +110,9 @@ class Runtime:
         self.self_url: str | None = None
         self._agent_client: GLMClient | None = None
         self.runs = RunService(self.hub, builtin_workflows(), self._agents_client)
-        self._expected_auth = f"Bearer {config.token}".encode() if config.token else None
+        self._admin_header = f"Bearer {config.token}".encode() if config.auth else None
+        self._admin = admin_grant()
+        tokens = TokenService(self.hub)
         self.starlette = Starlette(
             routes=[
                 Route("/health", self._health, methods=["GET"]),
@@ -91,6 +120,9 @@ class Runtime:
                 WebSocketRoute("/ws", self.hub.endpoint),
                 Route("/agents/{name}", self.runs.endpoint, methods=["POST"]),
                 Route("/runs/{run_id}", self.runs.status, methods=["GET"]),
+                Route("/auth/tokens", tokens.tokens, methods=["POST"]),
+                Route("/auth/revoke", tokens.revoke, methods=["POST"]),
+                Route("/auth/ws-ticket", tokens.ws_ticket, methods=["POST"]),
             ],
             lifespan=self._lifespan,
         )
@@ -122,49 +154,82 @@ class Runtime:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
-        # The hub checks WebSocket tokens itself, after accepting, so that a refused client
-        # learns why from the close code instead of a bare HTTP 403.
-        if kind == "http" and not self._authorised(scope):
-            await self._refuse(send)
-            return
-        if kind == "http" and scope["path"] in CHAT_PATHS and scope["method"] == "POST":
-            await self.chat(scope, receive, send)
-            return
+        if kind == "http":
+            if scope["path"] == "/health":
+                scope[GRANT] = await self._grant_or_none(scope)
+            else:
+                grant = self._admin_fast(scope)
+                if grant is None:
+                    grant = await self._authenticate(scope, send)
+                    if grant is None:
+                        return  # refused: the answer is sent
+                scope[GRANT] = grant
+            if scope["path"] in CHAT_PATHS and scope["method"] == "POST":
+                await self.chat(scope, receive, send)
+                return
+        # The hub checks WebSocket credentials itself, after accepting, so that a refused
+        # client learns why from the close code instead of a bare HTTP 403.
         await self.starlette(scope, receive, send)
 
     # -- security ------------------------------------------------------------------------------
 
-    def _authorised(self, scope: Scope) -> bool:
-        if self._expected_auth is None or scope.get("path") == "/health":
-            return True
+    def _admin_fast(self, scope: Scope) -> Grant | None:
+        """The admin's grant if the request carries exactly ``Bearer <admin token>``: one
+        constant-time comparison, no await (every chat request passes here)."""
+        expected = self._admin_header
+        if expected is None:
+            return self._admin  # authentication off: everyone is the admin
         for name, value in scope.get("headers", []):
             if name == b"authorization":
-                return hmac.compare_digest(value, self._expected_auth)
-        return False
+                return self._admin if hmac.compare_digest(value, expected) else None
+        return None
 
-    async def _refuse(self, send: Send) -> None:
-        self.metrics.errors.labels("unauthorised").inc()
-        message = (
-            "this runtime requires a token: send 'Authorization: Bearer <token>' "
-            "(the value given to glm-live serve --token or GLM_LIVE_TOKEN)"
-        )
-        await send_json(send, 401, error_body("1001", message))
+    async def _authenticate(self, scope: Scope, send: Send) -> Grant | None:
+        """The grant of the request's credentials; ``None`` once a refusal was sent."""
+        try:
+            return await self.auth.authenticate(bearer_token(scope))
+        except AuthError as exc:
+            self.metrics.errors.labels("unauthorised").inc()
+            status, body = refusal(exc)
+            await send_json(send, status, body, CHALLENGE)
+        except HubStoreError as exc:
+            logger.warning("cannot check credentials: %s", exc)
+            status, body = unavailable("check the credentials")
+            await send_json(send, status, body)
+        return None
+
+    async def _grant_or_none(self, scope: Scope) -> Grant | None:
+        """The grant of valid credentials, else ``None`` (``/health`` is open to all)."""
+        grant = self._admin_fast(scope)
+        if grant is not None:
+            return grant
+        with contextlib.suppress(AuthError, HubStoreError):
+            token = bearer_token(scope)
+            if token is not None:
+                return await self.auth.authenticate(token)
+        return None
 
     # -- plain routes --------------------------------------------------------------------------
 
     async def _health(self, request: Request) -> Response:
-        return JSONResponse(
-            {
-                "status": "ok",
-                "backend": self.config.backend,
-                "simulated": self.config.backend == "sim",
-                "model": "glm-4.6-sim" if self.config.backend == "sim" else None,
-                "requests_in_flight": self.requests_in_flight,
-                "hub": self.hub.describe(),
-            }
-        )
+        """Open to all: whether it is up and what it serves; with valid credentials also the
+        hub and the load (nothing here is a secret, but strangers learn nothing they need)."""
+        body: dict[str, Any] = {
+            "status": "ok",
+            "backend": self.config.backend,
+            "simulated": self.config.backend == "sim",
+            "model": "glm-4.6-sim" if self.config.backend == "sim" else None,
+            "auth": self.auth.enabled,
+        }
+        if request.scope.get(GRANT) is not None:
+            body["requests_in_flight"] = self.requests_in_flight
+            body["hub"] = self.hub.describe()
+        return JSONResponse(body)
 
     async def _metrics(self, request: Request) -> Response:
+        grant = grant_of(request)
+        if not grant.admin:
+            return forbidden(grant, "read /metrics")
         return Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     # -- chat completions ----------------------------------------------------------------------
@@ -295,14 +360,14 @@ async def _until_done_or_gone(done: asyncio.Future[str], receive: Receive) -> st
 
 
 def _hub_for(config: RuntimeConfig) -> Hub:
-    """The in-memory hub, or with ``config.redis`` one whose rooms live in Redis Streams."""
-    options: dict[str, Any] = {
-        "token": config.token,
-        "allowed_origins": config.allowed_origins,
-        "limits": config.hub,
-    }
+    """The in-memory hub, or with ``config.redis`` one whose rooms live in Redis Streams; its
+    :class:`~.auth.Authenticator` is the runtime's, for the HTTP API too."""
+    store: RoomStore
     if config.redis is None:
-        return Hub(**options)
-    from .hub.redis import RedisStore  # redis-py is an optional dependency
+        store = MemoryStore()
+    else:
+        from .hub.redis import RedisStore  # redis-py is an optional dependency
 
-    return Hub(RedisStore(config.redis, prefix=config.redis_prefix), **options)
+        store = RedisStore(config.redis, prefix=config.redis_prefix)
+    auth = Authenticator(config.token if config.auth else None, store)
+    return Hub(store, auth=auth, allowed_origins=config.allowed_origins, limits=config.hub)

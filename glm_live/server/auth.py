@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from typing import Protocol
 
 from ..wire.auth import AuthError, Grant, TokenSigner, admin_grant
-from .hub.store import RoomStore
 
-__all__ = ["HOW_TO_AUTHENTICATE", "OPEN_NAME", "Authenticator"]
+__all__ = ["HOW_TO_AUTHENTICATE", "OPEN_NAME", "Authenticator", "Revocations"]
 
 #: Every client's name when authentication is off and its ``hello`` gives none.
 OPEN_NAME = "anonymous"
@@ -32,11 +32,22 @@ HOW_TO_AUTHENTICATE = (
 )
 
 
+class Revocations(Protocol):
+    """Where revoked tokens and used tickets are kept: the hub's room store
+    (:class:`~glm_live.server.hub.store.RoomStore`), shared by runtimes using one Redis."""
+
+    async def revoke(self, token_id: str, until: float) -> None: ...
+
+    async def revoked(self, token_id: str) -> bool: ...
+
+    async def use_ticket(self, token_id: str, until: float) -> bool: ...
+
+
 class Authenticator:
     """Checks credentials against the runtime's admin ``token`` (``None``: authentication
     off) and the revocations kept in ``store``."""
 
-    def __init__(self, token: str | None, store: RoomStore) -> None:
+    def __init__(self, token: str | None, store: Revocations) -> None:
         self._signer = TokenSigner(token) if token else None
         self._store = store
 

@@ -1,5 +1,10 @@
 """Runtime and simulator settings: defaults, a TOML config file, and per-request overrides.
 
+Security: authentication is always on unless switched off. ``token`` is the runtime's admin
+token; left unset, the runtime makes one when it is built (:class:`~glm_live.server.Runtime`).
+``auth = false`` (``glm-live serve --no-auth``) switches authentication off, on a loopback
+address only, and never together with a token.
+
 A ``[hub]`` table sets the hub's limits (``history``, ``max_message_bytes``, ``rate``,
 ``burst``, ``send_queue``, ``dedupe``).
 
@@ -16,6 +21,7 @@ Every ``[sim]`` key can also be overridden per request in the body's ``"sim"`` o
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import random
 import tomllib
@@ -26,7 +32,16 @@ from typing import Any
 
 from .hub.store import HubLimits
 
-__all__ = ["FAULTS", "ConfigError", "Dist", "RuntimeConfig", "SimConfig", "load_config"]
+__all__ = [
+    "FAULTS",
+    "ConfigError",
+    "Dist",
+    "InsecureBindError",
+    "RuntimeConfig",
+    "SimConfig",
+    "is_loopback",
+    "load_config",
+]
 
 #: The faults the simulator can inject, by name.
 FAULTS = ("rate_limit", "balance", "auth", "server_error", "drop", "network_error", "stall")
@@ -34,6 +49,20 @@ FAULTS = ("rate_limit", "balance", "auth", "server_error", "drop", "network_erro
 
 class ConfigError(ValueError):
     """A setting has the wrong type or value; the message names it."""
+
+
+class InsecureBindError(ConfigError):
+    """Asked to listen beyond loopback with authentication off."""
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is a loopback address (or ``localhost``)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 @dataclass(frozen=True)
@@ -209,6 +238,9 @@ class RuntimeConfig:
     port: int = 8765
     backend: str = "sim"
     upstream: str | None = None
+    # Clients must authenticate (False: everyone is the admin; loopback only). The admin
+    # token: None makes the runtime generate one. Never in the repr.
+    auth: bool = True
     token: str | None = field(default=None, repr=False)
     max_body_bytes: int = 4 * 1024 * 1024
     allowed_origins: tuple[str, ...] = ()
@@ -235,6 +267,25 @@ class RuntimeConfig:
         if bool(self.ssl_certfile) != bool(self.ssl_keyfile):
             msg = "TLS needs both ssl_certfile and ssl_keyfile"
             raise ConfigError(msg)
+        if not isinstance(self.auth, bool):
+            msg = f"auth must be true or false, got {self.auth!r}"
+            raise ConfigError(msg)
+        if self.token is not None and (not isinstance(self.token, str) or not self.token):
+            msg = "token must be a non-empty string (or unset: the runtime makes one)"
+            raise ConfigError(msg)
+        if not self.auth and self.token:
+            msg = (
+                "a token was given with authentication off (--no-auth / auth=False): "
+                "drop one of them (to use the token, leave authentication on)"
+            )
+            raise ConfigError(msg)
+        if not self.auth and not is_loopback(self.host):
+            msg = (
+                f"refusing to listen on {self.host} with authentication off: anyone who can "
+                "reach it could use the runtime (and its upstream key). Leave authentication "
+                "on (drop --no-auth), or bind to 127.0.0.1."
+            )
+            raise InsecureBindError(msg)
         if self.backend == "openai" and not self.upstream:
             msg = "the openai backend needs an upstream base URL (--upstream URL)"
             raise ConfigError(msg)

@@ -6,17 +6,18 @@ address is known before uvicorn starts (port 0 picks a free one), and connection
 uvicorn is up wait in the socket's backlog rather than being refused. Readiness is the app's
 lifespan start-up completing (:class:`StartupSignal`): no polling of uvicorn's state.
 
-A runtime holding a GLM key must never be open to the network by accident: bound to anything
-but a loopback address, it refuses to start without a token.
+Authentication is always on: a runtime started without a token makes one (``handle.token``;
+``glm-live serve`` prints it). Switching it off (``auth=False``, ``--no-auth``) is refused
+beyond loopback (:class:`InsecureBindError`).
 """
 
 from __future__ import annotations
 
-import ipaddress
+import asyncio
 import os
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import fields
 from pathlib import Path
 from types import TracebackType
@@ -24,9 +25,16 @@ from typing import Any
 
 import uvicorn
 
+from ..wire.auth import DEFAULT_TTL_S
 from .app import Runtime
 from .asgi import Message, Receive, Scope, Send
-from .config import ConfigError, RuntimeConfig, config_from_mapping, load_config
+from .config import (
+    InsecureBindError,
+    RuntimeConfig,
+    config_from_mapping,
+    is_loopback,
+    load_config,
+)
 
 __all__ = [
     "InsecureBindError",
@@ -44,35 +52,24 @@ __all__ = [
 BACKLOG = 2048
 
 
-class InsecureBindError(ConfigError):
-    """Asked to listen beyond loopback without a token."""
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` is a loopback address (or ``localhost``)."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
 def build_config(
     config: RuntimeConfig | str | Path | None = None, **overrides: Any
 ) -> RuntimeConfig:
     """A :class:`RuntimeConfig` from a config object or file plus overrides.
 
-    The token comes from ``token=`` or ``GLM_LIVE_TOKEN``, the hub's Redis from ``redis=`` or
-    ``GLM_LIVE_REDIS``. Raises :class:`InsecureBindError`
-    for a non-loopback host without one.
+    The token comes from ``token=`` or ``GLM_LIVE_TOKEN`` (which ``auth=False`` ignores), the
+    hub's Redis from ``redis=`` or ``GLM_LIVE_REDIS``.
+
+    Raises:
+        InsecureBindError: Authentication off on a non-loopback host.
+        ConfigError: A bad setting, or a token given with authentication off.
     """
     seed = overrides.pop("seed", None)
     sim = dict(overrides.pop("sim", None) or {})
     if seed is not None:
         sim["seed"] = seed
     overrides["sim"] = sim
-    if overrides.get("token") is None:
+    if overrides.get("token") is None and overrides.get("auth") is not False:
         overrides["token"] = os.environ.get("GLM_LIVE_TOKEN") or None
     if overrides.get("redis") is None:
         overrides["redis"] = os.environ.get("GLM_LIVE_REDIS") or None
@@ -84,13 +81,6 @@ def build_config(
         result = load_config(config, **overrides)
     else:
         result = config_from_mapping({}, **overrides)
-    if not is_loopback(result.host) and not result.token:
-        msg = (
-            f"refusing to listen on {result.host} without a token: anyone who can reach it "
-            "could use the runtime (and its upstream key). Pass --token or set GLM_LIVE_TOKEN, "
-            "or bind to 127.0.0.1."
-        )
-        raise InsecureBindError(msg)
     return result
 
 
@@ -190,14 +180,24 @@ def uvicorn_config(runtime: Runtime, log_level: str = "warning", app: Any = None
 
 
 class ServerHandle:
-    """A runtime running on a background thread. ``url`` is its root; ``close()`` stops it."""
+    """A runtime running on a background thread. ``url`` is its root; ``close()`` stops it.
+
+    ``token`` is its admin token and ``headers`` the header carrying it; neither shows in the
+    repr. In a notebook, pass them on rather than printing them.
+    """
 
     def __init__(
-        self, runtime: Runtime, server: uvicorn.Server, thread: threading.Thread, url: str
+        self,
+        runtime: Runtime,
+        server: uvicorn.Server,
+        thread: threading.Thread,
+        url: str,
+        loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         self.runtime = runtime
         self._server = server
         self._thread = thread
+        self._loop = loop
         #: The runtime's root URL, e.g. ``http://127.0.0.1:54321``.
         self.url = url
         self.port = int(url.rsplit(":", 1)[1])
@@ -207,9 +207,57 @@ class ServerHandle:
         """The OpenAI-compatible base URL (``<url>/v1``), for ``GLMClient`` or the openai SDK."""
         return self.url + "/v1"
 
+    @property
+    def token(self) -> str | None:
+        """The runtime's admin token (``None`` with authentication off)."""
+        return self.runtime.config.token if self.runtime.config.auth else None
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """``{"Authorization": "Bearer <token>"}`` for an HTTP client (``{}`` with
+        authentication off)."""
+        token = self.token
+        return {"Authorization": f"Bearer {token}"} if token else {}
+
+    def issue_token(
+        self,
+        name: str,
+        read: Iterable[str] = (),
+        write: Iterable[str] = (),
+        ttl_s: float = DEFAULT_TTL_S,
+    ) -> str:
+        """A scoped token for ``name``, made here (no HTTP): it may chat, run agents, read
+        the hub rooms matching ``read`` and write those matching ``write``, for ``ttl_s``.
+
+        Raises:
+            AuthError: A bad name, pattern or ttl (the message says which), or
+                authentication is off.
+        """
+        token, _ = self.runtime.auth.issue(name, read, write, ttl_s)
+        return token
+
+    def revoke_token(self, token: str, timeout: float = 10.0) -> None:
+        """Refuse the scoped ``token`` from now on and close its hub connections.
+
+        Raises:
+            AuthError: Not a live scoped token of this runtime (or the admin token).
+            RuntimeError: The runtime is not running.
+            HubStoreError: The hub's store failed.
+        """
+        if self._loop is None or not self._thread.is_alive():
+            msg = "the runtime is not running: nothing to revoke a token on"
+            raise RuntimeError(msg)
+
+        async def revoke() -> None:
+            grant = await self.runtime.auth.revoke(token)
+            await self.runtime.hub.revoke(grant)
+
+        asyncio.run_coroutine_threadsafe(revoke(), self._loop).result(timeout)
+
     def __repr__(self) -> str:
         state = "running" if self._thread.is_alive() else "stopped"
-        return f"<glm_live runtime {self.url} backend={self.runtime.config.backend} {state}>"
+        auth = "" if self.runtime.config.auth else " auth=off"
+        return f"<glm_live runtime {self.url} backend={self.runtime.config.backend}{auth} {state}>"
 
     def close(self, timeout: float = 10.0) -> None:
         """Stop the server and wait (at most ``timeout`` seconds) for its thread."""
@@ -236,6 +284,7 @@ def serve(
     upstream: str | None = None,
     seed: int | None = None,
     token: str | None = None,
+    auth: bool | None = None,
     config: RuntimeConfig | str | Path | None = None,
     sim: dict[str, Any] | None = None,
     ssl_certfile: str | None = None,
@@ -250,13 +299,17 @@ def serve(
     a connection made while the app starts up waits in the backlog instead of being refused.
 
     Args:
-        host: Address to bind (loopback unless a token is given).
+        host: Address to bind (loopback by default).
         port: Port; 0 picks a free one.
         backend: ``sim`` (the simulated GLM-4.6), ``glm`` (real GLM-4.6 with ``ZAI_API_KEY``)
             or ``openai`` (any OpenAI-compatible ``upstream``).
         upstream: The upstream base URL for the proxy backends.
         seed: The simulator's seed.
-        token: Require ``Authorization: Bearer <token>`` (default ``GLM_LIVE_TOKEN``).
+        token: The admin token clients send as ``Authorization: Bearer <token>`` (default
+            ``GLM_LIVE_TOKEN``, else one is made: ``handle.token``). Never printed here: the
+            output would land in a notebook.
+        auth: ``False`` switches authentication off (loopback only; a warning is logged);
+            default: on (or as ``config`` says).
         ssl_certfile: Serve TLS (``https://``, ``wss://``) with this certificate...
         ssl_keyfile: ...and this private key.
         config: A :class:`RuntimeConfig` or a TOML config file.
@@ -268,8 +321,8 @@ def serve(
             connection); the socket itself listens before this returns.
 
     Raises:
-        InsecureBindError: A non-loopback host without a token.
-        ConfigError: A bad setting.
+        InsecureBindError: Authentication off on a non-loopback host.
+        ConfigError: A bad setting (a token with ``auth=False``).
         RuntimeError: The address cannot be bound, the server failed to start (a bad TLS
             file, an unreachable Redis: the reason is chained), or it did not start within
             ``startup_timeout`` (it is told to stop; the call does not wait for it).
@@ -282,6 +335,7 @@ def serve(
         upstream=upstream,
         seed=seed,
         token=token,
+        auth=auth,
         sim=sim,
         ssl_certfile=ssl_certfile,
         ssl_keyfile=ssl_keyfile,
@@ -294,7 +348,8 @@ def serve(
         msg = f"the runtime cannot listen on {runtime_config.host}:{runtime_config.port}: {exc}"
         raise RuntimeError(msg) from exc
     runtime.self_url = url = root_url(runtime_config, sock)
-    startup = StartupSignal(runtime)
+    loops: list[asyncio.AbstractEventLoop] = []
+    startup = StartupSignal(runtime, on_started=lambda: loops.append(asyncio.get_running_loop()))
     server = uvicorn.Server(uvicorn_config(runtime, log_level, app=startup))
     failure: list[BaseException] = []
 
@@ -320,4 +375,4 @@ def serve(
         reason = f": {type(cause).__name__}: {cause}" if cause is not None else ""
         msg = f"the runtime failed to start on {url}{reason}"
         raise RuntimeError(msg) from cause
-    return ServerHandle(runtime, server, thread, url)
+    return ServerHandle(runtime, server, thread, url, loops[0] if loops else None)

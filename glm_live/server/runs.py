@@ -7,6 +7,12 @@ hub room ``run:<runId>``, and a status line per agent change to the room ``agent
 published to ``control:<runId>`` (``{"command": "pause" | "resume" | "cancel" | "input",
 "agent": name or null, "data": ...}``) reach the run. When the client disconnects, the run is
 cancelled: its agents stop on the server.
+
+Who may do what: the identity that starts a run (the caller's token's name) owns it: only it
+and the admin command it through ``control:<runId>`` (the hub's rule), and ``GET
+/runs/{id}`` answers it, the admin, and tokens reading ``run:<id>``; to anyone else the run
+does not exist (404). AG-UI clients choose run ids: a run id another identity owns, or one
+running now, is refused with 409.
 """
 
 from __future__ import annotations
@@ -25,8 +31,11 @@ from starlette.responses import Response, StreamingResponse
 from ..agents.core import Run, Workflow
 from ..protocols.agui import RunState, encode_event, event_dict
 from ..protocols.glm import GLMClient
+from ..wire.auth import Grant, room_matches
 from .chatreq import error_body
+from .httpauth import grant_of, unavailable
 from .hub.service import Hub
+from .hub.store import HubStoreError
 
 __all__ = ["RunService"]
 
@@ -41,8 +50,8 @@ class RunService:
         self.workflows = workflows
         self._client = client
         self.runs: dict[str, Run] = {}
-        # Folded state of recent runs, for GET /runs/{id} (HTTP polling clients).
-        self.states: dict[str, tuple[RunState, list[int]]] = {}
+        # Folded state of recent runs and their owners, for GET /runs/{id} (HTTP polling).
+        self.states: dict[str, tuple[RunState, list[int], str]] = {}
 
     async def endpoint(self, request: Request) -> Response:
         name = request.path_params["name"]
@@ -64,10 +73,13 @@ class RunService:
                 break
         sim = props.get("sim")
         room = f"run:{run_input.run_id}"
+        refused = await self._claim(run_input.run_id, grant_of(request))
+        if refused is not None:
+            return refused
 
         agents: dict[str, str] = {}
         folded, updated = RunState(), [time.time_ns()]
-        self.states[run_input.run_id] = (folded, updated)
+        self.states[run_input.run_id] = (folded, updated, grant_of(request).name)
         while len(self.states) > 100:
             self.states.pop(next(iter(self.states)))
 
@@ -96,6 +108,23 @@ class RunService:
             headers={"cache-control": "no-cache"},
         )
 
+    async def _claim(self, run_id: str, grant: Grant) -> Response | None:
+        """Make the caller the owner of ``run_id``; the refusal if it cannot be."""
+        if run_id in self.runs:
+            return _error(
+                409, "1214", f"run {run_id!r} is running now: choose another runId for a new run"
+            )
+        try:
+            owner = await self.hub.store.claim_run(run_id, grant.name)
+        except HubStoreError:
+            status, body = unavailable("start the run")
+            return Response(body, status_code=status, media_type="application/json")
+        if owner != grant.name:
+            return _error(
+                409, "1214", f"run id {run_id!r} belongs to another identity: choose another runId"
+            )
+        return None
+
     async def _stream(self, run: Run) -> AsyncIterator[bytes]:
         self.runs[run.run_id] = run
         unlisten = self.hub.listen(f"control:{run.run_id}", lambda data: self._control(run, data))
@@ -109,10 +138,15 @@ class RunService:
 
     async def status(self, request: Request) -> Response:
         """``GET /runs/{id}``: the run's folded state, for clients that poll."""
-        entry = self.states.get(request.path_params["run_id"])
-        if entry is None:
+        run_id = request.path_params["run_id"]
+        entry = self.states.get(run_id)
+        grant = grant_of(request)
+        if entry is None or not (
+            grant.admin or grant.name == entry[2] or room_matches(grant.read, f"run:{run_id}")
+        ):
+            # A run the caller may not see does not exist for it: strangers learn nothing.
             return _error(404, "1214", "no such run (only the last 100 are kept)")
-        folded, updated = entry
+        folded, updated, _ = entry
         body = {
             "run": folded.run_id,
             "status": folded.status,

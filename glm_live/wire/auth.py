@@ -186,7 +186,7 @@ class TokenSigner:
             )
         if name == ADMIN_NAME:
             raise AuthError("bad_request", f"{ADMIN_NAME!r} is the admin token's name")
-        read_t, write_t = _patterns(list(read), "read"), _patterns(list(write), "write")
+        read_t, write_t = _patterns(read, "read"), _patterns(write, "write")
         if (
             isinstance(ttl_s, bool)
             or not isinstance(ttl_s, int | float)

@@ -344,7 +344,7 @@ class Hub:
         self._clients.discard(client)
         for room in client.rooms:
             self._unsubscribe(client, room)
-        if client.name or client.kind != "client":
+        if client.session:  # its hello announced it: announce that it left
             self.publish(
                 "presence",
                 {"event": "leave", "id": client.id, "name": client.name, "kind": client.kind},
