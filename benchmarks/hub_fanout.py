@@ -36,7 +36,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import secrets
 import shutil
 import statistics
 import subprocess
@@ -50,7 +49,7 @@ from websockets.asyncio.client import connect
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks._servers import free_port, start  # noqa: E402
+from benchmarks._servers import free_port, runtime_token, start  # noqa: E402
 from glm_live.transport.hub_client import Connection, Message  # noqa: E402
 from glm_live.wire.auth import TokenSigner  # noqa: E402
 
@@ -221,7 +220,7 @@ def main() -> None:
         f"[hub]\nrate = 1e9\nburst = 1e9\nsend_queue = {args.messages * 2}\n"
         f"history = {args.messages * 2}\n"
     )
-    admin = secrets.token_urlsafe(24)  # the runtimes' admin token: clients never use it
+    admin = runtime_token()  # the runtimes' admin token: clients never use it
     tokens = Tokens(admin)
     hub_port, raw_port = free_port(), free_port()
     processes = [

@@ -47,7 +47,6 @@ import json
 import logging
 import os
 import random
-import secrets
 import sys
 import tempfile
 import time
@@ -59,7 +58,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks._servers import free_port, start  # noqa: E402
+from benchmarks._servers import free_port, runtime_token, start  # noqa: E402
 from glm_live.testing.chaos import ChaosProxy  # noqa: E402
 from glm_live.transport.hub_client import Connection, Gap, Message  # noqa: E402
 from glm_live.transport.sse_client import ConnectionEvent  # noqa: E402
@@ -398,7 +397,12 @@ def _fd_targets(pid: int) -> list[str]:
 
 
 def _health(port: int) -> dict[str, Any]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=10) as response:
+    # The operator's view: /health tells the hub's figures to credentials only (the admin's
+    # here; no hub client uses it).
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/health", headers={"Authorization": f"Bearer {runtime_token()}"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
         hub: dict[str, Any] = json.load(response)["hub"]
         return hub
 
@@ -544,7 +548,7 @@ def main() -> int:
         args.messages = 50_000
     if args.history is None:  # full before the warm-up ends, so RSS can be flat after it
         args.history = max(1000, min(5000, int(args.warmup * args.messages / args.rooms / 2)))
-    args.admin = secrets.token_urlsafe(24)
+    args.admin = runtime_token()  # the runtime's admin token: no client uses it
     logging.basicConfig(level=logging.WARNING, format="%(name)s %(levelname)s %(message)s")
 
     config = Path(tempfile.mkdtemp()) / "hub.toml"
