@@ -209,7 +209,7 @@ def main() -> None:
     parser.add_argument("--subscribers", type=int, default=50)
     parser.add_argument("--messages", type=int, default=2000)
     parser.add_argument("--rtt-messages", type=int, default=2000)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=4)
     args = parser.parse_args()
     config = Path(tempfile.mkdtemp()) / "hub.toml"
     # The bench publishes as fast as it can: lift the per-connection rate limit for it, and
@@ -260,16 +260,26 @@ def main() -> None:
         asyncio.run(raw_rtt(raw_port, 100))  # warm-up
         for port, other in setups.values():
             asyncio.run(hub_rtt(port, 100, tokens, other))
-        for _ in range(args.repeat):
-            rtt["raw websockets"] += asyncio.run(raw_rtt(raw_port, args.rtt_messages))
-            rate["raw websockets"].append(
-                asyncio.run(raw_fanout(raw_port, args.subscribers, args.messages))
-            )
-            for name, (port, other) in setups.items():
-                rtt[name] += asyncio.run(hub_rtt(port, args.rtt_messages, tokens, other))
+
+        def measure(name: str) -> None:
+            if name == "raw websockets":
+                rtt[name] += asyncio.run(raw_rtt(raw_port, args.rtt_messages))
                 rate[name].append(
-                    asyncio.run(hub_fanout(port, args.subscribers, args.messages, tokens, other))
+                    asyncio.run(raw_fanout(raw_port, args.subscribers, args.messages))
                 )
+                return
+            port, other = setups[name]
+            rtt[name] += asyncio.run(hub_rtt(port, args.rtt_messages, tokens, other))
+            rate[name].append(
+                asyncio.run(hub_fanout(port, args.subscribers, args.messages, tokens, other))
+            )
+
+        for repeat in range(args.repeat):
+            # The baseline and the hub it is compared with run back to back, first one then
+            # the other, so that a shared machine whose speed drifts slows both alike.
+            pair = ["raw websockets", "glm_live hub"]
+            for name in pair[:: -1 if repeat % 2 else 1] + names[2:]:
+                measure(name)
     finally:
         for process in reversed(processes):  # the runtimes before their Redis
             process.terminate()
