@@ -279,8 +279,9 @@ def _observer(ledger: Ledger, name: str) -> Any:
 
 
 async def _follow(conn: Connection, stay: Stay, ledger: Ledger) -> None:
-    async for item in conn.subscribe(stay.room):
-        ledger.receive(stay, item)
+    async with contextlib.aclosing(conn.subscribe(stay.room)) as items:
+        async for item in items:
+            ledger.receive(stay, item)
 
 
 async def _flush(conn: Connection, ledger: Ledger, name: str, timeout: float = 30.0) -> None:
@@ -317,39 +318,56 @@ async def _life(soak: Soak, name: str, life: int) -> None:
         stays.append(stay)
         readers.append(asyncio.ensure_future(_follow(conn, stay, ledger)))
 
-    async with conn:
-        joined = rng.sample(soak.rooms, rng.randint(1, 3))
-        for room in joined:
-            await join(room)
-        room = rng.choice(soak.rooms)
-        quota = rng.randint(*soak.life_messages)
-        for sent in range(1, quota + 1):
-            if soak.budget <= 0:
-                break
-            soak.budget -= 1
-            counter = ledger.counter(room, name, life)
-            await conn.publish(room, {"p": name, "n": counter, "x": soak.payload})
-            if sent % soak.batch == 0:
-                await _flush(conn, ledger, name)
-                if rng.random() < 0.05 and len(joined) < len(soak.rooms):
-                    extra = rng.choice([r for r in soak.rooms if r not in joined])
-                    joined.append(extra)
-                    await join(extra)
-        await _flush(conn, ledger, name)  # nothing this life published is left behind
-        for stay in stays:
-            stay.until = ledger.snapshot(stay.room)
-        deadline = time.monotonic() + soak.tail_timeout
-        while not all(stay.caught_up() for stay in stays):
-            arrived.clear()
+    failure: Exception | None = None
+    try:
+        async with conn:
+            joined = rng.sample(soak.rooms, rng.randint(1, 3))
+            for room in joined:
+                await join(room)
             try:
-                await asyncio.wait_for(arrived.wait(), deadline - time.monotonic())
-            except TimeoutError:
-                break  # what did not come is counted as lost
+                await _publish(soak, conn, name, life, joined, join)
+            except Exception as exc:  # reported once the stays are checked: they still count
+                failure = exc
+            for stay in stays:
+                stay.until = ledger.snapshot(stay.room)
+            deadline = time.monotonic() + soak.tail_timeout
+            while not all(stay.caught_up() for stay in stays):
+                arrived.clear()
+                try:
+                    await asyncio.wait_for(arrived.wait(), deadline - time.monotonic())
+                except TimeoutError:
+                    break  # what did not come is counted as lost
+            for stay in stays:
+                ledger.close(stay)
+    finally:
         for reader in readers:
             reader.cancel()
-        for stay in stays:
-            ledger.close(stay)
-    await asyncio.gather(*readers, return_exceptions=True)
+        await asyncio.gather(*readers, return_exceptions=True)
+    if failure is not None:
+        raise failure
+
+
+async def _publish(
+    soak: Soak, conn: Connection, name: str, life: int, joined: list[str], join: Any
+) -> None:
+    """Publish this life's share to one room, flushing every ``batch`` (and sometimes joining
+    one more room then), and flush at the end: nothing it published is left behind."""
+    ledger, rng = soak.ledger, soak.rng
+    room = rng.choice(soak.rooms)
+    quota = rng.randint(*soak.life_messages)
+    for sent in range(1, quota + 1):
+        if soak.budget <= 0:
+            break
+        soak.budget -= 1
+        counter = ledger.counter(room, name, life)
+        await conn.publish(room, {"p": name, "n": counter, "x": soak.payload})
+        if sent % soak.batch == 0:
+            await _flush(conn, ledger, name)
+            if rng.random() < 0.05 and len(joined) < len(soak.rooms):
+                extra = rng.choice([r for r in soak.rooms if r not in joined])
+                joined.append(extra)
+                await join(extra)
+    await _flush(conn, ledger, name)
 
 
 async def _client(soak: Soak, name: str) -> None:
