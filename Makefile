@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 NOTEBOOKS := $(wildcard notebooks/*.ipynb)
 
-.PHONY: demo test bench lint clean
+.PHONY: demo test bench soak lint clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -53,6 +53,12 @@ bench: $(VENV)/.dev
 	$(BIN)/python benchmarks/widget_updates.py
 	$(BIN)/python benchmarks/loadgen_accuracy.py
 	$(BIN)/python benchmarks/dask_shards.py
+
+# Not part of bench or test: a million messages through the hub, clients joining, leaving and
+# restarting, 1% of their connections cut; fails on any loss, duplicate, or RSS/fd growth.
+# `python benchmarks/hub_soak.py --quick` tries it with 50 000.
+soak: $(VENV)/.dev
+	$(BIN)/python benchmarks/hub_soak.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

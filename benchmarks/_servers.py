@@ -9,6 +9,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import IO
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,9 +35,12 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start(command: list[str], port: int, timeout: float = 30.0) -> subprocess.Popen[bytes]:
-    """Run ``command`` (from the repository root) and wait until ``port`` accepts."""
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL)
+def start(
+    command: list[str], port: int, timeout: float = 30.0, stderr: IO[bytes] | None = None
+) -> subprocess.Popen[bytes]:
+    """Run ``command`` (from the repository root) and wait until ``port`` accepts; its
+    standard error goes to ``stderr`` (default: this process's)."""
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=stderr)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:

@@ -11,7 +11,15 @@ This process runs the clients.
   as the publisher can; throughput = deliveries to all subscribers / time from the first
   send to the last delivery.
 
-Targets (issue 4): hub RTT p50 within 2x raw websockets; hub throughput >= 50% of raw.
+Authentication and access checks are on, as in production (issue 13): every runtime is started
+with an admin token (``--token``), and every benchmark client connects with its own *scoped*
+token, minted offline with :class:`~glm_live.wire.auth.TokenSigner` (as any runtime holding the
+admin token would), reading and writing ``bench:*``. The admin token is not used by clients: it
+skips the checks. Before measuring, a raw WebSocket client checks that the hub does refuse a
+scoped token's publish outside its patterns (so the checks are really running).
+
+Targets (issue 13, checks on): hub RTT p50 <= 1.5x raw websockets; hub fan-out >= 70% of raw
+deliveries/s; each printed with PASS or FAIL.
 
 When ``redis-server`` is installed, the same measurements run on two more runtimes whose rooms
 live in one Redis (``--redis``, issue 8): round trips published on one runtime and received on
@@ -19,6 +27,7 @@ the other, and fan-out with the subscribers split between both. No target: the f
 what sharing rooms across processes costs (every message goes through Redis).
 
 Run: ``make bench`` or ``python benchmarks/hub_fanout.py [--subscribers N] [--messages M]``.
+Every figure is measured in the run that prints it; ratios compare figures of the same run.
 """
 
 from __future__ import annotations
@@ -40,8 +49,26 @@ from websockets.asyncio.client import connect
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks._servers import free_port, start  # noqa: E402
+from benchmarks._servers import free_port, runtime_token, start  # noqa: E402
 from glm_live.transport.hub_client import Connection, Message  # noqa: E402
+from glm_live.wire.auth import TokenSigner  # noqa: E402
+
+#: The rooms the benchmark uses, and the patterns its scoped tokens read and write.
+RTT_ROOM, FANOUT_ROOM, PATTERNS = "bench:rtt", "bench:fanout", ["bench:*"]
+
+
+class Tokens:
+    """Scoped tokens minted offline from the runtimes' admin token, one name per client."""
+
+    def __init__(self, admin: str) -> None:
+        self._signer = TokenSigner(admin)
+
+    def __call__(self, name: str) -> str:
+        token, grant = self._signer.issue(
+            name, read=PATTERNS, write=PATTERNS, ttl_s=3600, now=time.time()
+        )
+        assert not grant.admin
+        return token
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -60,21 +87,23 @@ async def raw_rtt(port: int, n: int) -> list[float]:
     return times
 
 
-async def hub_rtt(port: int, n: int, other: int | None = None) -> list[float]:
+async def hub_rtt(port: int, n: int, tokens: Tokens, other: int | None = None) -> list[float]:
     """Publish on the runtime at ``port``, receive on the one at ``other`` (default: same)."""
     times = []
     async with contextlib.AsyncExitStack() as stack:
-        conn = await stack.enter_async_context(Connection(f"http://127.0.0.1:{port}", heartbeat=60))
+        conn = await stack.enter_async_context(
+            Connection(f"http://127.0.0.1:{port}", token=tokens("rtt"), heartbeat=60)
+        )
         reader = conn
         if other is not None:
             reader = await stack.enter_async_context(
-                Connection(f"http://127.0.0.1:{other}", heartbeat=60)
+                Connection(f"http://127.0.0.1:{other}", token=tokens("rtt-reader"), heartbeat=60)
             )
-        await reader.join("rtt")
-        messages = reader.subscribe("rtt")
+        await reader.join(RTT_ROOM)
+        messages = reader.subscribe(RTT_ROOM)
         for i in range(n):
             start = time.perf_counter()
-            await conn.publish("rtt", i)
+            await conn.publish(RTT_ROOM, i)
             item = await messages.__anext__()
             assert isinstance(item, Message)
             assert item.data == i
@@ -109,19 +138,23 @@ async def raw_fanout(port: int, subscribers: int, n: int) -> float:
     return subscribers * n / (max(last) - start)
 
 
-async def hub_fanout(port: int, subscribers: int, n: int, other: int | None = None) -> float:
+async def hub_fanout(
+    port: int, subscribers: int, n: int, tokens: Tokens, other: int | None = None
+) -> float:
     """Publish on the runtime at ``port``; subscribers alternate between it and ``other``."""
     url = f"http://127.0.0.1:{port}"
     urls = [url, f"http://127.0.0.1:{other or port}"]
-    subs = [Connection(urls[i % 2], heartbeat=60) for i in range(subscribers)]
+    subs = [
+        Connection(urls[i % 2], token=tokens(f"sub-{i}"), heartbeat=60) for i in range(subscribers)
+    ]
     for sub in subs:
         await sub.__aenter__()
-        await sub.join("fanout")
+        await sub.join(FANOUT_ROOM)
     last: list[float] = []
 
     async def receive(conn: Connection) -> None:
         count = 0
-        async for item in conn.subscribe("fanout"):
+        async for item in conn.subscribe(FANOUT_ROOM):
             if isinstance(item, Message):
                 count += 1
                 if count == n:
@@ -129,20 +162,46 @@ async def hub_fanout(port: int, subscribers: int, n: int, other: int | None = No
                     return
 
     readers = [asyncio.ensure_future(receive(c)) for c in subs]
-    async with Connection(url, heartbeat=60, outbox_limit=n + 1) as publisher:
+    publisher = Connection(url, token=tokens("pub"), heartbeat=60, outbox_limit=n + 1)
+    async with publisher:
         await publisher.wait_open(10)
         start = time.perf_counter()
         for i in range(n):
-            await publisher.publish("fanout", {"i": i})
+            await publisher.publish(FANOUT_ROOM, {"i": i})
         await asyncio.wait_for(asyncio.gather(*readers), 120)
     for sub in subs:
         await sub.aclose()
     return subscribers * n / (max(last) - start)
 
 
-def _serve(port: int, config: Path, *extra: str) -> subprocess.Popen[bytes]:
-    command = [sys.executable, "-m", "glm_live", "serve", "--port", str(port)]
+async def checks_are_on(port: int, tokens: Tokens) -> None:
+    """Fail unless the runtime at ``port`` refuses a scoped token's publish outside its
+    patterns: figures measured with the checks off would not be the ones asked for."""
+    headers = {"Authorization": f"Bearer {tokens('probe')}"}
+    url = f"ws://127.0.0.1:{port}/ws"
+    async with connect(url, additional_headers=headers, ping_interval=None) as ws:
+        await ws.send(json.dumps({"type": "hello", "id": "probe"}))
+        await ws.send(json.dumps({"type": "publish", "room": "elsewhere", "id": 1, "data": 0}))
+        while True:
+            frame = json.loads(await asyncio.wait_for(ws.recv(), 10))
+            if frame.get("type") == "ack":
+                msg = f"runtime on port {port} accepted a publish outside the token's rooms"
+                raise RuntimeError(msg)
+            if frame.get("type") == "error":
+                if frame.get("code") != "forbidden":
+                    msg = f"expected a 'forbidden' error, got {frame}"
+                    raise RuntimeError(msg)
+                return
+
+
+def _serve(port: int, config: Path, admin: str, *extra: str) -> subprocess.Popen[bytes]:
+    # --token=...: a token may start with "-", which argparse would take for an option
+    command = [sys.executable, "-m", "glm_live", "serve", "--port", str(port), f"--token={admin}"]
     return start([*command, "--config", str(config), *extra], port)
+
+
+def _verdict(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
 
 
 def main() -> None:
@@ -150,7 +209,7 @@ def main() -> None:
     parser.add_argument("--subscribers", type=int, default=50)
     parser.add_argument("--messages", type=int, default=2000)
     parser.add_argument("--rtt-messages", type=int, default=2000)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=4)
     args = parser.parse_args()
     config = Path(tempfile.mkdtemp()) / "hub.toml"
     # The bench publishes as fast as it can: lift the per-connection rate limit for it, and
@@ -161,9 +220,11 @@ def main() -> None:
         f"[hub]\nrate = 1e9\nburst = 1e9\nsend_queue = {args.messages * 2}\n"
         f"history = {args.messages * 2}\n"
     )
+    admin = runtime_token()  # the runtimes' admin token: clients never use it
+    tokens = Tokens(admin)
     hub_port, raw_port = free_port(), free_port()
     processes = [
-        _serve(hub_port, config),
+        _serve(hub_port, config, admin),
         start([sys.executable, "benchmarks/raw_ws_server.py", str(raw_port)], raw_port),
     ]
     # name → (the publisher's port, the subscribers' port: None for the same)
@@ -178,27 +239,47 @@ def main() -> None:
             )
         )
         url = f"redis://127.0.0.1:{redis_port}/0"
-        processes.append(_serve(a_port, config, "--redis", url))
-        processes.append(_serve(b_port, config, "--redis", url))
+        processes.append(_serve(a_port, config, admin, "--redis", url))
+        processes.append(_serve(b_port, config, admin, "--redis", url))
         setups["redis hub, 1 runtime"] = (a_port, None)
         setups["redis hub, A -> B"] = (a_port, b_port)
-    names = ["raw websockets", *setups]
-    rtt: dict[str, list[float]] = {name: [] for name in names}
-    rate: dict[str, list[float]] = {name: [] for name in names}
+    unusable: dict[str, str] = {}  # a Redis setup that failed its check -> why
     try:
+        for name, (port, other) in list(setups.items()):
+            try:
+                for checked in {port, other or port}:
+                    asyncio.run(checks_are_on(checked, tokens))
+            except Exception as exc:
+                if name == "glm_live hub":
+                    raise  # the targets are about this one: no figures without it
+                unusable[name] = f"{type(exc).__name__}: {exc}"
+                del setups[name]
+        names = ["raw websockets", *setups]
+        rtt: dict[str, list[float]] = {name: [] for name in names}
+        rate: dict[str, list[float]] = {name: [] for name in names}
         asyncio.run(raw_rtt(raw_port, 100))  # warm-up
         for port, other in setups.values():
-            asyncio.run(hub_rtt(port, 100, other))
-        for _ in range(args.repeat):
-            rtt["raw websockets"] += asyncio.run(raw_rtt(raw_port, args.rtt_messages))
-            rate["raw websockets"].append(
-                asyncio.run(raw_fanout(raw_port, args.subscribers, args.messages))
-            )
-            for name, (port, other) in setups.items():
-                rtt[name] += asyncio.run(hub_rtt(port, args.rtt_messages, other))
+            asyncio.run(hub_rtt(port, 100, tokens, other))
+
+        def measure(name: str) -> None:
+            if name == "raw websockets":
+                rtt[name] += asyncio.run(raw_rtt(raw_port, args.rtt_messages))
                 rate[name].append(
-                    asyncio.run(hub_fanout(port, args.subscribers, args.messages, other))
+                    asyncio.run(raw_fanout(raw_port, args.subscribers, args.messages))
                 )
+                return
+            port, other = setups[name]
+            rtt[name] += asyncio.run(hub_rtt(port, args.rtt_messages, tokens, other))
+            rate[name].append(
+                asyncio.run(hub_fanout(port, args.subscribers, args.messages, tokens, other))
+            )
+
+        for repeat in range(args.repeat):
+            # The baseline and the hub it is compared with run back to back, first one then
+            # the other, so that a shared machine whose speed drifts slows both alike.
+            pair = ["raw websockets", "glm_live hub"]
+            for name in pair[:: -1 if repeat % 2 else 1] + names[2:]:
+                measure(name)
     finally:
         for process in reversed(processes):  # the runtimes before their Redis
             process.terminate()
@@ -218,10 +299,12 @@ def main() -> None:
         )
     rtt_ratio = _pct(rtt["glm_live hub"], 0.5) / _pct(rtt["raw websockets"], 0.5)
     rate_ratio = statistics.median(rate["glm_live hub"]) / statistics.median(rate["raw websockets"])
-    print(
-        f"hub RTT p50 / raw: {rtt_ratio:.2f}x (target <= 2x); hub throughput / raw: "
-        f"{rate_ratio:.0%} (target >= 50%)"
-    )
+    rtt_ok, rate_ok = _verdict(rtt_ratio <= 1.5), _verdict(rate_ratio >= 0.7)
+    print("with authentication and access checks on (scoped tokens):")
+    print(f"  hub RTT p50 / raw: {rtt_ratio:5.2f}x (target <= 1.5x)  {rtt_ok}")
+    print(f"  hub fan-out / raw: {rate_ratio:5.0%} (target >= 70%)   {rate_ok}")
+    for name, why in unusable.items():
+        print(f"  {name}: NOT MEASURED: its runtime failed the access check ({why})")
     if "redis hub, A -> B" in rtt:
         memory = _pct(rtt["glm_live hub"], 0.5)
         across = _pct(rtt["redis hub, A -> B"], 0.5)
@@ -232,7 +315,7 @@ def main() -> None:
             f"rooms in Redis, across two runtimes: RTT p50 {across / memory:.2f}x the in-memory "
             f"hub's; fan-out {share:.0%} of it"
         )
-    else:
+    elif redis_server is None:
         print("redis-server is not installed: the Redis hub was not measured")
 
 
