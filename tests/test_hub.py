@@ -534,3 +534,30 @@ async def test_the_documented_frames_on_the_in_memory_hub() -> None:
     admin = secrets.token_urlsafe(16)
     with serve(token=admin) as runtime:
         await documented_session(runtime.url, doc_token(admin))
+
+
+async def test_flush_returns_when_a_resumed_welcome_acknowledges_the_whole_outbox() -> None:
+    """The acks were lost with the connection; the resumed session's welcome says the hub has
+    every publication: ``flush`` must not wait for acks that will never come."""
+    conn = Connection("http://127.0.0.1:9", token="t")  # never started: frames are fed in
+    for i in range(3):
+        await conn.publish("r", i)
+    assert conn.outbox_depth == 3
+    welcome = {"type": "welcome", "id": "c", "epoch": "e", "server_time_ns": 0, "name": "n",
+               "session": "s", "resumed": True, "last_id": 3, "grant": None}  # fmt: skip
+    waiting = asyncio.ensure_future(conn.flush(timeout=5))  # flushing when the cut came
+    await asyncio.sleep(0.01)
+    conn._handle(json.dumps(welcome))
+    assert conn.outbox_depth == 0
+    await asyncio.wait_for(waiting, 1)
+
+
+async def test_the_hub_negotiates_compression_only_when_configured() -> None:
+    from glm_live.server.config import RuntimeConfig
+
+    for compression, expected in [(False, None), (True, "permessage-deflate")]:
+        with serve(config=RuntimeConfig(ws_compression=compression)) as handle:
+            async with connect(hub_url(handle.url), additional_headers=handle.headers) as ws:
+                offered = ws.response.headers.get("Sec-WebSocket-Extensions")
+        extension = offered.split(";")[0] if offered else None
+        assert extension == expected

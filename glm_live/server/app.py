@@ -223,6 +223,7 @@ class Runtime:
         }
         if request.scope.get(GRANT) is not None:
             body["requests_in_flight"] = self.requests_in_flight
+            body["tasks"] = len(asyncio.all_tasks())  # a soak watches this stay flat
             body["hub"] = self.hub.describe()
         return JSONResponse(body)
 

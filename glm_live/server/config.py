@@ -255,9 +255,17 @@ class RuntimeConfig:
     # the connection (glm_live/server/_uvicorn_fast.py); False keeps them on plain ASGI send,
     # as under any other server (tests run both; benchmarks may compare them).
     uvicorn_fast_path: bool = True
+    # permessage-deflate on the hub's WebSockets. Off by default: hub frames are small JSON,
+    # and compressing each costs more CPU than it saves bytes on loopback and LAN links (a
+    # third of the hub's send path), plus a compressor's state (hundreds of KiB) per
+    # connection. Turn it on for large messages over slow links.
+    ws_compression: bool = False
     sim: SimConfig = field(default_factory=SimConfig)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.ws_compression, bool):
+            msg = f"ws_compression must be true or false, got {self.ws_compression!r}"
+            raise ConfigError(msg)
         if not isinstance(self.uvicorn_fast_path, bool):
             msg = f"uvicorn_fast_path must be true or false, got {self.uvicorn_fast_path!r}"
             raise ConfigError(msg)

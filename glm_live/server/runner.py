@@ -173,6 +173,7 @@ def uvicorn_config(runtime: Runtime, log_level: str = "warning", app: Any = None
         timeout_graceful_shutdown=3,
         backlog=BACKLOG,
         ws_max_size=runtime.hub.limits.max_message_bytes,
+        ws_per_message_deflate=runtime.config.ws_compression,
         ws_ping_interval=20.0,
         ssl_certfile=runtime.config.ssl_certfile,
         ssl_keyfile=runtime.config.ssl_keyfile,

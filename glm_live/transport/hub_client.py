@@ -573,6 +573,8 @@ class Connection(AsyncClosing, Observed):
             self._refused(item)
         elif kind is Welcome:
             self._welcomed.set()
+            if not self._state.outbox:  # a resumed session's welcome may acknowledge all
+                self._acked.set()
         elif kind is ErrorFrame:
             assert isinstance(item, ErrorFrame)
             logger.warning("hub error %s: %s", item.code, item.message)
