@@ -28,7 +28,10 @@ async def handler(ws: ServerConnection) -> None:
 
 
 async def main(port: int) -> None:
-    async with serve(handler, "127.0.0.1", port, max_size=1 << 20, ping_interval=None):
+    # No compression, as the hub by default: both put the same bytes on the wire.
+    async with serve(
+        handler, "127.0.0.1", port, max_size=1 << 20, ping_interval=None, compression=None
+    ):
         await asyncio.Future()
 
 

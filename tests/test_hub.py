@@ -561,3 +561,45 @@ async def test_the_hub_negotiates_compression_only_when_configured() -> None:
                 offered = ws.response.headers.get("Sec-WebSocket-Extensions")
         extension = offered.split(";")[0] if offered else None
         assert extension == expected
+
+
+@pytest.mark.parametrize("direct", [True, False], ids=["direct-writes", "asgi-send"])
+async def test_a_slow_consumer_is_cut_off_and_the_others_get_everything(direct: bool) -> None:
+    """A client that stops reading while a room carries 24 MB: the hub cuts it (1013, or an
+    aborted connection when even the close frame cannot be written) instead of buffering
+    without bound or slowing the others, and a client that reads gets every message."""
+    from glm_live.server.config import RuntimeConfig
+
+    limits = HubLimits(send_queue=200, rate=1e9, burst=1e9, history=5000)
+    config = RuntimeConfig(uvicorn_fast_path=direct, hub=limits)
+    n, payload = 3000, "x" * 8000
+    with serve(token=TOKEN, config=config) as handle:
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        slow = await connect(hub_url(handle.url), additional_headers=auth, max_queue=4)
+        await slow.send(json.dumps({"type": "hello", "id": "slow"}))
+        await slow.send(json.dumps({"type": "join", "room": "flood", "since": None}))
+        await asyncio.sleep(0.2)  # joined; from now on it reads nothing
+        async with (
+            Connection(handle.url, token=TOKEN) as good,
+            Connection(handle.url, token=TOKEN) as publisher,
+        ):
+            await good.join("flood")
+            reading = asyncio.ensure_future(collect(good, "flood", n, 60))
+            for batch in range(n // 100):  # as fast as a reader can follow
+                for i in range(batch * 100, batch * 100 + 100):
+                    await publisher.publish("flood", {"i": i, "pad": payload})
+                await publisher.flush(30)
+            got = await reading
+            assert [m.data["i"] for m in got if isinstance(m, Message)] == list(range(n))
+            assert good.reconnects == 0
+            # The slow client was dropped: the hub holds nothing for it any more.
+            deadline = asyncio.get_running_loop().time() + 15
+            while len(handle.runtime.hub.clients) > 2:
+                assert asyncio.get_running_loop().time() < deadline, "the slow client stayed"
+                await asyncio.sleep(0.05)
+        assert handle.runtime.hub.stats["dropped_clients"] == 1
+        with pytest.raises(ConnectionClosed) as closed:
+            while True:
+                await asyncio.wait_for(slow.recv(), 15)
+        code = closed.value.rcvd.code if closed.value.rcvd is not None else 1006
+        assert code in (1013, 1006)  # 1006: aborted, the close frame could not be written

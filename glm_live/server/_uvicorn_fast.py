@@ -1,4 +1,5 @@
-"""The one place that knows uvicorn's internals: a direct write path under its httptools cycle.
+"""The one place that knows uvicorn's internals: direct write paths under its httptools cycle
+and its WebSocket protocol.
 
 ASGI's ``send`` is a coroutine: every body chunk through it costs a coroutine, a flow-control
 check and a write. The simulator's pacer sends tens of thousands of small chunks a second from
@@ -20,20 +21,44 @@ What is relied on (uvicorn 0.2x-0.5x, ``uvicorn.protocols.http.httptools_impl``)
 the transport is above its high-water mark), ``.disconnected`` (set when the client has gone)
 and ``.chunked_encoding``. If a uvicorn release renames any of them, :func:`direct_sink` returns
 ``None`` and the runtime keeps working on the plain path, only slower.
+
+The hub does the same for WebSocket frames (:func:`direct_ws_sink`): it fans a message out to
+every client of a room from one callback, and each ASGI ``send`` is a chain of coroutines
+(Starlette's, then uvicorn's) behind a per-client writer task. Under uvicorn's sans-I/O
+websockets protocol (``uvicorn.protocols.websockets.websockets_sansio_impl``, uvicorn's default
+when ``websockets`` is installed) a text frame can be framed by the connection's own
+``websockets`` protocol object and written at once. Relied on: ``.conn`` (``websockets``'
+``ServerProtocol``: ``send_text``, ``data_to_send``), ``.transport``, ``.writable`` (an
+``asyncio.Event`` cleared while the transport is above its high-water mark),
+``.handshake_complete``, ``.close_sent`` and ``.disconnected``; ``conn.send_close``.
+
+The same object can also cut a connection whose client stopped reading
+(:meth:`DirectWebSocketSink.cut`): through ASGI, a close waits behind the back-pressure that
+client causes, forever if it never reads again.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-__all__ = ["DirectSink", "close_connection", "direct_sink"]
+__all__ = ["DirectSink", "DirectWebSocketSink", "close_connection", "direct_sink", "direct_ws_sink"]
 
 # An ASGI send, as in .asgi (which imports this module, so the alias is not imported back).
 Send = Callable[[Any], Awaitable[None]]
 
 _HTTPTOOLS_CYCLE_MODULE = "uvicorn.protocols.http.httptools_impl"
 _CYCLE_ATTRIBUTES = ("transport", "flow", "disconnected", "chunked_encoding")
+_WS_PROTOCOL_MODULE = "uvicorn.protocols.websockets.websockets_sansio_impl"
+_WS_ATTRIBUTES = (
+    "conn",
+    "transport",
+    "writable",
+    "handshake_complete",
+    "close_sent",
+    "disconnected",
+)
 
 
 class DirectSink(Protocol):
@@ -132,3 +157,67 @@ def _httptools_cycle(send: Send) -> Any:
     if not all(hasattr(cycle, name) for name in _CYCLE_ATTRIBUTES):
         return None
     return cycle
+
+
+class DirectWebSocketSink(Protocol):
+    """Writes text frames of an accepted WebSocket straight to its connection."""
+
+    def try_send(self, text: str) -> bool:
+        """Frame and write ``text`` at once; ``False`` (nothing written) while the connection
+        applies back-pressure or is closing: then send it through ASGI ``send``, which waits
+        (and raises once the client has gone). Never blocks."""
+        ...
+
+    def cut(self, code: int, reason: str, grace: float) -> None:
+        """Close now, whatever the back-pressure: the close frame (``code``, ``reason``) goes
+        behind what is buffered, and the connection is aborted after ``grace`` seconds unless
+        it closed by then. For a client that stopped reading."""
+        ...
+
+
+class _SansIOWebSocketSink:
+    """A :class:`DirectWebSocketSink` over uvicorn's ``WebSocketsSansIOProtocol``."""
+
+    __slots__ = ("_conn", "_protocol", "_transport", "_writable")
+
+    def __init__(self, protocol: Any) -> None:
+        self._protocol = protocol
+        self._conn = protocol.conn
+        self._transport = protocol.transport
+        self._writable = protocol.writable
+
+    def try_send(self, text: str) -> bool:
+        protocol = self._protocol
+        if not self._writable.is_set() or protocol.close_sent or protocol.disconnected:
+            return False
+        conn = self._conn
+        conn.send_text(text.encode())
+        self._transport.write(b"".join(conn.data_to_send()))
+        return True
+
+    def cut(self, code: int, reason: str, grace: float) -> None:
+        protocol = self._protocol
+        if protocol.disconnected:
+            return
+        if not protocol.close_sent:
+            try:
+                self._conn.send_close(code, reason)
+                self._transport.write(b"".join(self._conn.data_to_send()))
+            except Exception:  # the protocol is past sending: the abort below still holds
+                pass
+            protocol.close_sent = True
+        asyncio.get_running_loop().call_later(grace, self._transport.abort)
+
+
+def direct_ws_sink(send: Send) -> DirectWebSocketSink | None:
+    """A :class:`DirectWebSocketSink` for the accepted WebSocket behind ``send`` (the server's
+    own ASGI ``send``, not a framework's wrapper of it), or ``None`` to use ``send``: for any
+    server but uvicorn's sans-I/O websockets protocol, or one lacking what is relied on here."""
+    protocol = getattr(send, "__self__", None)
+    if protocol is None or type(protocol).__module__ != _WS_PROTOCOL_MODULE:
+        return None
+    if not all(hasattr(protocol, name) for name in _WS_ATTRIBUTES):
+        return None
+    if protocol.handshake_complete is not True:
+        return None
+    return _SansIOWebSocketSink(protocol)

@@ -50,7 +50,7 @@ from .chatreq import BadRequest, ChatRequest, error_body, parse_chat_request, pa
 from .config import RuntimeConfig
 from .httpauth import CHALLENGE, GRANT, bearer_token, forbidden, grant_of, refusal, unavailable
 from .hub.memory import MemoryStore
-from .hub.service import Hub
+from .hub.service import SERVER_SEND, Hub
 from .hub.store import HubStoreError, RoomStore
 from .promstats import RuntimeMetrics
 from .proxy import Proxy
@@ -168,7 +168,11 @@ class Runtime:
                 await self.chat(scope, receive, send)
                 return
         # The hub checks WebSocket credentials itself, after accepting, so that a refused
-        # client learns why from the close code instead of a bare HTTP 403.
+        # client learns why from the close code instead of a bare HTTP 403. Under uvicorn it
+        # writes frames straight to the connection and cuts clients that stopped reading
+        # (server/_uvicorn_fast.py), so it gets the server's own send, which Starlette wraps.
+        elif kind == "websocket":
+            scope[SERVER_SEND] = send
         await self.starlette(scope, receive, send)
 
     # -- security ------------------------------------------------------------------------------
@@ -371,4 +375,10 @@ def _hub_for(config: RuntimeConfig) -> Hub:
 
         store = RedisStore(config.redis, prefix=config.redis_prefix)
     auth = Authenticator(config.token if config.auth else None, store)
-    return Hub(store, auth=auth, allowed_origins=config.allowed_origins, limits=config.hub)
+    return Hub(
+        store,
+        auth=auth,
+        allowed_origins=config.allowed_origins,
+        limits=config.hub,
+        direct_writes=config.uvicorn_fast_path,
+    )

@@ -252,8 +252,9 @@ class RuntimeConfig:
     redis: str | None = field(default=None, repr=False)
     redis_prefix: str = "glm_live"
     # Under uvicorn's httptools protocol the simulator writes its streams' chunks straight to
-    # the connection (glm_live/server/_uvicorn_fast.py); False keeps them on plain ASGI send,
-    # as under any other server (tests run both; benchmarks may compare them).
+    # the connection, and the hub its WebSocket frames (glm_live/server/_uvicorn_fast.py);
+    # False keeps them on plain ASGI send, as under any other server (tests run both;
+    # benchmarks may compare them).
     uvicorn_fast_path: bool = True
     # permessage-deflate on the hub's WebSockets. Off by default: hub frames are small JSON,
     # and compressing each costs more CPU than it saves bytes on loopback and LAN links (a

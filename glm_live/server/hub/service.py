@@ -62,6 +62,7 @@ from ...wire.hub import (
     session_key,
 )
 from ...wire.hub.access import read_refusal, run_of, write_refusal
+from .._uvicorn_fast import DirectWebSocketSink, direct_ws_sink
 from ..auth import Authenticator
 from .memory import MemoryStore
 from .store import HubLimits, HubStoreError, RoomStore
@@ -72,6 +73,7 @@ logger = logging.getLogger("glm_live.hub")
 
 _LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
 _AUTH_ROOM = "_auth"  # revocations, heard by every runtime sharing the store
+_CUT_GRACE_S = 1.0  # a client cut off for being too slow has this long to read the close
 # A close reason holds 123 bytes: what went wrong, and how to authenticate.
 _HOW = "send Authorization: Bearer <token>, subprotocol glm-live.bearer.<token>, or ?ticket="
 _REFUSED = {
@@ -84,6 +86,9 @@ _REFUSED = {
 _TOO_SLOW = "too slow: send queue full; reconnect to resume"
 
 
+#: The scope key under which the runtime leaves the server's own ASGI ``send`` of a WebSocket,
+#: for the hub's direct write path (:func:`~glm_live.server._uvicorn_fast.direct_ws_sink`).
+SERVER_SEND = "glm_live.server_send"
 #: The subprotocol the hub speaks, and the prefix of one carrying a token (browsers).
 SUBPROTOCOL = "glm-live.v1"
 BEARER_SUBPROTOCOL = "glm-live.bearer."
@@ -101,6 +106,12 @@ class _Client:
         self.session = ""  # its publishing session, once hello opened it
         self.rooms: set[str] = set()
         self.queue: asyncio.Queue[str | None] = asyncio.Queue(limits.send_queue)
+        # Frames are written at once through ``direct`` while nothing waits in the queue and
+        # the writer holds none (``sending``); otherwise they queue, in order, behind it.
+        # ``sink`` (under uvicorn) can also cut the connection of a client that stopped reading.
+        self.sink: DirectWebSocketSink | None = None
+        self.direct: DirectWebSocketSink | None = None
+        self.sending = False
         self.tokens = limits.burst
         self.stamp = time.monotonic()
         self.closing: tuple[int, str] | None = None
@@ -115,6 +126,15 @@ class _Client:
         return True
 
     def offer(self, frame: str) -> bool:
+        direct = self.direct
+        if (
+            direct is not None
+            and not self.sending
+            and self.closing is None
+            and self.queue.empty()
+            and direct.try_send(frame)
+        ):
+            return True
         try:
             self.queue.put_nowait(frame)
         except asyncio.QueueFull:
@@ -135,6 +155,8 @@ class Hub:
         auth: The runtime's authenticator (shared with its HTTP API).
         allowed_origins: Browser origins allowed besides loopback ones.
         limits: Bounds on history, dedupe, message size, rate and send queues.
+        direct_writes: Under uvicorn, write frames straight to the connection while nothing
+            waits for it (``False``: always through ASGI ``send``, as under any server).
     """
 
     def __init__(
@@ -145,7 +167,9 @@ class Hub:
         auth: Authenticator | None = None,
         allowed_origins: Iterable[str] = (),
         limits: HubLimits | None = None,
+        direct_writes: bool = True,
     ) -> None:
+        self.direct_writes = direct_writes
         self._store: RoomStore = store or MemoryStore()
         self.auth = auth or Authenticator(token, self._store)
         self._origins = {o.rstrip("/") for o in allowed_origins}
@@ -322,8 +346,15 @@ class Hub:
         if client.closing is None:
             client.closing = (code, reason)
             self._stats["dropped_clients"] += 1
-            with contextlib.suppress(asyncio.QueueFull):
-                client.queue.put_nowait(None)
+            if code == 1013 or client.queue.full():
+                # It cannot keep up: what waits for it is dropped (it resumes from history),
+                # and its connection is cut now; through ASGI the close would wait behind
+                # the back-pressure of a client that may never read again.
+                while not client.queue.empty():
+                    client.queue.get_nowait()
+                if client.sink is not None:
+                    client.sink.cut(code, reason, _CUT_GRACE_S)
+            client.queue.put_nowait(None)
             self._forget(client)
 
     def _unsubscribe(self, client: _Client, room: str) -> None:
@@ -378,6 +409,10 @@ class Hub:
             await websocket.close(1011, "the hub's storage is unavailable; reconnect")
             return
         client = _Client(websocket, self.limits, grant)
+        server_send = websocket.scope.get(SERVER_SEND)
+        if server_send is not None:
+            client.sink = direct_ws_sink(server_send)
+            client.direct = client.sink if self.direct_writes else None
         self._clients.add(client)
         expiry = None
         if grant.expires_at is not None:
@@ -446,10 +481,13 @@ class Hub:
             frame = await client.queue.get()
             if frame is None:
                 break
+            client.sending = True
             try:
                 await websocket.send_text(frame)
             except Exception:
                 break
+            finally:
+                client.sending = False
         if client.closing is not None and client.closing[0] != 1000:
             with contextlib.suppress(Exception):
                 await websocket.close(*client.closing)
