@@ -12,9 +12,8 @@ What it proves (issue 13's soak requirement), or reports the exceptions to:
   here there should be none, and a loss the hub did not report is a silent loss.
 - **Bounded resources.** The runtime's RSS at the end of the load is within 10% of its RSS
   after warm-up (``--warmup``, a fraction of the messages: history and sessions fill up
-  first); its open file descriptors, and the clients ``/health`` reports, are back where they
-  started once every client has closed. The hub's asyncio task count is not measured:
-  ``/health`` does not report it (and this script adds nothing to ``glm_live``).
+  first); its open file descriptors, its asyncio tasks and the clients ``/health`` reports
+  are back where they started once every client has closed.
 
 How: the runtime runs in its own process (``python -m glm_live serve --token T``); this
 process runs ``--clients`` clients (:class:`~glm_live.transport.hub_client.Connection`), each
@@ -33,7 +32,7 @@ the room, the publisher and counter, and the phase.
 
 Run: ``make soak`` (one million messages), or ``python benchmarks/hub_soak.py --quick``
 (50 000) to try it. Exit status 1 when anything was lost or duplicated, a gap or error was
-reported, RSS grew more than 10% after warm-up, or fds or clients were left over.
+reported, RSS grew more than 10% after warm-up, or fds, tasks or clients were left over.
 Not part of ``make test``.
 """
 
@@ -392,6 +391,7 @@ class Sample:
     rss: int
     fds: int
     clients: int
+    tasks: int
     sessions: int | None
     stats: dict[str, int]
 
@@ -421,19 +421,21 @@ def _health(port: int) -> dict[str, Any]:
         f"http://127.0.0.1:{port}/health", headers={"Authorization": f"Bearer {runtime_token()}"}
     )
     with urllib.request.urlopen(request, timeout=10) as response:
-        hub: dict[str, Any] = json.load(response)["hub"]
-        return hub
+        health: dict[str, Any] = json.load(response)
+        return health
 
 
 async def sample(pid: int, port: int, ledger: Ledger) -> Sample:
     rss, fds = _rss_fds(pid)
-    hub = await asyncio.to_thread(_health, port)
+    health = await asyncio.to_thread(_health, port)
+    hub = health["hub"]
     return Sample(
         time.monotonic() - ledger.started,
         ledger.published,
         rss,
         fds,
         int(hub["clients"]),
+        int(health["tasks"]),
         hub.get("sessions"),
         hub.get("stats", {}),
     )
@@ -450,7 +452,7 @@ async def _sampler(
             print(
                 f"  {now.at:6.1f}s {ledger.phase:8s} published {now.published} delivered "
                 f"{ledger.delivered} RSS {now.rss / (1 << 20):.1f} MiB fds {now.fds} "
-                f"clients {now.clients} sessions {now.sessions}",
+                f"clients {now.clients} tasks {now.tasks} sessions {now.sessions}",
                 file=sys.stderr,
             )
 
@@ -629,7 +631,10 @@ def report(args: argparse.Namespace, ledger: Ledger, res: dict[str, Any], log: P
     )
     if res["new_fds"]:
         print(f"  runtime fds open at the end that were not at the start: {res['new_fds']}")
-    print("  runtime asyncio tasks: not measured (/health does not report a task count)")
+    print(
+        f"  runtime asyncio tasks: start {first.tasks}, end of load "
+        f"{loaded.tasks if loaded else '-'}, idle at the end {last.tasks}"
+    )
     print(f"  hub stats at the end: {last.stats}")
     if ledger.anomalies:
         print(f"anomalies ({len(ledger.anomalies)}; the first {ANOMALIES_SHOWN}):")
@@ -647,8 +652,8 @@ def report(args: argparse.Namespace, ledger: Ledger, res: dict[str, Any], log: P
         failures.append("gaps or client errors")
     if not growth <= 0.10:
         failures.append(f"RSS grew {growth:+.1%} after warm-up (limit +10%)")
-    if last.fds > first.fds or last.clients > first.clients:
-        failures.append("fds or hub clients left over")
+    if last.fds > first.fds or last.clients > first.clients or last.tasks > first.tasks:
+        failures.append("fds, tasks or hub clients left over")
     print("FAIL: " + "; ".join(failures) if failures else "PASS")
     return 1 if failures else 0
 

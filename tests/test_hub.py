@@ -8,6 +8,7 @@ import random
 import secrets
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from websockets.asyncio.client import connect
@@ -603,3 +604,42 @@ async def test_a_slow_consumer_is_cut_off_and_the_others_get_everything(direct: 
                 await asyncio.wait_for(slow.recv(), 15)
         code = closed.value.rcvd.code if closed.value.rcvd is not None else 1006
         assert code in (1013, 1006)  # 1006: aborted, the close frame could not be written
+
+
+async def test_a_client_closing_during_a_fan_out_does_not_stop_delivery_to_the_others(
+    runtime: ServerHandle,
+) -> None:
+    """Subscribers' close frames and a publication reach the runtime in the same turn of its
+    loop (held still meanwhile): the fan-out meets connections that are closing, and still
+    acknowledges the publication and delivers it to the subscriber that joined after them."""
+    import time as clock
+
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    server_loop = runtime._loop
+    assert server_loop is not None
+
+    async def frame_of(ws: Any, kind: str) -> dict[str, Any]:
+        while True:
+            frame: dict[str, Any] = json.loads(await asyncio.wait_for(ws.recv(), 10))
+            if frame["type"] == kind:
+                return frame
+
+    for attempt in range(4):
+        room = f"closing-{attempt}"
+        sockets = [await connect(hub_url(runtime.url), additional_headers=auth) for _ in range(5)]
+        *closers, reader, publisher = sockets
+        for ws in sockets:
+            await ws.send(json.dumps({"type": "hello"}))
+        for ws in (*closers, reader):  # the reader joins last: it is served last
+            await ws.send(json.dumps({"type": "join", "room": room, "since": None}))
+            await frame_of(ws, "joined")
+            await frame_of(ws, "joined")  # the inbox's, then the room's
+        server_loop.call_soon_threadsafe(clock.sleep, 0.2)  # hold the runtime's loop
+        await asyncio.sleep(0.02)
+        await publisher.send(json.dumps({"type": "publish", "room": room, "id": 1, "data": 7}))
+        closing = [asyncio.ensure_future(ws.close()) for ws in closers]
+        assert (await frame_of(publisher, "ack"))["seq"] == 1
+        assert (await frame_of(reader, "msg"))["data"] == 7
+        await asyncio.gather(*closing)
+        for ws in (reader, publisher):
+            await ws.close()

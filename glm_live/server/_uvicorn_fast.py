@@ -188,11 +188,20 @@ class _SansIOWebSocketSink:
 
     def try_send(self, text: str) -> bool:
         protocol = self._protocol
-        if not self._writable.is_set() or protocol.close_sent or protocol.disconnected:
+        transport = self._transport
+        if (
+            not self._writable.is_set()
+            or protocol.close_sent
+            or protocol.disconnected
+            or transport.is_closing()  # e.g. the client's close frame arrived
+        ):
             return False
         conn = self._conn
-        conn.send_text(text.encode())
-        self._transport.write(b"".join(conn.data_to_send()))
+        try:
+            conn.send_text(text.encode())
+        except Exception:  # the connection is closing: ASGI send reports it to the writer
+            return False
+        transport.write(b"".join(conn.data_to_send()))
         return True
 
     def cut(self, code: int, reason: str, grace: float) -> None:
