@@ -477,7 +477,8 @@ class _Cuts(random.Random):
 
 async def soak_run(args: argparse.Namespace, port: int, pid: int) -> tuple[Ledger, dict[str, Any]]:
     ledger = Ledger(time.monotonic())
-    proxy = ChaosProxy(port, lifetime=(0.2, 5.0), seed=args.seed)
+    # A cut connection lives 50-500 ms: lives last longer, so it is cut, not closed first.
+    proxy = ChaosProxy(port, lifetime=(0.05, 0.5), seed=args.seed)
     proxy.rng = _Cuts(args.cut_fraction, args.seed)
     await proxy.start()
     signer = TokenSigner(args.admin)

@@ -69,7 +69,7 @@ class ChaosProxy:
         try:
             life = self.rng.uniform(*self.lifetime)
             done, _ = await asyncio.wait(pumps, timeout=life)
-            if not done:
+            if len(done) < len(pumps):  # a direction was still open: this is a cut
                 self.cuts += 1
         finally:
             for pump in pumps:
@@ -83,3 +83,7 @@ class ChaosProxy:
         while data := await reader.read(65536):
             writer.write(data)
             await writer.drain()
+        # One side finished sending: tell the other (a half-close), as a direct connection
+        # would, so that a closing handshake completes through the proxy without a timeout.
+        if writer.can_write_eof() and not writer.is_closing():
+            writer.write_eof()
