@@ -103,3 +103,17 @@ def check_run(events: Iterable[Mapping[str, Any]]) -> None:
             fail("attributed to a subagent run that is not running")
     if ended is None:
         raise OrderingError("the run never ended (no RUN_FINISHED or RUN_ERROR)")
+
+
+def run_input(run_id: str, sim: Mapping[str, Any], thread_id: str = "t") -> dict[str, Any]:
+    """A ``RunAgentInput`` (camelCase JSON) for the account-review workflow, about Globex,
+    whose agents' chats take the simulator settings ``sim``."""
+    return {
+        "threadId": thread_id,
+        "runId": run_id,
+        "state": {},
+        "messages": [{"id": "m1", "role": "user", "content": "Review the Globex account"}],
+        "tools": [],
+        "context": [],
+        "forwardedProps": {"inputs": {"account": "Globex"}, "sim": dict(sim)},
+    }

@@ -24,21 +24,14 @@ from websockets.asyncio.client import connect as ws_connect
 
 import glm_live
 from glm_live.server import ConfigError, InsecureBindError, ServerHandle, serve
+from tests.agui_checker import run_input
 
 FAST = {"ttft_ms": 1, "itl_ms": 1, "tokens": 5}
 CHAT = {"model": "glm-4.6", "messages": [{"role": "user", "content": "x"}], "sim": FAST}
 
 
 def agui_body(run_id: str) -> dict[str, Any]:
-    return {
-        "threadId": "thread-1",
-        "runId": run_id,
-        "state": {},
-        "messages": [{"id": "m1", "role": "user", "content": "Review the Globex account"}],
-        "tools": [],
-        "context": [],
-        "forwardedProps": {"inputs": {"account": "Globex"}, "sim": FAST},
-    }
+    return run_input(run_id, FAST, thread_id="thread-1")
 
 
 @pytest.fixture(scope="module")

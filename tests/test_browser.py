@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -111,23 +112,28 @@ def lab(tmp_path: Path) -> Iterator[str]:
             process.kill()
 
 
+def launch_chromium(playwright: Any) -> Any:
+    """Debian's Chromium, headless, through Playwright (no browser download)."""
+    chromium = shutil.which("chromium")
+    assert chromium, "make test selects the browser tests only when chromium is installed"
+    return playwright.chromium.launch(
+        executable_path=chromium,
+        args=[
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+        ],
+    )
+
+
 def test_notebook_streams_into_widgets_in_chromium(lab: str, tmp_path: Path) -> None:
     from playwright.sync_api import expect, sync_playwright
 
-    chromium = shutil.which("chromium")
-    assert chromium, "make test selects this test only when chromium is installed"
     with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=chromium,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-            ],
-        )
+        browser = launch_chromium(p)
         page = browser.new_page(viewport={"width": 1280, "height": 1600})
         page.set_default_timeout(60_000)
         page.goto(f"{lab}/lab/tree/live.ipynb")

@@ -8,13 +8,13 @@ Needs Debian's ``chromium`` (``make test`` selects this test whenever it is on t
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from glm_live.server import ServerHandle, serve
+from tests.test_browser import launch_chromium
 
 pytestmark = pytest.mark.browser
 
@@ -52,20 +52,8 @@ def runtime() -> Iterator[ServerHandle]:
 def page(runtime: ServerHandle) -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
-    chromium = shutil.which("chromium")
-    assert chromium, "make test selects this test only when chromium is installed"
     with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=chromium,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-            ],
-        )
+        browser = launch_chromium(p)
         page = browser.new_page()
         page.set_default_timeout(20_000)
         page.goto(runtime.url + "/health")  # a page of the runtime's (loopback) origin

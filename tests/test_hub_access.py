@@ -26,6 +26,7 @@ from websockets.exceptions import ConnectionClosed
 from glm_live.server import ServerHandle, serve
 from glm_live.server.config import RuntimeConfig
 from glm_live.wire.auth import TokenSigner
+from tests.agui_checker import run_input
 from tests.test_redis_hub import _free_port, start_redis
 
 ADMIN = "admin-" + secrets.token_hex(16)
@@ -251,18 +252,6 @@ async def test_the_runtimes_rooms_are_written_by_the_runtime_only(
 # -- runs ----------------------------------------------------------------------------------------
 
 
-def run_input(run_id: str) -> dict[str, Any]:
-    return {
-        "threadId": "t",
-        "runId": run_id,
-        "state": {},
-        "messages": [{"id": "m1", "role": "user", "content": "Review the Globex account"}],
-        "tools": [],
-        "context": [],
-        "forwardedProps": {"inputs": {"account": "Globex"}, "sim": FAST},
-    }
-
-
 async def run_events(runtime: ServerHandle, who: str, run_id: str) -> AsyncIterator[str]:
     """The AG-UI event types of a run started by ``who``'s token, as they stream."""
     async with (
@@ -270,7 +259,7 @@ async def run_events(runtime: ServerHandle, who: str, run_id: str) -> AsyncItera
         http.stream(
             "POST",
             f"{runtime.url}/agents/account-review",
-            json=run_input(run_id),
+            json=run_input(run_id, FAST),
             headers=bearer(who),
         ) as response,
     ):

@@ -28,7 +28,7 @@ from glm_live.server.hub.redis import RedisHub
 from glm_live.server.hub.service import HubLimits
 from glm_live.transport.hub_client import Connection, Gap, Message
 from glm_live.wire.sse import Decoder
-from tests.agui_checker import check_run
+from tests.agui_checker import check_run, run_input
 from tests.test_hub import collect, quick
 
 pytestmark = pytest.mark.redis
@@ -138,19 +138,6 @@ def pair(redis_url: str) -> Iterator[tuple[RuntimeProcess, RuntimeProcess]]:
     finally:
         a.stop()
         b.stop()
-
-
-def run_input(run_id: str, sim: dict[str, Any]) -> dict[str, Any]:
-    """A RunAgentInput for the account-review workflow."""
-    return {
-        "threadId": "t",
-        "runId": run_id,
-        "state": {},
-        "messages": [{"id": "m1", "role": "user", "content": "Review the Globex account"}],
-        "tools": [],
-        "context": [],
-        "forwardedProps": {"inputs": {"account": "Globex"}, "sim": sim},
-    }
 
 
 def messages(items: list[Message | Gap]) -> list[Message]:
