@@ -203,10 +203,8 @@ class TokenSigner:
             "j": token_id,
             "k": "ticket" if ticket else "token",
         }
-        body = _b64(json.dumps(payload, separators=(",", ":")).encode())
-        signature = _b64(hmac.new(self._key, body.encode(), hashlib.sha256).digest())
         grant = Grant(name, read_t, write_t, False, expires_at, token_id, ticket)
-        return f"{_PREFIX}{body}.{signature}", grant
+        return self._sign(payload), grant
 
     def ticket_for(self, grant: Grant, now: float) -> tuple[str, Grant]:
         """A one-connection WebSocket ticket carrying ``grant``'s identity and rooms, valid
@@ -224,10 +222,15 @@ class TokenSigner:
         token_id = secrets.token_hex(8)
         payload = {"n": grant.name, "r": ["*"], "w": ["*"], "x": expires_at, "j": token_id}
         payload["k"] = "admin-ticket"
-        body = _b64(json.dumps(payload, separators=(",", ":")).encode())
-        signature = _b64(hmac.new(self._key, body.encode(), hashlib.sha256).digest())
         admin = Grant(grant.name, ("*",), ("*",), True, expires_at, token_id, True)
-        return f"{_PREFIX}{body}.{signature}", admin
+        return self._sign(payload), admin
+
+    def _signature(self, body: str) -> str:
+        return _b64(hmac.new(self._key, body.encode(), hashlib.sha256).digest())
+
+    def _sign(self, payload: dict[str, Any]) -> str:
+        body = _b64(json.dumps(payload, separators=(",", ":")).encode())
+        return f"{_PREFIX}{body}.{self._signature(body)}"
 
     def verify(self, token: str, now: float) -> Grant:
         """The grant of ``token``: the admin token, or a scoped token or ticket signed here.
@@ -242,8 +245,7 @@ class TokenSigner:
         if not token.startswith(_PREFIX) or token.count(".") != 1:
             raise AuthError("invalid", "not a token of this runtime")
         body, _, signature = token[len(_PREFIX) :].partition(".")
-        expected = _b64(hmac.new(self._key, body.encode(), hashlib.sha256).digest())
-        if not hmac.compare_digest(signature.encode(), expected.encode()):
+        if not hmac.compare_digest(signature.encode(), self._signature(body).encode()):
             raise AuthError("invalid", "not a token of this runtime (bad signature)")
         try:
             payload = json.loads(_unb64(body))
