@@ -31,7 +31,8 @@ from starlette.responses import Response, StreamingResponse
 from ..agents.core import Run, Workflow
 from ..protocols.agui import RunState, encode_event, event_dict
 from ..protocols.glm import GLMClient
-from ..wire.auth import Grant, room_matches
+from ..wire.auth import Grant
+from ..wire.hub.access import read_refusal
 from .chatreq import error_body
 from .httpauth import grant_of, unavailable
 from .hub.service import Hub
@@ -141,9 +142,8 @@ class RunService:
         run_id = request.path_params["run_id"]
         entry = self.states.get(run_id)
         grant = grant_of(request)
-        if entry is None or not (
-            grant.admin or grant.name == entry[2] or room_matches(grant.read, f"run:{run_id}")
-        ):
+        # Who may see a run is who may read its room: the hub's rule, in one place.
+        if entry is None or read_refusal(grant, f"run:{run_id}", owner=entry[2]) is not None:
             # A run the caller may not see does not exist for it: strangers learn nothing.
             return _error(404, "1214", "no such run (only the last 100 are kept)")
         folded, updated, _ = entry
