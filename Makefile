@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 NOTEBOOKS := $(wildcard notebooks/*.ipynb)
 
-.PHONY: demo test bench soak lint clean
+.PHONY: demo test bench soak fuzz lint clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -59,6 +59,15 @@ bench: $(VENV)/.dev
 # `python benchmarks/hub_soak.py --quick` tries it with 50 000.
 soak: $(VENV)/.dev
 	$(BIN)/python benchmarks/hub_soak.py
+
+# Not part of test (which runs a few seconds of it: tests/test_sse_fuzz.py): the SSE decoder
+# against a reference written from the standard, fed whole and cut anywhere, with atheris where
+# it installs and hypothesis otherwise. `make fuzz FUZZ_SECONDS=60` for a shorter run.
+FUZZ_SECONDS ?= 600
+fuzz: $(VENV)/.dev
+	@$(BIN)/python -m pip install --quiet atheris 2>/dev/null || \
+		echo "atheris does not install here: fuzzing with hypothesis instead"
+	$(BIN)/python -m tests.fuzz_sse --seconds $(FUZZ_SECONDS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

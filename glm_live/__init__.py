@@ -32,6 +32,7 @@ from .errors import (
     SSEError,
     StreamInterrupted,
     TransportError,
+    UnsendableRequest,
 )
 from .notebook.aio import Handle
 from .notebook.session import ChatHandle, RunHandle, Session, connect
@@ -119,6 +120,7 @@ __all__ = [
     "ToolCall",
     "ToolCallDelta",
     "TransportError",
+    "UnsendableRequest",
     "Workflow",
     "WorkflowError",
     "__version__",

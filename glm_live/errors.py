@@ -139,6 +139,11 @@ class ContentTypeError(ResponseError):
     """A 200 response whose content type is not ``text/event-stream``."""
 
 
+class UnsendableRequest(TransportError, ValueError):
+    """The request cannot be put on the wire as given (e.g. a header value with a control
+    character, or characters its encoding cannot carry); retrying would not help."""
+
+
 class RetriesExhausted(TransportError):
     """Reconnecting gave up after ``attempts`` tries; ``__cause__`` is the last failure."""
 

@@ -6,13 +6,15 @@ leave to their users:
 - reconnects on network errors, 5xx and a clean end of stream, with exponential backoff and full
   jitter (:class:`~glm_live.retry.Backoff`), the server's ``retry:`` as a floor, and the failure
   count reset only after a connection stayed up ``stable_after`` seconds;
-- sends ``Last-Event-ID`` when it reconnects, and does not yield twice an event the server
-  replays with an ID it already delivered;
+- sends ``Last-Event-ID`` when it reconnects (as UTF-8, as browsers do), and does not yield
+  twice an event the server replays with an ID of its own that was already delivered; an event
+  that carries no ``id`` field of its own is never taken for a replay;
 - an idle watchdog: no bytes at all (comments count) for ``idle_timeout`` seconds means the
   connection is dead, and it reconnects;
 - stops on 204; raises :class:`~glm_live.errors.HTTPStatusError` on other 4xx and
   :class:`~glm_live.errors.ContentTypeError` on a wrong content type, both carrying the status
-  and the start of the body;
+  and the start of the body, at once: the body is waited for half a second at most, so a
+  server that holds such a connection open cannot stall the report;
 - exposes its state, reconnect count, last error and per-connection timings, and reports every
   change to observers (plain callables taking a :class:`ConnectionEvent`).
 
@@ -24,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import re
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
@@ -38,9 +41,16 @@ from ..errors import (
     HTTPStatusError,
     RetriesExhausted,
     TransportError,
+    UnsendableRequest,
 )
 from ..wire.retry import Backoff, parse_retry_after
-from ..wire.sse import DEFAULT_MAX_EVENT_SIZE, DEFAULT_MAX_LINE_SIZE, Decoder, Event
+from ..wire.sse import (
+    DEFAULT_MAX_EVENT_SIZE,
+    DEFAULT_MAX_LINE_SIZE,
+    Decoder,
+    Event,
+    IdentifiedEvent,
+)
 from ._closing import AsyncClosing
 
 __all__ = [
@@ -56,6 +66,7 @@ __all__ = [
 logger = logging.getLogger("glm_live.stream")
 
 _ERROR_BODY_LIMIT = 64 * 1024  # bytes of an error response kept for the exception
+_ERROR_BODY_WAIT = 0.5  # seconds an error response's body is waited for
 
 
 class ConnectionState(enum.StrEnum):
@@ -194,7 +205,7 @@ class EventSource(AsyncClosing, Observed):
 
     Cancelling the task that iterates is safe: the response is closed and the state becomes
     ``closed``. Nothing here waits without a timeout except the backoff sleep, which is bounded
-    by ``backoff.maximum`` (or the server's ``retry``).
+    by ``backoff.maximum`` (or the server's ``retry``, up to ``backoff.max_floor``).
     """
 
     def __init__(
@@ -249,6 +260,14 @@ class EventSource(AsyncClosing, Observed):
         self.last_error: BaseException | None = None
         #: The last event ID delivered; sent as ``Last-Event-ID`` on reconnect.
         self.last_event_id = last_event_id
+        # What goes out as Last-Event-ID: the latest delivered ID that HTTP can carry.
+        self._resume_from = _resume_header(last_event_id)
+        if last_event_id and self._resume_from is None:
+            msg = (
+                f"last_event_id {last_event_id!r} cannot be sent as a Last-Event-ID header "
+                "(it has a control character); pass the ID the server's stream gave as it is"
+            )
+            raise UnsendableRequest(msg)
         #: The server's reconnection time in milliseconds, once it sent ``retry:``.
         self.retry: int | None = None
         #: HTTP status of the current (or last) response.
@@ -322,6 +341,15 @@ class EventSource(AsyncClosing, Observed):
                 except _Reconnect as again:
                     failure = again.reason
                     floor = again.floor
+                except httpx.LocalProtocolError:
+                    # Our own request is malformed (h11 refused it before sending): no retry
+                    # can help. h11's message quotes the header value, which may be a secret,
+                    # so it is not repeated.
+                    raise UnsendableRequest(
+                        f"{self.method} {safe_url(self.url)}: the request could not be sent, "
+                        "a header value is not valid in HTTP/1.1 (a control character, or "
+                        "leading or trailing whitespace); check the headers you passed"
+                    ) from None
                 except httpx.TransportError as exc:
                     if opened_ns is None:
                         opened_ns = self.headers_ns
@@ -367,20 +395,13 @@ class EventSource(AsyncClosing, Observed):
 
     async def _connect(self, client: httpx.AsyncClient) -> AsyncIterator[Event]:
         """One connection: send, check the response, decode until the stream ends."""
-        headers = {
-            **self._headers,
-            "Accept": "text/event-stream",
-            "Cache-Control": "no-cache",
-        }
-        if self.last_event_id:
-            headers["Last-Event-ID"] = self.last_event_id
         request = client.build_request(
             self.method,
             self.url,
             json=self._json,
             content=self._content,
             params=self._params,
-            headers=headers,
+            headers=self._request_headers(),
             timeout=self._timeout,
             extensions={"trace": self._trace},
         )
@@ -401,6 +422,28 @@ class EventSource(AsyncClosing, Observed):
                 yield event
         finally:
             await response.aclose()
+
+    def _request_headers(self) -> list[tuple[bytes, bytes]]:
+        """The headers of the next attempt, as bytes (the Last-Event-ID is UTF-8)."""
+        headers: dict[str, str | bytes] = {
+            **self._headers,
+            "Accept": "text/event-stream",
+            "Cache-Control": "no-cache",
+        }
+        if self._resume_from:
+            headers["Last-Event-ID"] = self._resume_from
+        encoded = []
+        for name, value in headers.items():
+            try:
+                raw = value.encode("ascii") if isinstance(value, str) else value
+                encoded.append((name.encode("ascii"), raw))
+            except UnicodeEncodeError:
+                msg = (
+                    f"request header {name!r} has characters an HTTP header cannot carry as "
+                    "text (it must be ASCII); encode the value first, e.g. as UTF-8 bytes"
+                )
+                raise UnsendableRequest(msg) from None
+        return encoded
 
     async def _check(self, response: httpx.Response) -> None:
         """Accept a 200 event stream; end, retry or raise on anything else."""
@@ -443,6 +486,7 @@ class EventSource(AsyncClosing, Observed):
         # After a reconnect the server may replay what we already have: skip events whose
         # ID was delivered, until the first one that was not.
         replaying = self.attempts > 1 and bool(self._seen)
+        resume_source = self.last_event_id
         async for piece in response.aiter_bytes():
             now = time.perf_counter_ns()
             if self.first_byte_ns is None:
@@ -456,20 +500,42 @@ class EventSource(AsyncClosing, Observed):
             if decoder.retry is not None:
                 self.retry = decoder.retry
             for event in events:
-                if replaying:
+                # Only an event with an id field of its own can be a replay: one that merely
+                # inherited the last ID (from this stream, or the Last-Event-ID we sent) is new.
+                if replaying and isinstance(event, IdentifiedEvent):
                     if event.id in self._seen:
                         self.duplicates_dropped += 1
                         continue
                     replaying = False
                 self.last_event_id = event.id
+                if event.id != resume_source:
+                    resume_source = self._resume_after(event.id)
                 self._remember(event.id)
                 self.last_arrival_ns = now
                 yield event
             # The decoder also moves the ID on blocks with no data.
             self.last_event_id = decoder.last_event_id
+            if self.last_event_id != resume_source:
+                resume_source = self._resume_after(self.last_event_id)
             if oversized is not None:
                 raise oversized
         decoder.close()
+
+    def _resume_after(self, event_id: str) -> str:
+        """Make ``event_id`` the one a reconnect resumes after, if HTTP can carry it; else
+        keep the last one it could (what the server replays after that is then dropped as
+        already delivered). Returns ``event_id``."""
+        header = _resume_header(event_id)
+        if header is not None:
+            self._resume_from = header
+        else:
+            logger.warning(
+                "%s: event ID %.40r cannot be sent as Last-Event-ID (a control character); "
+                "a reconnect resumes from the last ID that can",
+                safe_url(self.url),
+                event_id,
+            )
+        return event_id
 
     def _remember(self, event_id: str) -> None:
         if not event_id or event_id in self._seen:
@@ -489,15 +555,35 @@ class _Stop(Exception):
     """Internal: the server answered 204, so the stream is over for good."""
 
 
-async def _read_some(response: httpx.Response, limit: int = _ERROR_BODY_LIMIT) -> str:
-    """Up to ``limit`` bytes of a response body, as text; never waits past the read timeout."""
+_CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def _resume_header(event_id: str) -> bytes | None:
+    """``event_id`` as a ``Last-Event-ID`` value (``b""``: send none), or ``None`` if HTTP
+    cannot carry it.
+
+    Browsers send the ID as UTF-8, and so does this. Leading and trailing spaces and tabs are
+    left out: HTTP excludes them from a field's value (RFC 9110, section 5.5), so a server
+    never sees them whoever sends them, and h11 refuses to. A control character cannot be
+    carried at all.
+    """
+    value = event_id.encode("utf-8").strip(b" \t")
+    return None if _CONTROL.search(value) else value
+
+
+async def _read_some(
+    response: httpx.Response, limit: int = _ERROR_BODY_LIMIT, wait: float = _ERROR_BODY_WAIT
+) -> str:
+    """Up to ``limit`` bytes of a response body, as text, waiting ``wait`` seconds at most: a
+    server may hold an error response open, and the error is known without its body."""
     buffer = bytearray()
     try:
-        async for chunk in response.aiter_bytes():
-            buffer += chunk
-            if len(buffer) >= limit:
-                break
-    except httpx.HTTPError:
+        async with asyncio.timeout(wait):
+            async for chunk in response.aiter_bytes():
+                buffer += chunk
+                if len(buffer) >= limit:
+                    break
+    except (httpx.HTTPError, TimeoutError):
         pass  # a partial body is still worth showing
     return buffer[:limit].decode("utf-8", "replace")
 

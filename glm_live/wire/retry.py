@@ -32,6 +32,8 @@ class Backoff:
         maximum: Cap on any delay, in seconds (a server floor above it still wins).
         multiplier: Growth of the ceiling per consecutive failure.
         stable_after: Seconds a connection must stay up before the failure count resets.
+        max_floor: The longest a server may make us wait, in seconds: a larger ``retry`` or
+            ``Retry-After`` is cut to it, so that no wait is unbounded.
         rng: Source of randomness (a seeded ``random.Random`` makes delays reproducible).
 
     Attributes:
@@ -42,6 +44,7 @@ class Backoff:
     maximum: float = 30.0
     multiplier: float = 2.0
     stable_after: float = 5.0
+    max_floor: float = 3600.0
     rng: random.Random = field(default_factory=random.Random, repr=False)
     failures: int = 0
 
@@ -68,7 +71,7 @@ class Backoff:
         delay = self.rng.uniform(0.0, self.ceiling())
         self.failures += 1
         if floor is not None and floor > delay:
-            delay = floor
+            delay = min(floor, self.max_floor)
         return delay
 
     def connected_for(self, seconds: float) -> None:

@@ -17,10 +17,19 @@ built. The end of the stream discards whatever event was still being built.
   gives exactly the U+FFFD replacements that decoding the whole stream at once would give.
 - The unfinished last line is kept in a :class:`bytearray` and only new bytes are searched for a
   line break, so one huge event fed in small pieces costs linear, not quadratic, time.
-- Memory is bounded: a line longer than ``max_line_size`` bytes, or an event whose data grows
-  past ``max_event_size`` characters, is discarded (its ``id`` still counts), decoding goes on
-  after it, and :meth:`Decoder.feed` raises :class:`~glm_live.errors.EventTooLarge` carrying every
-  event the same piece completed (``.events``), so nothing else received is lost.
+- Limits are enforced the same way however the stream is split: a line longer than
+  ``max_line_size`` bytes (measured on the raw bytes, before decoding) or an event whose data
+  grows past ``max_event_size`` characters is discarded (its ``id`` still counts), decoding goes
+  on after it, and :meth:`Decoder.feed` raises :class:`~glm_live.errors.EventTooLarge` carrying
+  every event the same piece completed (``.events``), so nothing else received is lost.
+- Memory stays within about twice the larger limit, plus the piece being fed: a line that grew
+  past 64 KiB is decoded on its own, straight from its bytes to its value (no copy of the whole
+  line as text), and an event's data lines are joined every 1,024 lines, so a flood of short
+  lines costs their characters rather than a Python object each.
+- A ``retry`` value too large for 64 bits is ignored, as Chromium does.
+- An event whose own block carried an ``id`` field comes out as an :class:`IdentifiedEvent` (a
+  subclass, equal to the plain :class:`Event` with the same fields). A reconnecting client may
+  drop such an event as a replay; an event that only inherited its ID never is one.
 
 :func:`encode` writes events that this decoder (and every conformant one) reads back unchanged,
 up to line-break normalisation inside ``data``.
@@ -35,7 +44,14 @@ from typing import NamedTuple
 
 from ..errors import EventTooLarge
 
-__all__ = ["DEFAULT_MAX_EVENT_SIZE", "DEFAULT_MAX_LINE_SIZE", "Decoder", "Event", "encode"]
+__all__ = [
+    "DEFAULT_MAX_EVENT_SIZE",
+    "DEFAULT_MAX_LINE_SIZE",
+    "Decoder",
+    "Event",
+    "IdentifiedEvent",
+    "encode",
+]
 
 #: Default ceiling for one line of the stream, in bytes.
 DEFAULT_MAX_LINE_SIZE = 32 * 1024 * 1024
@@ -45,6 +61,14 @@ DEFAULT_MAX_EVENT_SIZE = 32 * 1024 * 1024
 _BOM = b"\xef\xbb\xbf"
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 _AFTER_DATA_PREFIX = itemgetter(slice(len("data: "), None))
+#: A partial line this long (bytes) is decoded on its own when it ends, without extra copies.
+_LONG_LINE = 64 * 1024
+#: An event's data lines are joined into one string every this many lines.
+_COMPACT_AT = 1024
+#: The largest ``retry`` kept; a larger value is ignored, as Chromium ignores one that
+#: overflows 64 bits.
+_MAX_RETRY = 2**64 - 1
+_FIELDS = frozenset(("data", "event", "id", "retry"))
 
 
 class Event(NamedTuple):
@@ -64,13 +88,26 @@ class Event(NamedTuple):
     id: str = ""
 
 
+class IdentifiedEvent(Event):
+    """An :class:`Event` whose own block carried an ``id`` field.
+
+    Equal to the plain :class:`Event` with the same fields; the type alone says that the ID was
+    the server's word for this event, not one it inherited from an earlier event (or from the
+    ``Last-Event-ID`` a reconnecting client sent). Only such an event can be recognised as a
+    replay of one already delivered.
+    """
+
+    __slots__ = ()
+
+
 class Decoder:
     """Incremental, conformant SSE decoder: :meth:`feed` bytes, get :class:`Event` values back.
 
     Args:
         last_event_id: The last event ID to start from; a reconnecting client passes the one the
             previous connection ended with, as the standard keeps it across connections.
-        max_line_size: Largest line accepted, in bytes, line break excluded.
+        max_line_size: Largest line accepted, in bytes (raw, before decoding), line break
+            excluded.
         max_event_size: Largest accumulated ``data`` of one event, in characters.
 
     Attributes:
@@ -80,12 +117,14 @@ class Decoder:
 
     __slots__ = (
         "_at_start",
+        "_chunks",
         "_data",
         "_discarding",
         "_event_size",
         "_event_type",
         "_head",
         "_id_buffer",
+        "_own_id",
         "_partial",
         "_skip_lf",
         "_skip_line",
@@ -113,12 +152,18 @@ class Decoder:
         self._head = b""  # the first bytes, held until the BOM question is settled
         self._skip_lf = False  # the previous piece ended with CR
         self._skip_line = False  # dropping the rest of an oversized line
-        self._discarding = False  # dropping the data of an oversized event
         self._partial = bytearray()  # the unfinished last line
         self._id_buffer = last_event_id
+        self._start_event()
+
+    def _start_event(self) -> None:
+        """Forget the event being built (after a dispatch, or to discard it)."""
         self._event_type = ""
-        self._data: list[str] = []
+        self._data: list[str] = []  # its data lines not yet joined
+        self._chunks: list[str] = []  # its earlier data lines, joined _COMPACT_AT at a time
         self._event_size = 0
+        self._own_id = False  # its block carried an id field
+        self._discarding = False  # it outgrew a limit: dropping its data until the blank line
 
     def __repr__(self) -> str:
         return (
@@ -165,25 +210,21 @@ class Decoder:
             self._skip_line = False
             data = data[newline + 1 :]
 
-        last = data.rfind(b"\n")
-        partial = self._partial
-        if last < 0:
-            partial += data
-            if len(partial) > self.max_line_size:
-                raise self._overflowing_line(len(partial), [])
-            return []
-        view = memoryview(data)  # slices of a view copy nothing
-        if partial:
-            partial += view[:last]
-            raw: bytearray | memoryview = partial
-        else:
-            raw = view[:last]
-        events, error = self._interpret(
-            str(raw, "utf-8", "replace").split("\n"), len(raw) > self.max_line_size
-        )
-        self._partial = bytearray(view[last + 1 :])
-        if error is None and len(self._partial) > self.max_line_size:
-            error = self._overflowing_line(len(self._partial), events)
+        events: list[Event] = []
+        error: EventTooLarge | None = None
+        if len(self._partial) >= _LONG_LINE:
+            end = data.find(b"\n")
+            if end < 0:
+                self._partial += data
+                if len(self._partial) > self.max_line_size:
+                    raise self._overflowing_line(len(self._partial), events)
+                return events
+            self._partial += memoryview(data)[:end]
+            error = self._long_line(events)
+            data = data[end + 1 :]
+        if data:
+            later = self._lines(data, events)
+            error = error or later
         if error is not None:
             error.events = events
             raise error
@@ -197,33 +238,85 @@ class Decoder:
         readies the decoder for a new stream (the last event ID and retry are kept).
         """
         self._partial = bytearray()
-        self._data = []
-        self._event_size = 0
-        self._event_type = ""
+        self._start_event()
         self._id_buffer = self.last_event_id
         self._skip_lf = False
         self._skip_line = False
-        self._discarding = False
         self._at_start = True
         self._head = b""
         return []
 
+    def _lines(self, data: bytes, events: list[Event]) -> EventTooLarge | None:
+        """Add a piece (line breaks normalised) to the unfinished line; interpret what ends."""
+        last = data.rfind(b"\n")
+        partial = self._partial
+        if last < 0:
+            partial += data
+            if len(partial) > self.max_line_size:
+                return self._overflowing_line(len(partial), events)
+            return None
+        view = memoryview(data)  # slices of a view copy nothing
+        if partial:
+            partial += view[:last]
+            raw: bytearray | memoryview = partial
+        else:
+            raw = view[:last]
+        # Sizes are those of the raw lines: decoding may turn one bad byte into three.
+        sizes = _line_sizes(raw) if len(raw) > self.max_line_size else None
+        lines = str(raw, "utf-8", "replace").split("\n")
+        self._partial = bytearray(view[last + 1 :])
+        del raw, partial  # the line's bytes are not needed any more: let them go now
+        error = self._interpret(lines, sizes, events)
+        if len(self._partial) > self.max_line_size:
+            overflow = self._overflowing_line(len(self._partial), events)
+            error = error or overflow
+        return error
+
+    def _long_line(self, events: list[Event]) -> EventTooLarge | None:
+        """Interpret the long line now complete in ``_partial``, holding it once as bytes and
+        once as its value, never as a whole line of text as well."""
+        raw = self._partial
+        self._partial = bytearray()
+        if len(raw) > self.max_line_size:
+            self._start_event()
+            self._discarding = True
+            return self._too_large("line", len(raw), events)
+        colon = raw.find(b":", 0, len("retry:"))
+        name = raw[:colon].decode("ascii", "replace") if colon > 0 else ""
+        if name not in _FIELDS:
+            return None  # a comment, or a field nobody knows: its length is all that mattered
+        start = colon + 1
+        if raw[start : start + 1] == b" ":
+            start += 1
+        if name == "id" and b"\0" in raw:
+            return None
+        if name == "event":
+            # The old type goes before the new one is decoded: this line replaces it, or
+            # (if the stream ends first) the whole event is discarded anyway.
+            self._event_type = ""
+        with memoryview(raw) as view:
+            value = str(view[start:], "utf-8", "replace")
+        del raw
+        if name == "data":
+            return self._add_data(value, events)
+        self._set_field(name, value)
+        return None
+
     def _interpret(
-        self, lines: list[str], check_lines: bool
-    ) -> tuple[list[Event], EventTooLarge | None]:
-        events: list[Event] = []
-        if check_lines:
-            return events, self._interpret_lines(lines, events, check_lines)
+        self, lines: list[str], sizes: list[int] | None, events: list[Event]
+    ) -> EventTooLarge | None:
+        if sizes is not None:
+            return self._interpret_lines(lines, sizes, events)
         start = 0
         error = None
-        if self._data or self._event_type or self._discarding:
+        if self._data or self._chunks or self._event_type or self._discarding or self._own_id:
             # Finish the event the previous piece left open, the general way.
             start = lines.index("") + 1 if "" in lines else len(lines)
-            error = self._interpret_lines(lines[:start], events, False)
+            error = self._interpret_lines(lines[:start], None, events)
         start += self._interpret_simple(lines, start, events)
         if start < len(lines):
-            error = self._interpret_lines(lines[start:], events, False) or error
-        return events, error
+            error = self._interpret_lines(lines[start:], None, events) or error
+        return error
 
     def _interpret_simple(self, lines: list[str], start: int, events: list[Event]) -> int:
         """Decode a run of the commonest events in bulk; return how many lines it took.
@@ -251,32 +344,23 @@ class Decoder:
         return stop - start
 
     def _interpret_lines(
-        self, lines: list[str], events: list[Event], check_lines: bool
+        self, lines: list[str], sizes: list[int] | None, events: list[Event]
     ) -> EventTooLarge | None:
-        """The standard's line-by-line interpretation, for everything not in bulk."""
+        """The standard's line-by-line interpretation, for everything not in bulk.
+
+        ``sizes`` are the lines' raw sizes in bytes, given when some may pass
+        ``max_line_size``.
+        """
         error: EventTooLarge | None = None
-        data = self._data
-        size = self._event_size
-        event_type = self._event_type
-        id_buffer = self._id_buffer
-        discarding = self._discarding
-        max_event = self.max_event_size
-        for line in lines:
+        limit = self.max_line_size
+        for i, line in enumerate(lines):
             if not line:
-                # A blank line: dispatch. The last event ID is updated even when no event goes
-                # out (a block with only an id field still moves it).
-                self.last_event_id = id_buffer
-                if data:
-                    events.append(Event(event_type or "message", "\n".join(data), id_buffer))
-                    data = []
-                    size = 0
-                event_type = ""
-                discarding = False
+                self._dispatch(events)
                 continue
-            if check_lines and len(line.encode()) > self.max_line_size:
-                if error is None:
-                    error = self._too_large("line", len(line.encode()), events)
-                data, size, discarding = [], 0, True
+            if sizes is not None and sizes[i] > limit:
+                error = error or self._too_large("line", sizes[i], events)
+                self._start_event()
+                self._discarding = True
                 continue
             if line.startswith("data:"):
                 # The hot path: LLM streams are almost nothing but data lines.
@@ -285,41 +369,73 @@ class Decoder:
                 name, _, value = line.partition(":")
                 if value[:1] == " ":
                     value = value[1:]
-                if name == "event":
-                    event_type = value
-                    continue
-                if name == "id":
-                    if "\0" not in value:
-                        id_buffer = value
-                    continue
-                if name == "retry":
-                    if value.isascii() and value.isdigit():
-                        self.retry = int(value)
-                    continue
                 if name != "data":
-                    continue  # a comment (empty name) or an unknown field: ignored
-            if discarding:
+                    self._set_field(name, value)
+                    continue
+            if self._discarding:
                 continue
-            size += len(value) + 1
-            if size > max_event:
-                if error is None:
-                    error = self._too_large("event", size, events)
-                data, size, discarding = [], 0, True
-                continue
-            data.append(value)
-        self._data = data
-        self._event_size = size
-        self._event_type = event_type
-        self._id_buffer = id_buffer
-        self._discarding = discarding
+            failed = self._add_data(value, events)
+            error = error or failed
         return error
+
+    def _dispatch(self, events: list[Event]) -> None:
+        """A blank line: dispatch the event being built, if it has data.
+
+        The last event ID moves even when no event goes out (a block with only an id field
+        still moves it).
+        """
+        self.last_event_id = self._id_buffer
+        if self._data or self._chunks:
+            data = self._data
+            if self._chunks:
+                if data:
+                    self._chunks.append("\n".join(data))
+                text = "\n".join(self._chunks)
+            else:
+                text = data[0] if len(data) == 1 else "\n".join(data)
+            kind = IdentifiedEvent if self._own_id else Event
+            events.append(kind(self._event_type or "message", text, self._id_buffer))
+        self._start_event()
+
+    def _set_field(self, name: str, value: str) -> None:
+        """Every field but ``data``: ``event``, ``id`` and ``retry``; others are ignored."""
+        if name == "event":
+            self._event_type = value
+        elif name == "id":
+            if "\0" not in value:  # the standard ignores an ID containing NUL
+                self._id_buffer = value
+                self._own_id = True
+        elif name == "retry" and value.isascii() and value.isdigit():
+            digits = value.lstrip("0")
+            # Checked by length first: int() of thousands of digits is slow, then refused.
+            if len(digits) <= 20 and int(digits or "0") <= _MAX_RETRY:
+                self.retry = int(digits or "0")
+
+    def _add_data(self, value: str, events: list[Event]) -> EventTooLarge | None:
+        """Append one data line to the event being built, within ``max_event_size``."""
+        if self._discarding:
+            return None
+        size = self._event_size + len(value) + 1
+        if size > self.max_event_size:
+            self._start_event()
+            self._discarding = True
+            return self._too_large("event", size, events)
+        self._event_size = size
+        data = self._data
+        data.append(value)
+        if len(data) >= _COMPACT_AT:
+            # One string per thousand lines instead of an object per line.
+            self._chunks.append("\n".join(data))
+            data.clear()
+        return None
 
     def _overflowing_line(self, size: int, events: list[Event]) -> EventTooLarge:
         # Drop what we hold of the line, skip the rest of it as it arrives, and drop the event
         # it belongs to: dispatching that event without one of its lines would be a lie.
         self._partial = bytearray()
         self._skip_line = True
-        self._data, self._event_size, self._discarding = [], 0, True
+        self._start_event()
+        self._discarding = True
         return self._too_large("line", size, events)
 
     def _too_large(self, what: str, size: int, events: list[Event]) -> EventTooLarge:
@@ -335,6 +451,11 @@ class Decoder:
             limit=limit,
             events=events,
         )
+
+
+def _line_sizes(raw: bytearray | memoryview) -> list[int]:
+    """The size in bytes of each LF-separated line of ``raw``."""
+    return [len(line) for line in bytes(raw).split(b"\n")]
 
 
 def encode(
