@@ -244,8 +244,7 @@ class ChatStream(AsyncClosing):
         self._secrets = [key.reveal()] if key is not None else []  # kept out of every error
         self.body = body
         self.completion = Completion()
-        self._keep_reasoning = _preserves_thinking(body)
-        self.completion.keep_reasoning = self._keep_reasoning
+        self.completion.keep_reasoning = _preserves_thinking(body)
         self._iterator: AsyncIterator[Chunk] | None = None
         self._source: EventSource | None = None
 
