@@ -83,14 +83,19 @@ def _preserves_thinking(body: Mapping[str, Any]) -> bool:
 
 
 class GLMClient(AsyncClosing):
-    """A client for GLM-4.6 chat completions, or any OpenAI-compatible endpoint.
+    """A client for GLM chat completions (GLM-4.5 to GLM-5.1), or any OpenAI-compatible
+    endpoint.
+
+    Requests get the model's defaults from :data:`glm_live.wire.models.CATALOG` (see
+    :meth:`stream`); a usage-only last chunk (OpenAI's ``stream_options.include_usage``) and
+    GLM's usage on the finishing chunk are both read into :attr:`Completion.usage`.
 
     Args:
         base_url: The API root; ``/chat/completions`` is appended. Defaults to ``ZAI_BASE_URL``
             or :data:`DEFAULT_BASE_URL`.
         api_key: The key; ``None`` reads ``ZAI_API_KEY``, then ``ZHIPUAI_API_KEY``; ``""``
             sends none (endpoints that need none, like the embedded simulator).
-        model: The model asked for unless a call says otherwise.
+        model: The model asked for unless a call says otherwise (``glm-4.6`` by default).
         max_retries: Retries of a retryable failure before the first chunk (0 opts out).
         backoff: Delay policy between those retries.
         connect_timeout: Seconds to connect.
