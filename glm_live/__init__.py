@@ -1,9 +1,9 @@
 """glm_live: real-time work with LLM agents in Jupyter.
 
-Stream GLM-4.6 (or any OpenAI-compatible endpoint) with :class:`GLMClient`, follow any
-server-sent-events stream with :class:`EventSource`, and decode SSE yourself with
-:mod:`glm_live.sse`. The exception tree is drawn in :mod:`glm_live.errors`; every
-exception is re-exported here.
+Stream GLM (GLM-4.5 to GLM-5.1; :func:`model_info` tells a model's defaults) or any
+OpenAI-compatible endpoint with :class:`GLMClient`, follow any server-sent-events stream with
+:class:`EventSource`, and decode SSE yourself with :mod:`glm_live.sse`. The exception tree
+is drawn in :mod:`glm_live.errors`; every exception is re-exported here.
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ from .transport.sse_client import (
 from .wire import sse
 from .wire.auth import AuthError
 from .wire.chat import Chunk, Completion, Timings, ToolCall, ToolCallDelta
+from .wire.models import ModelInfo, model_info
 from .wire.retry import Backoff
 from .wire.sse import Decoder, Event
 
@@ -105,6 +106,7 @@ __all__ = [
     "InsufficientBalanceError",
     "InvalidRequestError",
     "MalformedResponseError",
+    "ModelInfo",
     "Observer",
     "RateLimitError",
     "ResponseError",
@@ -128,6 +130,7 @@ __all__ = [
     "errors",
     "find_token",
     "issue_token",
+    "model_info",
     "revoke_token",
     "sse",
 ]

@@ -11,7 +11,9 @@ one monotonic clock; ``anchor_ns`` pairs it with the wall clock
 :meth:`Recorder.events_frame` has one row per event, :meth:`Recorder.requests_frame` one row
 per request with time-to-first-token variants (first byte, first event, first reasoning, first
 content, first tool call), inter-token time (TPOT), end-to-end time, token counts from
-``usage``, and the queueing delay before the request went out when a schedule was given.
+``usage`` (prompt, completion, reasoning, and ``cached_tokens``: prompt tokens the provider
+served from its cache, from ``prompt_tokens_details``), and the queueing delay before the
+request went out when a schedule was given.
 """
 
 from __future__ import annotations
@@ -305,6 +307,7 @@ class Recorder:
             usage = row.usage or {}
             completion_tokens = usage.get("completion_tokens")
             details = usage.get("completion_tokens_details") or {}
+            prompt_details = usage.get("prompt_tokens_details") or {}
             latencies = {
                 column: np.nan if value is None else value
                 for column, value in timings.latencies_ms(completion_tokens).items()
@@ -327,6 +330,7 @@ class Recorder:
                     "prompt_tokens": usage.get("prompt_tokens"),
                     "completion_tokens": completion_tokens,
                     "reasoning_tokens": details.get("reasoning_tokens"),
+                    "cached_tokens": prompt_details.get("cached_tokens"),
                     **row.extra,
                 }
             )

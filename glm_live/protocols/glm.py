@@ -1,4 +1,4 @@
-"""GLM-4.6 chat completions (and any OpenAI-compatible endpoint), streamed.
+"""GLM chat completions (GLM-4.5 to GLM-5.1, and any OpenAI-compatible endpoint), streamed.
 
 :class:`GLMClient` builds the request, streams it through :class:`~glm_live.stream.EventSource`
 (one connection, no reconnect: a chat completion cannot be resumed), parses each chunk leniently
@@ -72,18 +72,30 @@ logger = logging.getLogger("glm_live.glm")
 #: The international GLM endpoint (``https://open.bigmodel.cn/api/paas/v4`` in China).
 DEFAULT_BASE_URL = "https://api.z.ai/api/paas/v4"
 
+
+def _preserves_thinking(body: Mapping[str, Any]) -> bool:
+    """Whether the request asks GLM to keep earlier turns' reasoning (preserved thinking)."""
+    thinking = body.get("thinking")
+    return isinstance(thinking, Mapping) and thinking.get("clear_thinking") is False
+
+
 # --- the client ----------------------------------------------------------------------------
 
 
 class GLMClient(AsyncClosing):
-    """A client for GLM-4.6 chat completions, or any OpenAI-compatible endpoint.
+    """A client for GLM chat completions (GLM-4.5 to GLM-5.1), or any OpenAI-compatible
+    endpoint.
+
+    Requests get the model's defaults from :data:`glm_live.wire.models.CATALOG` (see
+    :meth:`stream`); a usage-only last chunk (OpenAI's ``stream_options.include_usage``) and
+    GLM's usage on the finishing chunk are both read into :attr:`Completion.usage`.
 
     Args:
         base_url: The API root; ``/chat/completions`` is appended. Defaults to ``ZAI_BASE_URL``
             or :data:`DEFAULT_BASE_URL`.
         api_key: The key; ``None`` reads ``ZAI_API_KEY``, then ``ZHIPUAI_API_KEY``; ``""``
             sends none (endpoints that need none, like the embedded simulator).
-        model: The model asked for unless a call says otherwise.
+        model: The model asked for unless a call says otherwise (``glm-4.6`` by default).
         max_retries: Retries of a retryable failure before the first chunk (0 opts out).
         backoff: Delay policy between those retries.
         connect_timeout: Seconds to connect.
@@ -184,21 +196,33 @@ class GLMClient(AsyncClosing):
             observers=self.observers,
         )
 
-    def stream(self, messages: MessagesLike, **params: Any) -> ChatStream:
+    def stream(
+        self, messages: MessagesLike, *, clear_thinking: bool | None = None, **params: Any
+    ) -> ChatStream:
         """Start a streamed completion; iterate the result for :class:`Chunk` values.
 
         ``params`` are request fields (``thinking``, ``tools``, ``tool_choice``,
         ``tool_stream``, ``temperature``, ``top_p``, ``max_tokens``, ``stop``,
-        ``stream_options``, ``model``, and any other, passed through unchanged).
+        ``stream_options``, ``request_id``, ``model``, and any other, passed through
+        unchanged). The model's defaults from :data:`glm_live.wire.models.CATALOG` are filled
+        in where a field is left out (GLM-4.7, GLM-5, GLM-5.1: ``thinking`` enabled); a model
+        not in the catalog gets none.
+
+        ``clear_thinking=False`` asks for preserved thinking (GLM-4.7 and later): it goes into
+        ``thinking`` as ``{"type": "enabled", "clear_thinking": false}``, and the completion's
+        :meth:`~Completion.to_message` then always sends the reasoning back, as GLM requires.
+
         The returned :class:`ChatStream` has ``.completion``, which grows as chunks arrive.
         Nothing is sent until iteration starts.
         """
         model = params.pop("model", None) or self.model
-        return ChatStream(self, build_body(model, messages, params))
+        return ChatStream(self, build_body(model, messages, params, clear_thinking=clear_thinking))
 
-    async def complete(self, messages: MessagesLike, **params: Any) -> Completion:
+    async def complete(
+        self, messages: MessagesLike, *, clear_thinking: bool | None = None, **params: Any
+    ) -> Completion:
         """Stream a completion to its end and return it (timings included)."""
-        stream = self.stream(messages, **params)
+        stream = self.stream(messages, clear_thinking=clear_thinking, **params)
         async with stream:
             async for _ in stream:
                 pass
@@ -225,6 +249,7 @@ class ChatStream(AsyncClosing):
         self._secrets = [key.reveal()] if key is not None else []  # kept out of every error
         self.body = body
         self.completion = Completion()
+        self.completion.keep_reasoning = _preserves_thinking(body)
         self._iterator: AsyncIterator[Chunk] | None = None
         self._source: EventSource | None = None
 

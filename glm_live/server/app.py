@@ -52,6 +52,7 @@ from .httpauth import CHALLENGE, GRANT, bearer_token, forbidden, grant_of, refus
 from .hub.memory import MemoryStore
 from .hub.service import SERVER_SEND, Hub
 from .hub.store import HubStoreError, RoomStore
+from .models import model_routes
 from .promstats import RuntimeMetrics
 from .proxy import Proxy
 from .runs import RunService
@@ -123,6 +124,7 @@ class Runtime:
                 Route("/auth/tokens", tokens.tokens, methods=["POST"]),
                 Route("/auth/revoke", tokens.revoke, methods=["POST"]),
                 Route("/auth/ws-ticket", tokens.ws_ticket, methods=["POST"]),
+                *model_routes(self.proxy),
             ],
             lifespan=self._lifespan,
         )
@@ -252,7 +254,7 @@ class Runtime:
             if self.proxy is not None:
                 status = await self.proxy.handle(body, receive, send)
             else:
-                status = await self._simulate(body, started, receive, send)
+                status = await self._simulate(body, started, receive, send, route)
         except BadRequest as exc:
             status = exc.status
             metrics.errors.labels("bad_request").inc()
@@ -293,10 +295,10 @@ class Runtime:
                 return b"".join(chunks)
 
     async def _simulate(
-        self, body: dict[str, Any], started: float, receive: Receive, send: Send
+        self, body: dict[str, Any], started: float, receive: Receive, send: Send, route: str
     ) -> int:
         loop_start = asyncio.get_running_loop().time() - (time.perf_counter() - started)
-        request = parse_chat_request(body, self.config.sim)
+        request = parse_chat_request(body, self.config.sim, openai=route.startswith("/v1/"))
         self.simulator.check_http_fault(request.sim)
         answer = self.simulator.answer(request)
         self.active_streams += 1

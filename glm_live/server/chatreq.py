@@ -1,5 +1,11 @@
 """Reading a chat-completions request: JSON in, a checked :class:`ChatRequest` or a GLM-style
-400 out (:class:`BadRequest`, whose message names the field and says what was expected)."""
+400 out (:class:`BadRequest`, whose message names the field and says what was expected).
+
+The model decides the defaults (:data:`glm_live.wire.models.CATALOG`): GLM-4.7, GLM-5 and
+GLM-5.1 think unless ``thinking.type`` is ``"disabled"``; GLM-4.5 and GLM-4.6 only when asked
+(today's simulator behaviour for them). A model not in the catalog is refused as GLM refuses
+it: HTTP 400 with business code 1211 ("model does not exist").
+"""
 
 from __future__ import annotations
 
@@ -8,14 +14,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ..wire.models import CATALOG, ModelInfo, base_model_name
 from .config import ConfigError, SimConfig
 
 __all__ = ["KNOWN_MODELS", "BadRequest", "ChatRequest", "error_body", "parse_chat_request"]
 
-#: Models the simulator answers for; it answers as ``<model>-sim``.
-KNOWN_MODELS = frozenset(
-    {"glm-4.6", "glm-4.5", "glm-4.5-air", "glm-4.5-flash", "glm-4.5-x", "glm-4.7", "glm-5"}
-)
+#: Models the simulator answers for (the catalog's); it answers as ``<model>-sim``.
+KNOWN_MODELS = frozenset(CATALOG)
 _ROLES = frozenset({"system", "user", "assistant", "tool", "developer"})
 
 
@@ -39,7 +44,17 @@ def error_body(code: str, message: str) -> bytes:
 
 @dataclass(frozen=True)
 class ChatRequest:
-    """A checked request. ``body`` is the JSON object as received (``sim`` removed)."""
+    """A checked request. ``body`` is the JSON object as received (``sim`` removed).
+
+    Attributes:
+        thinking: Whether the answer reasons: ``thinking.type``, else the model's default.
+        clear_thinking: ``thinking.clear_thinking`` when given (``None``: GLM's default, true).
+        include_usage: Usage goes in an extra last chunk with empty ``choices`` and every
+            other chunk carries ``"usage": null`` (OpenAI's ``stream_options``, honoured on
+            ``/v1`` only; GLM's path keeps usage on the finishing chunk).
+        request_id: The client's ``request_id``, echoed in the response.
+        info: The model's catalog entry.
+    """
 
     body: dict[str, Any]
     model: str
@@ -51,10 +66,10 @@ class ChatRequest:
     tool_stream: bool
     max_tokens: int | None
     sim: SimConfig
-
-
-def _model_name(model: str) -> str:
-    return model[: -len("-sim")] if model.endswith("-sim") else model
+    info: ModelInfo
+    clear_thinking: bool | None = None
+    include_usage: bool = False
+    request_id: str | None = None
 
 
 def parse_json_body(raw: bytes) -> dict[str, Any]:
@@ -72,15 +87,22 @@ def parse_json_body(raw: bytes) -> dict[str, Any]:
     return body
 
 
-def parse_chat_request(body: dict[str, Any], defaults: SimConfig) -> ChatRequest:
-    """Check a chat-completions body field by field; :class:`BadRequest` names the first fault."""
+def parse_chat_request(
+    body: dict[str, Any], defaults: SimConfig, *, openai: bool = False
+) -> ChatRequest:
+    """Check a chat-completions body field by field; :class:`BadRequest` names the first fault.
+
+    ``openai`` says the request came on the OpenAI-style path (``/v1``), where
+    ``stream_options.include_usage`` is honoured.
+    """
     body = dict(body)
     sim_overrides = body.pop("sim", None)
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise BadRequest("model is required: a string such as 'glm-4.6'")
-    if _model_name(model) not in KNOWN_MODELS:
-        known = ", ".join(sorted(KNOWN_MODELS))
+    info = CATALOG.get(base_model_name(model))
+    if info is None:
+        known = ", ".join(CATALOG)
         raise BadRequest(
             f"model {model!r} does not exist on this simulator; use one of {known}", code="1211"
         )
@@ -115,7 +137,8 @@ def parse_chat_request(body: dict[str, Any], defaults: SimConfig) -> ChatRequest
             raise BadRequest(f"tools[{i}] must be {{type: 'function', function: {{name, ...}}}}")
     tool_stream = _optional(body, "tool_stream", bool, "true or false") or False
     thinking = body.get("thinking")
-    enabled = False
+    enabled = info.thinks_by_default
+    clear_thinking = None
     if thinking is not None:
         kind = thinking.get("type") if isinstance(thinking, Mapping) else None
         if kind not in ("enabled", "disabled"):
@@ -123,7 +146,18 @@ def parse_chat_request(body: dict[str, Any], defaults: SimConfig) -> ChatRequest
                 f'thinking must be {{"type": "enabled"}} or {{"type": "disabled"}}, '
                 f"got {thinking!r}"
             )
+        assert isinstance(thinking, Mapping)
         enabled = kind == "enabled"
+        clear_thinking = _optional(thinking, "clear_thinking", bool, "true or false")
+    include_usage = False
+    options = body.get("stream_options")
+    if options is not None:
+        if not isinstance(options, Mapping):
+            raise BadRequest(
+                f'stream_options must be an object like {{"include_usage": true}}, got {options!r}'
+            )
+        include_usage = bool(_optional(options, "include_usage", bool, "true or false"))
+    request_id = _optional(body, "request_id", str, "a string")
     try:
         sim = defaults if sim_overrides is None else defaults.with_overrides(sim_overrides)
     except ConfigError as exc:
@@ -139,6 +173,10 @@ def parse_chat_request(body: dict[str, Any], defaults: SimConfig) -> ChatRequest
         tool_stream=tool_stream,
         max_tokens=max_tokens,
         sim=sim,
+        info=info,
+        clear_thinking=clear_thinking,
+        include_usage=openai and stream and include_usage,
+        request_id=request_id,
     )
 
 

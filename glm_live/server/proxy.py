@@ -1,6 +1,7 @@
-"""Standing in front of real GLM-4.6 (``glm``) or any OpenAI-compatible upstream (``openai``).
+"""Standing in front of real GLM (``glm``) or any OpenAI-compatible upstream (``openai``).
 
-The request body goes upstream as received (minus the simulator's ``sim`` object), with the
+The request body goes upstream as received (minus the simulator's ``sim`` object; fields such
+as ``stream_options``, ``thinking`` and ``request_id`` go as given), with the
 upstream key from the environment; the client's own ``Authorization`` (the runtime token)
 never leaves. The response comes back byte for byte as it arrives: a stream chunk by chunk,
 an error with its status and GLM body. A client that disconnects closes the upstream request.
@@ -56,6 +57,23 @@ class Proxy:
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+    async def models(self) -> dict[str, Any] | None:
+        """The upstream's ``GET /models`` list, or ``None`` if it has none (an error status,
+        not an OpenAI list, or unreachable: the caller then lists the catalog)."""
+        headers = {"accept": "application/json"}
+        if self._key is not None:
+            headers["authorization"] = f"Bearer {self._key.reveal()}"
+        try:
+            response = await self._client.get(
+                self.base_url + "/models", headers=headers, timeout=10.0
+            )
+            listing = response.json() if response.status_code == 200 else None
+        except (httpx.HTTPError, ValueError):
+            return None
+        if not isinstance(listing, dict) or not isinstance(listing.get("data"), list):
+            return None
+        return listing
 
     async def handle(self, body: dict[str, Any], receive: Receive, send: Send) -> int:
         """Forward one request; returns the status sent to the client."""

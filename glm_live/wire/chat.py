@@ -7,7 +7,10 @@ the first token, which business code means what) lives in one place.
 
 - :func:`parse_chunk` turns one chunk's JSON into a :class:`Chunk`, leniently (``object`` may be
   missing, ``finish_reason`` absent rather than null, tool calls whole or in fragments).
-- :class:`Completion` assembles chunks: content, reasoning, tool calls by ``index``, usage.
+- :class:`Completion` assembles chunks: content, reasoning, tool calls by ``index``, usage
+  (also from OpenAI's usage-only last chunk, whose ``choices`` is empty).
+- :func:`build_body` writes the request, with the model's defaults from
+  :mod:`glm_live.wire.models` (the caller's own fields win).
 - :class:`Timings` is the one timing schema: every stamp of a request, set by
   :meth:`Timings.observe` as events arrive; the recorder's latency columns come from
   :meth:`Timings.latencies_ms`.
@@ -34,6 +37,7 @@ from ..errors import (
     ServerError,
 )
 from ._secret import scrub
+from .models import apply_defaults
 
 __all__ = [
     "STAMPS",
@@ -296,11 +300,16 @@ class Completion:
         tool_calls: Tool calls assembled by ``index``, in index order.
         finish_reason: ``stop``, ``length``, ``tool_calls``, ``sensitive``, ``network_error``, or
             ``None`` while streaming.
-        usage: Token usage from the last chunk, when sent.
+        usage: Token usage from the last chunk, when sent (GLM's finishing chunk, or
+            OpenAI's usage-only chunk after it with ``stream_options.include_usage``).
         timings: When everything happened.
         id: The completion's ID, if the server gave one.
         model: The model that answered.
+        request_id: The ``request_id`` the server echoed (GLM: the client's own, if sent).
         chunks: How many chunks arrived.
+        keep_reasoning: Whether :meth:`to_message` always keeps ``reasoning_content``: set by
+            the client when the request asked for preserved thinking
+            (``thinking.clear_thinking: false``).
     """
 
     tool_calls: list[ToolCall] = field(default_factory=list)
@@ -309,7 +318,9 @@ class Completion:
     timings: Timings = field(default_factory=Timings)
     id: str | None = None
     model: str | None = None
+    request_id: str | None = None
     chunks: int = 0
+    keep_reasoning: bool = False
     _text_parts: list[str] = field(default_factory=list, repr=False)
     _reasoning_parts: list[str] = field(default_factory=list, repr=False)
     _calls: dict[int, ToolCall] = field(default_factory=dict, repr=False)
@@ -329,10 +340,30 @@ class Completion:
         """Whether the final chunk has arrived."""
         return self.finish_reason is not None
 
-    def to_message(self) -> dict[str, Any]:
-        """The assistant message to append for the next turn (reasoning kept, as GLM asks)."""
+    @property
+    def cached_tokens(self) -> int | None:
+        """Prompt tokens served from the provider's cache (``prompt_tokens_details``)."""
+        return _detail(self.usage, "prompt_tokens_details", "cached_tokens")
+
+    @property
+    def reasoning_tokens(self) -> int | None:
+        """Completion tokens spent thinking (``completion_tokens_details``)."""
+        return _detail(self.usage, "completion_tokens_details", "reasoning_tokens")
+
+    def to_message(self, reasoning: bool | None = None) -> dict[str, Any]:
+        """The assistant message to append for the next turn.
+
+        Args:
+            reasoning: Whether to send ``reasoning_content`` back. ``None`` (the default)
+                keeps it when GLM needs it: in a tool-call loop (interleaved thinking: the
+                reasoning must come back with the tool results, unmodified) and when the
+                request asked for preserved thinking (:attr:`keep_reasoning`). Otherwise it
+                is left out: with ``clear_thinking`` at its default GLM drops it anyway.
+        """
         message: dict[str, Any] = {"role": "assistant", "content": self.text}
-        if self.reasoning:
+        if reasoning is None:
+            reasoning = bool(self.tool_calls) or self.keep_reasoning
+        if reasoning and self.reasoning:
             message["reasoning_content"] = self.reasoning
         if self.tool_calls:
             message["tool_calls"] = [call.to_dict() for call in self.tool_calls]
@@ -356,6 +387,8 @@ class Completion:
             self.id = str(raw["id"])
         if self.model is None and raw.get("model") is not None:
             self.model = str(raw["model"])
+        if self.request_id is None and raw.get("request_id") is not None:
+            self.request_id = str(raw["request_id"])
         if chunk.content:
             self._text_parts.append(chunk.content)
         if chunk.reasoning:
@@ -376,6 +409,12 @@ class Completion:
             self.usage = dict(chunk.usage)
         if chunk.finish_reason is not None:
             self.finish_reason = chunk.finish_reason
+
+
+def _detail(usage: Mapping[str, Any] | None, group: str, name: str) -> int | None:
+    details = (usage or {}).get(group)
+    value = details.get(name) if isinstance(details, Mapping) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _joined(parts: list[str]) -> str:
@@ -457,21 +496,24 @@ def build_messages(messages: MessagesLike) -> list[dict[str, Any]]:
     return result
 
 
-def build_body(model: str, messages: MessagesLike, params: Mapping[str, Any]) -> dict[str, Any]:
+def build_body(
+    model: str,
+    messages: MessagesLike,
+    params: Mapping[str, Any],
+    *,
+    clear_thinking: bool | None = None,
+) -> dict[str, Any]:
     """The chat-completions request body: known fields normalised, unknown ones passed on.
 
     ``thinking`` may be ``True``/``False`` (→ ``{"type": "enabled"|"disabled"}``), a string
-    type, or the dict itself. ``None`` values are left out.
+    type, or the dict itself. ``None`` values are left out. The model's defaults are filled in
+    by :func:`glm_live.wire.models.apply_defaults` (GLM-4.7 and later: thinking enabled
+    explicitly; ``clear_thinking`` into the ``thinking`` object); fields the caller gave win,
+    and a model not in the catalog gets nothing added.
     """
     body: dict[str, Any] = {"model": model, "messages": build_messages(messages)}
-    for key, value in params.items():
-        if value is None:
-            continue
-        if key == "thinking":
-            if isinstance(value, bool):
-                value = {"type": "enabled" if value else "disabled"}
-            elif isinstance(value, str):
-                value = {"type": value}
+    given = {key: value for key, value in params.items() if value is not None}
+    for key, value in apply_defaults(model, given, clear_thinking).items():
         body[key] = value
     body["stream"] = True
     return body

@@ -1,4 +1,4 @@
-"""The simulated GLM-4.6: what it answers, in GLM-4.6's exact wire format, and when.
+"""The simulated GLM (GLM-4.5 to GLM-5.1): what it answers, in GLM's wire format, and when.
 
 :meth:`Simulator.answer` decides the content (text, reasoning, a tool call), the finish reason
 and the usage; :meth:`Simulator.stream_plan` turns that into a :class:`StreamPlan`: the frames
@@ -9,6 +9,14 @@ The output is labelled as simulated: ``model`` is ``<requested>-sim`` and ids st
 ``chatcmpl-sim-``. Latency: time to first token and per-token gaps are drawn from the
 configured distributions, and both stretch by ``active / capacity`` once more than
 ``capacity`` streams are in flight, which gives a concurrency sweep its knee.
+
+Per model (:data:`glm_live.wire.models.CATALOG`): GLM-4.7, GLM-5 and GLM-5.1 stream reasoning
+first unless thinking is disabled. Usage always carries ``prompt_tokens_details.cached_tokens``,
+from :attr:`Simulator.prefix_cache` (:class:`NoPrefixCache` until a prefix cache is modelled).
+A client's ``request_id`` is echoed as ``request_id`` (every chunk, and the whole response);
+``id`` stays the simulator's own. On ``/v1`` with ``stream_options.include_usage`` the stream
+ends as OpenAI's does: ``"usage": null`` on every chunk, then one chunk with ``choices: []``
+and the usage.
 """
 
 from __future__ import annotations
@@ -18,7 +26,7 @@ import random
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol
 
 from ..chatreq import ChatRequest
 from ..config import SimConfig
@@ -32,11 +40,35 @@ from .text import (
     tool_arguments,
 )
 
-__all__ = ["DONE", "Answer", "HTTPFault", "Simulator", "StreamPlan"]
+__all__ = ["DONE", "Answer", "HTTPFault", "NoPrefixCache", "PrefixCache", "Simulator", "StreamPlan"]
 
 DONE = b"data: [DONE]\n\n"
 _CACHE_SIZE = 256  # distinct requests whose composed answers are kept
 _OPEN_TAIL = b',"finish_reason":null}],"x_sent_ns":'
+# With include_usage (OpenAI), every chunk but the last says "usage": null.
+_OPEN_TAIL_NULL_USAGE = b',"finish_reason":null}],"usage":null,"x_sent_ns":'
+
+
+class PrefixCache(Protocol):
+    """How many of a request's prompt tokens a provider would serve from its prefix cache.
+
+    The seam for a later model of GLM's context cache: :meth:`Simulator.answer` asks it once
+    per request, after the answer is composed, and reports the count as
+    ``usage.prompt_tokens_details.cached_tokens``.
+    """
+
+    def cached_tokens(self, request: ChatRequest, prompt_tokens: int) -> int:
+        """Cached prompt tokens for ``request`` (``0 <= n <= prompt_tokens``)."""
+        ...
+
+
+class NoPrefixCache:
+    """No prefix cache: ``cached_tokens`` is always 0 (GLM reports 0 on a cache miss)."""
+
+    def cached_tokens(self, request: ChatRequest, prompt_tokens: int) -> int:
+        return 0
+
+
 _encode_str = json.JSONEncoder(ensure_ascii=False).encode
 
 
@@ -93,6 +125,7 @@ class Answer:
     finish_reason: str
     usage: dict[str, Any]
     pieces: list[_Piece] = field(default_factory=list, repr=False)
+    request_id: str | None = None  # the client's, echoed
 
     @property
     def completion_tokens(self) -> int:
@@ -123,18 +156,22 @@ class StreamPlan:
     end: str = "done"
     stall_s: float = 600.0
     final_tokens: dict[str, int] = field(default_factory=dict)
+    tail: bytes = _OPEN_TAIL
+    usage_frame: bytes | None = None  # OpenAI's usage-only last chunk (include_usage)
 
     @property
     def count(self) -> int:
         """Frames in the plan."""
-        return len(self.pieces) + (self.final is not None)
+        return len(self.pieces) + (self.final is not None) + (self.usage_frame is not None)
 
     def frame(self, index: int) -> bytes:
         """Frame ``index`` up to its stamp."""
         if index < len(self.pieces):
-            return self.head + self.pieces[index].delta + _OPEN_TAIL
-        assert self.final is not None
-        return self.final
+            return self.head + self.pieces[index].delta + self.tail
+        if index == len(self.pieces) and self.final is not None:
+            return self.final
+        assert self.usage_frame is not None
+        return self.usage_frame
 
     def tokens_in(self, frames_sent: int) -> dict[str, int]:
         """Tokens carried by the first ``frames_sent`` frames, by kind."""
@@ -155,6 +192,8 @@ class Simulator:
         self._counter = 0
         self._prefix = f"{random.getrandbits(24):06x}"
         self._cache: dict[tuple[Any, ...], Answer] = {}
+        #: Decides ``cached_tokens``; replace it to model a prefix cache.
+        self.prefix_cache: PrefixCache = NoPrefixCache()
 
     def _slowdown(self, sim: SimConfig, active: int) -> float:
         return max(1.0, active / sim.capacity) if sim.capacity else 1.0
@@ -190,8 +229,16 @@ class Simulator:
                 self._cache.pop(next(iter(self._cache)))
             self._cache[key] = composed
         self._counter += 1
+        usage = composed.usage
+        cached = self.prefix_cache.cached_tokens(request, usage["prompt_tokens"])
+        if cached:
+            usage = {**usage, "prompt_tokens_details": {"cached_tokens": cached}}
         return replace(
-            composed, id=f"chatcmpl-sim-{self._prefix}{self._counter:08x}", created=int(time.time())
+            composed,
+            id=f"chatcmpl-sim-{self._prefix}{self._counter:08x}",
+            created=int(time.time()),
+            usage=usage,
+            request_id=request.request_id,
         )
 
     def _compose(self, request: ChatRequest) -> Answer:
@@ -288,15 +335,23 @@ class Simulator:
         """Frames and gaps for a streamed answer, with any in-stream fault placed."""
         sim = request.sim
         model = _encode_str(answer.model)
-        head = (
-            f'data: {{"id":"{answer.id}","object":"chat.completion.chunk",'
-            f'"created":{answer.created},"model":{model},"choices":[{{"index":0,"delta":'
-        ).encode()
+        echo = (
+            "" if answer.request_id is None else f',"request_id":{_encode_str(answer.request_id)}'
+        )
+        start = (
+            f'data: {{"id":"{answer.id}"{echo},"object":"chat.completion.chunk",'
+            f'"created":{answer.created},"model":{model},'
+        )
+        head = f'{start}"choices":[{{"index":0,"delta":'.encode()
+        openai_usage = request.include_usage
+        tail = _OPEN_TAIL_NULL_USAGE if openai_usage else _OPEN_TAIL
         pieces = answer.pieces
         gaps = self._gaps(request, answer, pieces, active)
         cut = _fault_index(sim, pieces)
         if cut < len(pieces) and sim.fault in ("drop", "stall"):
-            return StreamPlan(head, pieces[:cut], None, gaps[:cut], sim.fault, sim.stall_s)
+            return StreamPlan(
+                head, pieces[:cut], None, gaps[:cut], sim.fault, sim.stall_s, tail=tail
+            )
         reason = answer.finish_reason
         usage = answer.usage
         if sim.fault == "network_error":
@@ -316,16 +371,34 @@ class Simulator:
             final_tokens["tool"] = (
                 answer.completion_tokens - len(answer.content) - len(answer.reasoning)
             )
-        final = (
-            f'data: {{"id":"{answer.id}","object":"chat.completion.chunk",'
-            f'"created":{answer.created},"model":{model},"choices":[{{"index":0,'
+        finishing = (
+            f'{start}"choices":[{{"index":0,'
             f'"finish_reason":{_encode_str(reason)},"delta":{json.dumps(final_delta)}}}],'
-            f'"usage":{json.dumps(usage)},"x_sent_ns":'
-        ).encode()
+        )
+        usage_frame = None
+        if openai_usage:
+            # OpenAI: the finishing chunk says "usage": null, and the usage follows in a frame
+            # of its own, with no choices, sent together with it.
+            final = f'{finishing}"usage":null,"x_sent_ns":'
+            usage_frame = f'{start}"choices":[],"usage":{json.dumps(usage)},"x_sent_ns":'.encode()
+        else:
+            final = f'{finishing}"usage":{json.dumps(usage)},"x_sent_ns":'
         # The finishing chunk leaves with the last token; alone, it waits the first-token time.
         plan_gaps = gaps[:cut]
         plan_gaps.append(0.0 if cut else gaps[0])
-        return StreamPlan(head, pieces[:cut], final, plan_gaps, "done", sim.stall_s, final_tokens)
+        if usage_frame is not None:
+            plan_gaps.append(0.0)
+        return StreamPlan(
+            head,
+            pieces[:cut],
+            final.encode(),
+            plan_gaps,
+            "done",
+            sim.stall_s,
+            final_tokens,
+            tail=tail,
+            usage_frame=usage_frame,
+        )
 
     def completion_body(self, answer: Answer, finish_reason: str | None = None) -> bytes:
         """The non-streamed response, in the shape GLM-4.6 returns."""
@@ -337,7 +410,7 @@ class Simulator:
         return json.dumps(
             {
                 "id": answer.id,
-                "request_id": answer.id,
+                "request_id": answer.request_id or answer.id,
                 "object": "chat.completion",
                 "created": answer.created,
                 "model": answer.model,
