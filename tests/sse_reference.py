@@ -15,11 +15,14 @@ Chromium does).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from glm_live.errors import EventTooLarge
+from glm_live.wire import sse
 from glm_live.wire.sse import Decoder, Event, IdentifiedEvent
 
 _LINE = re.compile(rb"\r\n|\r|\n")
@@ -143,6 +146,16 @@ def decode(
     )
 
 
+@contextlib.contextmanager
+def _long_lines_from(size: int) -> Iterator[None]:
+    saved = sse._LONG_LINE
+    sse._LONG_LINE = size
+    try:
+        yield
+    finally:
+        sse._LONG_LINE = saved
+
+
 def check(
     stream: bytes,
     cuts: list[int],
@@ -159,6 +172,11 @@ def check(
         stream, cuts, max_line_size=max_line_size, max_event_size=max_event_size, check_bounds=True
     )
     assert pieces == expected, f"cut at {cuts}: {pieces} != reference {expected} for {stream!r}"
+    # Lines that outgrow a piece take another path once they pass 64 KiB; make it 4 bytes so
+    # that short generated streams exercise it too.
+    with _long_lines_from(4):
+        long = decode(stream, cuts, max_line_size=max_line_size, max_event_size=max_event_size)
+    assert long == expected, f"long-line path, cut at {cuts}: {long} != {expected} for {stream!r}"
     # An error is raised whenever something was discarded, however the stream was cut.
     assert bool(pieces.errors) == bool(whole.errors), (stream, cuts, pieces.errors, whole.errors)
 
