@@ -13,6 +13,8 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 from glm_live.agents.core import AgentContext, Workflow
 from glm_live.server import ServerHandle, serve
@@ -369,3 +371,31 @@ async def test_a_quiet_proxied_stream_gets_keepalives_only_between_events(
     assert parts[-1] == b"data: [DONE]"
     assert parts[-2] == b'data: {"id":"2","choices":[]}'  # nothing inside the split event
     assert 2 <= parts.count(b": keep-alive") <= 4, parts
+
+
+# --- the hub uses the same origin rule --------------------------------------------------------
+
+
+async def hub_origin(handle: ServerHandle, origin: str) -> tuple[str, int | None, str]:
+    """Open the hub with ``Origin: origin`` and say hello: the welcome, or how it closed."""
+    url = handle.url.replace("http://", "ws://") + "/ws"
+    headers = {"Origin": origin, **handle.headers}
+    async with connect(url, additional_headers=headers) as ws:
+        try:
+            await ws.send(json.dumps({"type": "hello", "id": "edges"}))
+            return json.loads(await ws.recv())["type"], None, ""
+        except ConnectionClosed as exc:
+            if exc.rcvd is None:
+                return "closed", None, ""
+            return "closed", exc.rcvd.code, exc.rcvd.reason
+
+
+async def test_the_hub_follows_the_same_origin_rule(runtime: ServerHandle) -> None:
+    assert (await hub_origin(runtime, APP))[0] == "welcome"
+    assert (await hub_origin(runtime, runtime.url))[0] == "welcome"  # the runtime's own pages
+    kind, code, reason = await hub_origin(runtime, EVIL)
+    assert (kind, code) == ("closed", 4403)
+    assert f"--cors-origin {EVIL}" in reason
+    # Another loopback origin is not the runtime's own: any local user may serve pages there.
+    kind, code, _ = await hub_origin(runtime, "http://localhost:3000")
+    assert (kind, code) == ("closed", 4403)

@@ -48,7 +48,7 @@ from .asgi import (
 from .auth import Authenticator
 from .chatreq import BadRequest, ChatRequest, error_body, parse_chat_request, parse_json_body
 from .config import RuntimeConfig
-from .edges import check_browser_edges, method_not_allowed, not_found, with_cors_headers
+from .edges import PREFLIGHT, check_browser_edges, method_not_allowed, not_found, with_cors_headers
 from .httpauth import CHALLENGE, GRANT, bearer_token, forbidden, grant_of, refusal, unavailable
 from .hub.memory import MemoryStore
 from .hub.service import SERVER_SEND, Hub
@@ -171,7 +171,10 @@ class Runtime:
             # Browsers first: preflights need no credentials, and a cross-site write is
             # refused whoever sends it (even with authentication off).
             json_body = path in CHAT_PATHS or path.startswith(("/agents/", "/auth/"))
-            if await check_browser_edges(self.origins, scope, send, json_body):
+            answered = await check_browser_edges(self.origins, scope, send, json_body)
+            if answered is not None:
+                if answered != PREFLIGHT:
+                    self.metrics.errors.labels(answered).inc()
                 return
             send = with_cors_headers(self.origins, scope, send)
             if path == "/health":

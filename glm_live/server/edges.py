@@ -30,7 +30,10 @@ from .chatreq import error_body
 from .origins import UNSAFE_METHODS, OriginPolicy, foreign_fetch
 
 __all__ = [
+    "NOT_JSON",
+    "ORIGIN_REFUSAL",
     "ORIGIN_REFUSED",
+    "PREFLIGHT",
     "check_browser_edges",
     "method_not_allowed",
     "not_found",
@@ -65,11 +68,17 @@ def _text(value: bytes | None) -> str | None:
     return None if value is None else value.decode("latin-1")
 
 
+#: What :func:`check_browser_edges` did, when it answered: a preflight allowed, or a refusal
+#: (the runtime counts refusals in ``glm_live_errors_total`` under these names).
+PREFLIGHT, ORIGIN_REFUSAL, NOT_JSON = "preflight", "origin_refused", "not_json"
+
+
 async def check_browser_edges(
     policy: OriginPolicy, scope: Scope, send: Send, json_body: bool
-) -> bool:
-    """Answer a preflight or refuse a cross-site write; ``True`` when a response was sent
-    (the request must go no further).
+) -> str | None:
+    """Answer a preflight or refuse a cross-site write. Returns ``None`` when the request
+    goes on; else what was answered (:data:`PREFLIGHT`, :data:`ORIGIN_REFUSAL`,
+    :data:`NOT_JSON`), and the request must go no further.
 
     Args:
         policy: The runtime's origin policy.
@@ -97,23 +106,23 @@ async def check_browser_edges(
                 }
             )
             await send({"type": "http.response.body", "body": b"", "more_body": False})
-        else:
-            await send_json(
-                send, 403, error_body(ORIGIN_REFUSED, answer.reason), [(b"vary", b"Origin")]
-            )
-        return True
+            return PREFLIGHT
+        await send_json(
+            send, 403, error_body(ORIGIN_REFUSED, answer.reason), [(b"vary", b"Origin")]
+        )
+        return ORIGIN_REFUSAL
     if method not in UNSAFE_METHODS:
-        return False
+        return None
     if not policy.allows(origin, _text(headers.get(b"host"))):
         await send_json(send, 403, error_body(ORIGIN_REFUSED, policy.refusal(str(origin))))
-        return True
+        return ORIGIN_REFUSAL
     if origin is None and foreign_fetch(_text(headers.get(b"sec-fetch-site"))):
         message = (
             "a browser sent this request from a page on another site (Sec-Fetch-Site) without "
             "an Origin; cross-site writes are refused: call the runtime from an allowed origin"
         )
         await send_json(send, 403, error_body(ORIGIN_REFUSED, message))
-        return True
+        return ORIGIN_REFUSAL
     if json_body:
         kind = _text(headers.get(b"content-type"))
         has_body = headers.get(b"content-length", b"0") != b"0" or b"transfer-encoding" in headers
@@ -125,8 +134,8 @@ async def check_browser_edges(
                 "'Content-Type: application/json' with a JSON body"
             )
             await send_json(send, 415, error_body("1214", message))
-            return True
-    return False
+            return NOT_JSON
+    return None
 
 
 def with_cors_headers(policy: OriginPolicy, scope: Scope, send: Send) -> Send:
