@@ -4,7 +4,7 @@ lists it in ``cors_origins``) whose ``fetch`` streams a chat completion from the
 loopback, and a page at ``https://evil.example`` (not listed) whose fetch is refused and whose
 "simple" POST, which browsers send without asking, serves nothing.
 
-Why https and a permission: Chromium's Local Network Access (Chromium 142 and later) blocks a
+Why https and a permission: recent Chromium's Local Network Access (156 here) blocks a
 page on a public site from reaching a loopback address unless the page is a secure context and
 the user granted it ``local-network-access``; an ``http://`` page cannot at all. The pages here
 are https and hold that permission, as a real web app using a local runtime would; the evil
