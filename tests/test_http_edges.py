@@ -99,6 +99,20 @@ def test_a_preflight_from_a_foreign_origin_is_refused_with_a_reason(
     assert f"--cors-origin {EVIL}" in error["message"]
 
 
+def test_a_private_network_preflight_is_allowed_for_a_listed_origin(
+    runtime: ServerHandle,
+) -> None:
+    asked = {
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Private-Network": "true",
+    }
+    r = httpx.options(runtime.base_url + "/chat/completions", headers={"Origin": APP, **asked})
+    assert (r.status_code, r.headers["access-control-allow-private-network"]) == (204, "true")
+    r = httpx.options(runtime.base_url + "/chat/completions", headers={"Origin": EVIL, **asked})
+    assert r.status_code == 403
+    assert "access-control-allow-private-network" not in r.headers
+
+
 def test_a_preflight_asking_for_a_header_not_allowed_is_refused(runtime: ServerHandle) -> None:
     r = httpx.options(
         runtime.base_url + "/chat/completions",
@@ -186,6 +200,24 @@ def test_a_json_post_from_a_foreign_origin_is_refused_even_with_auth_off(
     assert r.status_code == 403
     assert "Sec-Fetch-Site" in r.json()["error"]["message"]
     assert served(open_runtime) == before
+
+
+def test_with_auth_off_a_rebound_name_is_refused_whatever_the_method(
+    open_runtime: ServerHandle,
+) -> None:
+    """DNS rebinding: evil.example now resolves to 127.0.0.1, so its page is "same origin"."""
+    before = served(open_runtime)
+    port = open_runtime.port
+    rebound = {"Host": f"evil.example:{port}", "Origin": f"http://evil.example:{port}"}
+    r = httpx.post(open_runtime.base_url + "/chat/completions", json=chat(), headers=rebound)
+    assert r.status_code == 403
+    assert "loopback" in r.json()["error"]["message"]
+    r = httpx.get(open_runtime.url + "/metrics", headers={"Host": f"evil.example:{port}"})
+    assert r.status_code == 403
+    assert served(open_runtime) == before
+    assert httpx.get(
+        open_runtime.url + "/metrics", headers={"Host": f"localhost:{port}"}
+    ).is_success
 
 
 def test_same_origin_and_allowed_origin_posts_are_served(open_runtime: ServerHandle) -> None:

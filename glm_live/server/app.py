@@ -98,7 +98,7 @@ class Runtime:
             )
         self.config = config
         #: Which browser pages may call the runtime: one rule for HTTP and the hub.
-        self.origins = OriginPolicy(config.cors_origins)
+        self.origins = OriginPolicy(config.cors_origins, local_only=not config.auth)
         self.lag = LagHistogram()
         self.pacer = Pacer(self.lag, keepalive_s=config.sse_keepalive_s)
         self.metrics = RuntimeMetrics(self.lag)

@@ -28,7 +28,6 @@ Every ``[sim]`` key can also be overridden per request in the body's ``"sim"`` o
 
 from __future__ import annotations
 
-import ipaddress
 import math
 import random
 import tomllib
@@ -38,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from .hub.store import HubLimits
-from .origins import OriginError, parse_origin
+from .origins import OriginError, is_loopback, parse_origin
 
 __all__ = [
     "FAULTS",
@@ -61,16 +60,6 @@ class ConfigError(ValueError):
 
 class InsecureBindError(ConfigError):
     """Asked to listen beyond loopback with authentication off."""
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` is a loopback address (or ``localhost``)."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,8 @@
   the upstream key) or an agent run. An unsafe method from a page whose origin is neither the
   runtime's own nor listed gets 403, and a body on a JSON endpoint that is not
   ``application/json`` gets 415, both before anything is read or started.
+- **DNS rebinding**: with authentication off, a request addressed to a name that is not a
+  loopback one is refused (403), whatever its method (:meth:`~.origins.OriginPolicy.host_refusal`).
 - **404 and 405** are JSON in GLM's error format, saying what exists (:func:`not_found`,
   :func:`method_not_allowed`), instead of Starlette's plain text.
 
@@ -56,6 +58,7 @@ def _headers(scope: Scope) -> dict[bytes, bytes]:
         b"transfer-encoding",
         b"access-control-request-method",
         b"access-control-request-headers",
+        b"access-control-request-private-network",
     }
     found: dict[bytes, bytes] = {}
     for name, value in scope.get("headers", []):
@@ -88,6 +91,10 @@ async def check_browser_edges(
             is refused with 415.
     """
     headers = _headers(scope)
+    host_refused = policy.host_refusal(_text(headers.get(b"host")))
+    if host_refused is not None:
+        await send_json(send, 403, error_body(ORIGIN_REFUSED, host_refused))
+        return ORIGIN_REFUSAL
     method = scope["method"]
     origin = _text(headers.get(b"origin"))
     requested = headers.get(b"access-control-request-method")
@@ -96,6 +103,7 @@ async def check_browser_edges(
             origin,
             requested.decode("latin-1"),
             _text(headers.get(b"access-control-request-headers")) or "",
+            headers.get(b"access-control-request-private-network") == b"true",
         )
         if answer.allowed:
             await send(

@@ -12,6 +12,12 @@ holds one), and not loopback origins as such: any local user can serve a page on
 port, so loopback is not a boundary (design.md, "Who may do what"). A page at
 ``http://localhost:3000`` is allowed by listing it.
 
+DNS rebinding: a page at ``http://evil.example:8765`` whose name the attacker then points at
+``127.0.0.1`` is "same origin" with the runtime by the rule above, and its ``Host`` says
+``evil.example:8765``. Tokens are not ambient (a browser never adds one by itself), so with
+authentication on such a page gets nowhere; with authentication off (``local_only``), the
+runtime answers only requests whose ``Host`` is a loopback name, as Jupyter does.
+
 Clients that are not browsers (the openai SDK, httpx, curl, our own) send no ``Origin`` and
 are not concerned. As a second signal for browsers that omit ``Origin``, an unsafe request
 whose ``Sec-Fetch-Site`` says it came from another site (``cross-site``, ``same-site``) is
@@ -20,6 +26,7 @@ treated as coming from a foreign origin.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -34,6 +41,7 @@ __all__ = [
     "OriginPolicy",
     "Preflight",
     "foreign_fetch",
+    "is_loopback",
     "parse_origin",
 ]
 
@@ -64,6 +72,16 @@ EXPOSED_HEADERS = ("retry-after", "retry-after-ms", "x-request-id")
 MAX_AGE_S = 600
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is a loopback address (or ``localhost``)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 class OriginError(ValueError):
@@ -142,16 +160,34 @@ class OriginPolicy:
 
     Args:
         origins: Origins allowed besides the runtime's own (validated by :func:`parse_origin`).
+        local_only: Answer only requests whose ``Host`` is a loopback name (authentication
+            is off: see DNS rebinding above).
 
     Raises:
         OriginError: An entry that is not an origin.
     """
 
-    def __init__(self, origins: Iterable[str] = ()) -> None:
+    def __init__(self, origins: Iterable[str] = (), *, local_only: bool = False) -> None:
         self.origins = frozenset(parse_origin(o) for o in origins)
+        self.local_only = local_only
 
     def __repr__(self) -> str:
-        return f"OriginPolicy({sorted(self.origins)!r})"
+        local = ", local_only=True" if self.local_only else ""
+        return f"OriginPolicy({sorted(self.origins)!r}{local})"
+
+    def host_refusal(self, host: str | None) -> str | None:
+        """Why a request to ``Host: host`` is refused (``local_only`` and not a loopback
+        name), or ``None``."""
+        if not self.local_only or host is None:
+            return None
+        name = urlsplit("//" + host.strip()).hostname or ""
+        if is_loopback(name):
+            return None
+        return (
+            f"with authentication off this runtime answers only requests addressed to a "
+            f"loopback name (127.0.0.1, localhost, [::1]), not Host {host!r} (a page using DNS "
+            "rebinding would look like this); connect to 127.0.0.1, or turn authentication on"
+        )
 
     def listed(self, origin: str) -> bool:
         """Whether ``origin`` (as a browser sent it) is in the allowlist."""
@@ -181,9 +217,13 @@ class OriginPolicy:
             f"--cors-origin {origin} (or cors_origins in its config file, serve(cors_origins=...))"
         )
 
-    def preflight(self, origin: str, method: str, requested: str) -> Preflight:
+    def preflight(
+        self, origin: str, method: str, requested: str, private_network: bool = False
+    ) -> Preflight:
         """Answer an ``OPTIONS`` preflight from ``origin`` asking for ``method`` and the
-        comma-separated headers ``requested`` (``Access-Control-Request-Headers``)."""
+        comma-separated headers ``requested`` (``Access-Control-Request-Headers``);
+        ``private_network``: it carried ``Access-Control-Request-Private-Network: true``
+        (Chromium's Private Network Access, for a public page reaching a local runtime)."""
         if not self.listed(origin):
             return Preflight(False, reason=self.refusal(origin))
         method = method.strip().upper()
@@ -208,6 +248,8 @@ class OriginPolicy:
         if names:
             # Echo what was asked for (all allowed): a browser checks each name against it.
             headers.insert(2, ("access-control-allow-headers", ", ".join(names)))
+        if private_network:  # a listed origin may reach the runtime wherever it listens
+            headers.insert(-1, ("access-control-allow-private-network", "true"))
         return Preflight(True, tuple(headers))
 
     def response_headers(self, origin: str) -> tuple[tuple[str, str], ...]:

@@ -484,8 +484,10 @@ class Hub:
 
     def _origin_refusal(self, websocket: WebSocket) -> tuple[int, str] | None:
         # The runtime's one rule (same origin, or listed), as for its HTTP API.
-        origin = websocket.headers.get("origin")
-        if self.origins.allows(origin, websocket.headers.get("host")):
+        origin, host = websocket.headers.get("origin"), websocket.headers.get("host")
+        if self.origins.host_refusal(host) is not None:
+            return 4403, _close_reason(f"Host {host} is not a loopback name (authentication off)")
+        if self.origins.allows(origin, host):
             return None
         return 4403, _close_reason(f"origin {origin} not allowed; allow it: --cors-origin {origin}")
 
