@@ -188,11 +188,13 @@ class Pacer:
             return
         due = stream.last_write + self.keepalive_s
         # A stream whose send is blocked is not idle: its client is slow to read.
-        if not stream.blocked and self._loop.time() >= due - _SLACK:
+        now = self._loop.time()
+        if not stream.blocked and now >= due - _SLACK:
             self._write(stream, KEEPALIVE, more=True)
-            due = stream.last_write + self.keepalive_s
+            stream.last_write = now
+            due = now + self.keepalive_s
         elif stream.blocked:
-            due = self._loop.time() + self.keepalive_s
+            due = now + self.keepalive_s
         stream.keepalive_handle = self._loop.call_at(due, self._keepalive, stream)
 
     def _push(self, stream: PacedStream) -> None:
@@ -247,6 +249,7 @@ class Pacer:
             # The first frame anchors the schedule where it actually goes out: if the loop
             # was busy, the answer starts late but then flows at its planned pace.
             stream.due = stream.first_at = now
+        stream.last_write = now  # for the keep-alive timer (no clock read of its own)
         stamp = b"%d}\n\n" % time.time_ns()
         parts = [plan.frame(index), stamp]
         index += 1
@@ -284,8 +287,6 @@ class Pacer:
             )
 
     def _write(self, stream: PacedStream, data: bytes, more: bool) -> None:
-        if self._loop is not None:
-            stream.last_write = self._loop.time()
         direct = stream.direct
         if more and direct is not None and direct.try_write(data):
             return
