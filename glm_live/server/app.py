@@ -11,7 +11,9 @@ A runtime built without a token makes one (:class:`Runtime`). Every HTTP route b
 requires ``Authorization: Bearer <token>``: the admin token (compared in constant time, with
 no await: the chat path's fast path) or a scoped token from ``POST /auth/tokens``. Who may do
 what is drawn in :mod:`.httpauth`; the refusal says what to send, never a token. The HTTP API
-and the hub share one :class:`~.auth.Authenticator`.
+and the hub share one :class:`~.auth.Authenticator`, and one
+:class:`~.origins.OriginPolicy`. Before authentication, :mod:`.edges` answers CORS preflights
+and refuses cross-site writes and non-JSON bodies (even with authentication off).
 """
 
 from __future__ import annotations

@@ -166,7 +166,7 @@ def with_cors_headers(policy: OriginPolicy, scope: Scope, send: Send) -> Send:
 
 
 def _routes_text(routes: Iterable[str]) -> str:
-    return "; this runtime serves: " + ", ".join(routes) + " (see the README's API section)"
+    return "; this runtime serves: " + ", ".join(routes) + " (README: The embedded runtime)"
 
 
 def not_found(routes: Iterable[str]) -> Callable[[Request, Exception], Awaitable[Response]]:
