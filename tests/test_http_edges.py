@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -22,6 +24,7 @@ from glm_live.server.config import ConfigError, RuntimeConfig
 from glm_live.wire.sse import Decoder
 from tests.agui_checker import check_run, run_input
 from tests.byteserver import ByteServer, sse
+from tests.test_cli import _fails, running
 
 APP = "http://app.example"
 EVIL = "http://evil.example"
@@ -431,3 +434,27 @@ async def test_the_hub_follows_the_same_origin_rule(runtime: ServerHandle) -> No
     # Another loopback origin is not the runtime's own: any local user may serve pages there.
     kind, code, _ = await hub_origin(runtime, "http://localhost:3000")
     assert (kind, code) == ("closed", 4403)
+
+
+# --- the command line and the config file -----------------------------------------------------
+
+
+def test_serve_refuses_a_wildcard_origin() -> None:
+    code, stderr = _fails("--port", "0", "--cors-origin", "*")
+    assert code == 2
+    assert "'*' cannot be an allowed origin" in stderr
+
+
+def test_serve_takes_cors_origins_from_flags_and_the_config_file(tmp_path: Path) -> None:
+    config = tmp_path / "runtime.toml"
+    config.write_text('port = 0\nallowed_origins = ["https://old.example"]\n')
+    preflight = {"Access-Control-Request-Method": "POST"}
+    args = ("--config", str(config), "--cors-origin", APP, "--cors-origin", "http://b.example:81")
+    with running(*args) as (process, url, _):
+        for origin in (APP, "http://b.example:81", "https://old.example"):
+            r = httpx.options(url + "/v1/chat/completions", headers={"Origin": origin, **preflight})
+            assert (r.status_code, r.headers.get("access-control-allow-origin")) == (204, origin)
+        r = httpx.options(url + "/v1/chat/completions", headers={"Origin": EVIL, **preflight})
+        assert r.status_code == 403
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=15)
