@@ -57,6 +57,22 @@ def _serve_parser(commands: Any) -> None:
         "runtimes share them (default: GLM_LIVE_REDIS, else in memory)",
     )
     serve.add_argument("--redis-prefix", help="prefix of the hub's Redis keys (glm_live)")
+    serve.add_argument(
+        "--cors-origin",
+        action="append",
+        dest="cors_origins",
+        metavar="ORIGIN",
+        help="let web pages at ORIGIN (scheme://host[:port], e.g. https://app.example) call "
+        "the runtime from a browser (CORS) and open its hub; repeat for several (default: none; "
+        "'*' is refused)",
+    )
+    serve.add_argument(
+        "--sse-keepalive",
+        type=float,
+        metavar="SECONDS",
+        help="send an SSE ': keep-alive' comment on a stream silent for this long (default 15; "
+        "0: never)",
+    )
     serve.add_argument("--ttft-ms", type=float, help="simulated time to first token (ms)")
     serve.add_argument("--itl-ms", type=float, help="simulated gap between tokens (ms)")
     serve.add_argument("--tokens", type=int, help="simulated answer length in tokens")
@@ -98,6 +114,8 @@ def _serve(args: argparse.Namespace) -> int:
             ssl_keyfile=args.ssl_keyfile,
             redis=args.redis,
             redis_prefix=args.redis_prefix,
+            cors_origins=tuple(args.cors_origins) if args.cors_origins else None,
+            sse_keepalive_s=args.sse_keepalive,
         )
         runtime = Runtime(config)
         if config.redis is not None:

@@ -109,7 +109,9 @@ def test_non_stream_and_bad_input_pass_through(proxy: ServerHandle) -> None:
     assert bad.status_code == 400
     assert bad.json()["error"]["code"] == "1211"
     malformed = httpx.post(
-        proxy.base_url + "/chat/completions", content=b"{oops", headers=proxy.headers
+        proxy.base_url + "/chat/completions",
+        content=b"{oops",
+        headers={"content-type": "application/json", **proxy.headers},
     )
     assert malformed.status_code == 400
 

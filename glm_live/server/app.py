@@ -11,7 +11,9 @@ A runtime built without a token makes one (:class:`Runtime`). Every HTTP route b
 requires ``Authorization: Bearer <token>``: the admin token (compared in constant time, with
 no await: the chat path's fast path) or a scoped token from ``POST /auth/tokens``. Who may do
 what is drawn in :mod:`.httpauth`; the refusal says what to send, never a token. The HTTP API
-and the hub share one :class:`~.auth.Authenticator`.
+and the hub share one :class:`~.auth.Authenticator`, and one
+:class:`~.origins.OriginPolicy`. Before authentication, :mod:`.edges` answers CORS preflights
+and refuses cross-site writes and non-JSON bodies (even with authentication off).
 """
 
 from __future__ import annotations
@@ -48,11 +50,13 @@ from .asgi import (
 from .auth import Authenticator
 from .chatreq import BadRequest, ChatRequest, error_body, parse_chat_request, parse_json_body
 from .config import RuntimeConfig
+from .edges import PREFLIGHT, check_browser_edges, method_not_allowed, not_found, with_cors_headers
 from .httpauth import CHALLENGE, GRANT, bearer_token, forbidden, grant_of, refusal, unavailable
 from .hub.memory import MemoryStore
 from .hub.service import SERVER_SEND, Hub
 from .hub.store import HubStoreError, RoomStore
 from .models import model_routes
+from .origins import OriginPolicy
 from .promstats import RuntimeMetrics
 from .proxy import Proxy
 from .runs import RunService
@@ -96,11 +100,13 @@ class Runtime:
                 config.port,
             )
         self.config = config
+        #: Which browser pages may call the runtime: one rule for HTTP and the hub.
+        self.origins = OriginPolicy(config.cors_origins, local_only=not config.auth)
         self.lag = LagHistogram()
-        self.pacer = Pacer(self.lag)
+        self.pacer = Pacer(self.lag, keepalive_s=config.sse_keepalive_s)
         self.metrics = RuntimeMetrics(self.lag)
         self.simulator = Simulator(config.sim)
-        self.hub = _hub_for(config)
+        self.hub = _hub_for(config, self.origins)
         #: The credentials check, shared with the hub.
         self.auth = self.hub.auth
         self.proxy = Proxy.for_config(config) if config.backend != "sim" else None
@@ -110,23 +116,31 @@ class Runtime:
         #: The runtime's own root URL, once it listens (agents chat through it).
         self.self_url: str | None = None
         self._agent_client: GLMClient | None = None
-        self.runs = RunService(self.hub, builtin_workflows(), self._agents_client)
+        self.runs = RunService(
+            self.hub, builtin_workflows(), self._agents_client, config.sse_keepalive_s
+        )
         self._admin_header = f"Bearer {config.token}".encode() if config.auth else None
         self._admin = admin_grant()
         tokens = TokenService(self.hub)
+        routes: list[Route | WebSocketRoute] = [
+            Route("/health", self._health, methods=["GET"]),
+            Route("/metrics", self._metrics, methods=["GET"]),
+            WebSocketRoute("/ws", self.hub.endpoint),
+            Route("/agents/{name}", self.runs.endpoint, methods=["POST"]),
+            Route("/runs/{run_id}", self.runs.status, methods=["GET"]),
+            Route("/auth/tokens", tokens.tokens, methods=["POST"]),
+            Route("/auth/revoke", tokens.revoke, methods=["POST"]),
+            Route("/auth/ws-ticket", tokens.ws_ticket, methods=["POST"]),
+            *model_routes(self.proxy),
+        ]
+        listing = [f"POST {path}" for path in CHAT_PATHS] + [
+            f"{_methods(r)} {r.path}" if isinstance(r, Route) else f"GET {r.path} (WebSocket)"
+            for r in routes
+        ]
         self.starlette = Starlette(
-            routes=[
-                Route("/health", self._health, methods=["GET"]),
-                Route("/metrics", self._metrics, methods=["GET"]),
-                WebSocketRoute("/ws", self.hub.endpoint),
-                Route("/agents/{name}", self.runs.endpoint, methods=["POST"]),
-                Route("/runs/{run_id}", self.runs.status, methods=["GET"]),
-                Route("/auth/tokens", tokens.tokens, methods=["POST"]),
-                Route("/auth/revoke", tokens.revoke, methods=["POST"]),
-                Route("/auth/ws-ticket", tokens.ws_ticket, methods=["POST"]),
-                *model_routes(self.proxy),
-            ],
+            routes=routes,
             lifespan=self._lifespan,
+            exception_handlers={404: not_found(listing), 405: method_not_allowed},
         )
 
     @contextlib.asynccontextmanager
@@ -157,7 +171,17 @@ class Runtime:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
-            if scope["path"] == "/health":
+            path = scope["path"]
+            # Browsers first: preflights need no credentials, and a cross-site write is
+            # refused whoever sends it (even with authentication off).
+            json_body = path in CHAT_PATHS or path.startswith(("/agents/", "/auth/"))
+            answered = await check_browser_edges(self.origins, scope, send, json_body)
+            if answered is not None:
+                if answered != PREFLIGHT:
+                    self.metrics.errors.labels(answered).inc()
+                return
+            send = with_cors_headers(self.origins, scope, send)
+            if path == "/health":
                 scope[GRANT] = await self._grant_or_none(scope)
             else:
                 grant = self._admin_fast(scope)
@@ -166,8 +190,14 @@ class Runtime:
                     if grant is None:
                         return  # refused: the answer is sent
                 scope[GRANT] = grant
-            if scope["path"] in CHAT_PATHS and scope["method"] == "POST":
-                await self.chat(scope, receive, send)
+            if path in CHAT_PATHS:
+                if scope["method"] == "POST":
+                    await self.chat(scope, receive, send)
+                else:
+                    message = (
+                        f"{path} takes POST (a chat completions request), not {scope['method']}"
+                    )
+                    await send_json(send, 405, error_body("405", message), [(b"allow", b"POST")])
                 return
         # The hub checks WebSocket credentials itself, after accepting, so that a refused
         # client learns why from the close code instead of a bare HTTP 403. Under uvicorn it
@@ -366,7 +396,12 @@ async def _until_done_or_gone(done: asyncio.Future[str], receive: Receive) -> st
         gone.cancel()
 
 
-def _hub_for(config: RuntimeConfig) -> Hub:
+def _methods(route: Route) -> str:
+    """A route's methods as the 404 message lists them (HEAD goes without saying)."""
+    return "/".join(sorted(m for m in route.methods or () if m != "HEAD"))
+
+
+def _hub_for(config: RuntimeConfig, origins: OriginPolicy) -> Hub:
     """The in-memory hub, or with ``config.redis`` one whose rooms live in Redis Streams; its
     :class:`~.auth.Authenticator` is the runtime's, for the HTTP API too."""
     store: RoomStore
@@ -380,7 +415,7 @@ def _hub_for(config: RuntimeConfig) -> Hub:
     return Hub(
         store,
         auth=auth,
-        allowed_origins=config.allowed_origins,
+        allowed_origins=origins,
         limits=config.hub,
         direct_writes=config.uvicorn_fast_path,
     )

@@ -5,6 +5,13 @@ token; left unset, the runtime makes one when it is built (:class:`~glm_live.ser
 ``auth = false`` (``glm-live serve --no-auth``) switches authentication off, on a loopback
 address only, and never together with a token.
 
+Browsers: ``cors_origins = ["https://app.example"]`` lists the web origins whose pages may call
+the runtime (CORS; the hub's WebSocket ``Origin`` check uses the same list, see
+:mod:`.origins`); ``allowed_origins`` is an older name for it, still accepted and merged in.
+``*`` is refused. ``sse_keepalive_s`` (default 15) is how long a stream (chat, agent run) may
+stay silent before the runtime sends an SSE comment (``: keep-alive``) so that proxies and
+browsers do not time it out; 0 switches keep-alives off.
+
 A ``[hub]`` table sets the hub's limits (``history``, ``max_message_bytes``, ``rate``,
 ``burst``, ``send_queue``, ``dedupe``).
 
@@ -21,7 +28,6 @@ Every ``[sim]`` key can also be overridden per request in the body's ``"sim"`` o
 
 from __future__ import annotations
 
-import ipaddress
 import math
 import random
 import tomllib
@@ -31,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from .hub.store import HubLimits
+from .origins import OriginError, is_loopback, parse_origin
 
 __all__ = [
     "FAULTS",
@@ -53,16 +60,6 @@ class ConfigError(ValueError):
 
 class InsecureBindError(ConfigError):
     """Asked to listen beyond loopback with authentication off."""
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` is a loopback address (or ``localhost``)."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 @dataclass(frozen=True)
@@ -243,7 +240,12 @@ class RuntimeConfig:
     auth: bool = True
     token: str | None = field(default=None, repr=False)
     max_body_bytes: int = 4 * 1024 * 1024
+    # Browser origins whose pages may call the runtime (CORS) and open the hub; validated and
+    # normalised (scheme://host[:port]). allowed_origins: the older name, merged in here.
+    cors_origins: tuple[str, ...] = ()
     allowed_origins: tuple[str, ...] = ()
+    # Seconds a stream may stay silent before an SSE keep-alive comment (0 or None: never).
+    sse_keepalive_s: float | None = 15.0
     ssl_certfile: str | None = None
     ssl_keyfile: str | None = None
     hub: HubLimits = field(default_factory=HubLimits)
@@ -264,6 +266,13 @@ class RuntimeConfig:
     sim: SimConfig = field(default_factory=SimConfig)
 
     def __post_init__(self) -> None:
+        # Frozen: the normalised values are set once, here.
+        object.__setattr__(self, "cors_origins", _origins(self.cors_origins, self.allowed_origins))
+        keepalive = self.sse_keepalive_s
+        if keepalive is not None:
+            object.__setattr__(
+                self, "sse_keepalive_s", _non_negative(keepalive, "sse_keepalive_s") or None
+            )
         if not isinstance(self.ws_compression, bool):
             msg = f"ws_compression must be true or false, got {self.ws_compression!r}"
             raise ConfigError(msg)
@@ -300,6 +309,29 @@ class RuntimeConfig:
             raise ConfigError(msg)
 
 
+def _origins(*lists: object) -> tuple[str, ...]:
+    """The origins of ``cors_origins`` and its alias ``allowed_origins``, validated,
+    normalised, without duplicates, in the order given."""
+    result: list[str] = []
+    for entries in lists:
+        if isinstance(entries, str):
+            entries = (entries,)
+        if not isinstance(entries, list | tuple | set | frozenset):
+            msg = (
+                f"cors_origins must be a list of origins like https://app.example, got {entries!r}"
+            )
+            raise ConfigError(msg)
+        for entry in entries:
+            try:
+                origin = parse_origin(entry)
+            except OriginError as exc:
+                msg = f"cors_origins: {exc}"
+                raise ConfigError(msg) from exc
+            if origin not in result:
+                result.append(origin)
+    return tuple(result)
+
+
 def load_config(path: str | Path, **overrides: Any) -> RuntimeConfig:
     """Read a TOML file: top-level runtime keys, and a ``[sim]`` table of simulator defaults.
 
@@ -332,7 +364,8 @@ def config_from_mapping(data: Mapping[str, Any], **overrides: Any) -> RuntimeCon
         values_hub = HubLimits(**hub_table)
         overrides.setdefault("hub", values_hub)
     values = {**data, **{k: v for k, v in overrides.items() if v is not None}}
-    if "allowed_origins" in values:
-        values["allowed_origins"] = tuple(values["allowed_origins"])
+    for key in ("cors_origins", "allowed_origins"):
+        if isinstance(values.get(key), list):
+            values[key] = tuple(values[key])
     sim = SimConfig().with_overrides(sim_table, "[sim]").with_overrides(sim_overrides)
     return RuntimeConfig(**values, sim=sim)

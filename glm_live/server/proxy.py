@@ -5,6 +5,8 @@ as ``stream_options``, ``thinking`` and ``request_id`` go as given), with the
 upstream key from the environment; the client's own ``Authorization`` (the runtime token)
 never leaves. The response comes back byte for byte as it arrives: a stream chunk by chunk,
 an error with its status and GLM body. A client that disconnects closes the upstream request.
+An upstream stream that goes quiet (a model thinking) gets ``: keep-alive`` comments between
+its events (:mod:`.keepalive`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from ..wire._secret import Secret, scrub
 from .asgi import Receive, Send, cut_connection, send_json, wait_disconnect
 from .chatreq import error_body
 from .config import ConfigError, RuntimeConfig
+from .keepalive import with_keepalive
 
 __all__ = ["Proxy"]
 
@@ -32,8 +35,15 @@ _FORWARDED = ("content-type", "retry-after", "retry-after-ms", "x-request-id", "
 class Proxy:
     """Forwards chat completions to ``base_url``."""
 
-    def __init__(self, base_url: str, api_key: str | None, timeout: float = 300.0) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None,
+        timeout: float = 300.0,
+        keepalive_s: float | None = None,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.keepalive_s = keepalive_s
         self._key = Secret(api_key) if api_key else None
         self._client = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout, connect=10.0),
@@ -48,9 +58,11 @@ class Proxy:
             if not key:
                 msg = "the glm backend needs an API key: set ZAI_API_KEY (or ZHIPUAI_API_KEY)"
                 raise ConfigError(msg)
-            return cls(config.upstream or DEFAULT_BASE_URL, key)
+            return cls(config.upstream or DEFAULT_BASE_URL, key, keepalive_s=config.sse_keepalive_s)
         assert config.upstream is not None
-        return cls(config.upstream, os.environ.get("OPENAI_API_KEY"))
+        return cls(
+            config.upstream, os.environ.get("OPENAI_API_KEY"), keepalive_s=config.sse_keepalive_s
+        )
 
     def __repr__(self) -> str:
         return f"Proxy({safe_url(self.base_url)!r}, api_key={'set' if self._key else 'unset'})"
@@ -116,8 +128,11 @@ class Proxy:
         await send(
             {"type": "http.response.start", "status": response.status_code, "headers": headers}
         )
+        chunks = response.aiter_raw()
+        if response.headers.get("content-type", "").startswith("text/event-stream"):
+            chunks = with_keepalive(chunks, self.keepalive_s)
         try:
-            async for chunk in response.aiter_raw():
+            async for chunk in chunks:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
         except httpx.HTTPError:
             # The upstream dropped mid-stream: drop the client too, so it sees the same.

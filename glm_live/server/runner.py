@@ -291,6 +291,8 @@ def serve(
     ssl_certfile: str | None = None,
     ssl_keyfile: str | None = None,
     redis: str | None = None,
+    cors_origins: Iterable[str] | None = None,
+    sse_keepalive_s: float | None = None,
     log_level: str = "warning",
     startup_timeout: float = 15.0,
 ) -> ServerHandle:
@@ -315,6 +317,10 @@ def serve(
         ssl_keyfile: ...and this private key.
         config: A :class:`RuntimeConfig` or a TOML config file.
         sim: Simulator defaults (``ttft_ms``, ``itl_ms``, ``tokens``, ...).
+        cors_origins: Origins (``https://app.example``) whose web pages may call the runtime
+            from a browser and open its hub (default: none, or as ``config`` says).
+        sse_keepalive_s: Seconds a stream may stay silent before an SSE keep-alive comment
+            (default 15, or as ``config`` says; 0: never).
         redis: Keep the hub's rooms in this Redis (``redis://host:port/db``; default
             ``GLM_LIVE_REDIS``, else in memory), shared with every runtime that uses it.
         log_level: uvicorn's log level.
@@ -341,6 +347,8 @@ def serve(
         ssl_certfile=ssl_certfile,
         ssl_keyfile=ssl_keyfile,
         redis=redis,
+        cors_origins=None if cors_origins is None else tuple(cors_origins),
+        sse_keepalive_s=sse_keepalive_s,
     )
     runtime = Runtime(runtime_config)
     try:

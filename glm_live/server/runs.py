@@ -6,7 +6,8 @@ message); ``forwardedProps.sim`` is passed to every agent's chat. Every event al
 hub room ``run:<runId>``, and a status line per agent change to the room ``agents``. Commands
 published to ``control:<runId>`` (``{"command": "pause" | "resume" | "cancel" | "input",
 "agent": name or null, "data": ...}``) reach the run. When the client disconnects, the run is
-cancelled: its agents stop on the server.
+cancelled: its agents stop on the server. A run that stays silent (an agent waiting for a
+person) gets an SSE comment every ``sse_keepalive_s`` seconds (:mod:`.keepalive`).
 
 Who may do what: the identity that starts a run (the caller's token's name) owns it: only it
 and the admin command it through ``control:<runId>`` (the hub's rule), and ``GET
@@ -37,6 +38,7 @@ from .chatreq import error_body
 from .httpauth import grant_of, unavailable
 from .hub.service import Hub
 from .hub.store import HubStoreError
+from .keepalive import with_keepalive
 
 __all__ = ["RunService"]
 
@@ -45,9 +47,15 @@ class RunService:
     """Registered workflows, and the runs in progress."""
 
     def __init__(
-        self, hub: Hub, workflows: dict[str, Workflow], client: Callable[[], GLMClient]
+        self,
+        hub: Hub,
+        workflows: dict[str, Workflow],
+        client: Callable[[], GLMClient],
+        keepalive_s: float | None = None,
     ) -> None:
         self.hub = hub
+        #: Seconds of silence before a run's stream gets a ``: keep-alive`` comment.
+        self.keepalive_s = keepalive_s
         self.workflows = workflows
         self._client = client
         self.runs: dict[str, Run] = {}
@@ -104,7 +112,7 @@ class RunService:
             chat_defaults={"sim": sim} if isinstance(sim, dict) else None,
         )
         return StreamingResponse(
-            self._stream(run),
+            with_keepalive(self._stream(run), self.keepalive_s),
             media_type="text/event-stream",
             headers={"cache-control": "no-cache"},
         )

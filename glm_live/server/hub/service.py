@@ -19,11 +19,12 @@ silence. Publish ids are deduplicated per identity and publishing session (``hel
 or resumes the one its ``welcome`` named). A token that expires or is revoked closes its
 connections with 4401.
 
-Protection: an origin check for browsers (close 4403), a message size limit (close 1009), a
-per-connection rate limit (close 1008), and a bounded send queue per connection, so a client
-that cannot keep up is disconnected (close 1013) instead of slowing the others. It resumes
-from history when it comes back. A store that fails closes its clients with 1011; one that
-lost its rooms (a new epoch) with 1012.
+Protection: an origin check for browsers (close 4403: the page's origin must be the runtime's
+own or in its allowlist, the rule of :class:`~glm_live.server.origins.OriginPolicy`), a message
+size limit (close 1009), a per-connection rate limit (close 1008), and a bounded send queue
+per connection, so a client that cannot keep up is disconnected (close 1013) instead of slowing
+the others. It resumes from history when it comes back. A store that fails closes its clients
+with 1011; one that lost its rooms (a new epoch) with 1012.
 """
 
 from __future__ import annotations
@@ -36,7 +37,6 @@ import secrets
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
-from urllib.parse import urlsplit
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
@@ -65,6 +65,7 @@ from ...wire.hub import (
 from ...wire.hub.access import read_refusal, run_of, write_refusal
 from .._uvicorn_fast import DirectWebSocketSink, direct_ws_sink
 from ..auth import Authenticator
+from ..origins import OriginPolicy
 from .memory import MemoryStore
 from .store import HubLimits, HubStoreError, RoomStore
 
@@ -72,7 +73,6 @@ __all__ = ["Hub", "HubLimits"]
 
 logger = logging.getLogger("glm_live.hub")
 
-_LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
 _AUTH_ROOM = "_auth"  # revocations, heard by every runtime sharing the store
 _CUT_GRACE_S = 1.0  # a client cut off for being too slow has this long to read the close
 # Each closed connection leaves the server's objects for it (uvicorn's protocol, websockets'
@@ -159,7 +159,8 @@ class Hub:
         token: The admin token; clients must authenticate when given (``None``: every client
             is trusted, and named by its ``hello``). Ignored when ``auth`` is given.
         auth: The runtime's authenticator (shared with its HTTP API).
-        allowed_origins: Browser origins allowed besides loopback ones.
+        allowed_origins: The runtime's :class:`~..origins.OriginPolicy` (the one its HTTP API
+            uses), or the browser origins allowed besides the runtime's own.
         limits: Bounds on history, dedupe, message size, rate and send queues.
         direct_writes: Under uvicorn, write frames straight to the connection while nothing
             waits for it (``False``: always through ASGI ``send``, as under any server).
@@ -171,14 +172,18 @@ class Hub:
         *,
         token: str | None = None,
         auth: Authenticator | None = None,
-        allowed_origins: Iterable[str] = (),
+        allowed_origins: OriginPolicy | Iterable[str] = (),
         limits: HubLimits | None = None,
         direct_writes: bool = True,
     ) -> None:
         self.direct_writes = direct_writes
         self._store: RoomStore = store or MemoryStore()
         self.auth = auth or Authenticator(token, self._store)
-        self._origins = {o.rstrip("/") for o in allowed_origins}
+        self.origins = (
+            allowed_origins
+            if isinstance(allowed_origins, OriginPolicy)
+            else OriginPolicy(allowed_origins)
+        )
         self._clients: set[_Client] = set()
         # Room -> the clients of this process following it, each with its place in the room.
         self._subs: dict[str, dict[_Client, Subscription]] = {}
@@ -478,12 +483,13 @@ class Hub:
         return await auth.authenticate(query.get("token"))
 
     def _origin_refusal(self, websocket: WebSocket) -> tuple[int, str] | None:
-        origin = websocket.headers.get("origin")
-        if origin and origin.rstrip("/") not in self._origins:
-            host = urlsplit(origin).hostname or ""
-            if host not in _LOOPBACK_HOSTS:
-                return 4403, f"origin {origin} not allowed; add it to allowed_origins"
-        return None
+        # The runtime's one rule (same origin, or listed), as for its HTTP API.
+        origin, host = websocket.headers.get("origin"), websocket.headers.get("host")
+        if self.origins.host_refusal(host) is not None:
+            return 4403, _close_reason(f"Host {host} is not a loopback name (authentication off)")
+        if self.origins.allows(origin, host):
+            return None
+        return 4403, _close_reason(f"origin {origin} not allowed; allow it: --cors-origin {origin}")
 
     async def _write(self, client: _Client) -> None:
         websocket = client.websocket

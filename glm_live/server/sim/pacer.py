@@ -16,6 +16,11 @@ coroutine, driven inline while it does not block (:func:`drive`); a send that mu
 finished by a task, and that stream pauses until it is done, so a slow client slows only itself.
 
 Every write's lateness (actual minus due time) goes into :class:`LagHistogram`.
+
+Keep-alives: with ``keepalive_s`` set, a stream that has written nothing for that long (a long
+time to first token, a ``stall``) gets an SSE comment, ``: keep-alive``, from a timer of its
+own, re-armed from its last write. It is written like any frame, between two frames (writes
+are whole frames, from callbacks on the one loop), and never moves a frame's due time.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from typing import Any
 
 from .._uvicorn_fast import DirectSink
 from ..asgi import Send
+from ..keepalive import KEEPALIVE
 from .engine import DONE, StreamPlan
 
 __all__ = ["LAG_BOUNDS", "LagHistogram", "PacedStream", "Pacer", "drive"]
@@ -104,7 +110,10 @@ class PacedStream:
         "due",
         "first_at",
         "index",
+        "keepalive_handle",
+        "last_write",
         "plan",
+        "queued",
         "send",
         "stall_handle",
     )
@@ -124,7 +133,11 @@ class PacedStream:
         self.first_at: float | None = None
         self.closed = False
         self.blocked = False
+        self.queued = False  # in the pacer's heap (at most once)
         self.stall_handle: asyncio.TimerHandle | None = None
+        self.keepalive_handle: asyncio.TimerHandle | None = None
+        #: Loop time of the last write (or of the start): when a keep-alive is due from.
+        self.last_write = 0.0
         #: Where body chunks go directly (see :mod:`.._uvicorn_fast`), or ``None``: ``send``.
         self.direct = direct
 
@@ -135,6 +148,8 @@ class PacedStream:
         self.closed = True
         if self.stall_handle is not None:
             self.stall_handle.cancel()
+        if self.keepalive_handle is not None:
+            self.keepalive_handle.cancel()
         if not self.done.done():
             self.done.set_result(outcome)
 
@@ -142,8 +157,10 @@ class PacedStream:
 class Pacer:
     """Writes the frames of every :class:`PacedStream` on schedule from one timer."""
 
-    def __init__(self, lag: LagHistogram | None = None) -> None:
+    def __init__(self, lag: LagHistogram | None = None, keepalive_s: float | None = None) -> None:
         self.lag = lag or LagHistogram()
+        #: Seconds of silence before a stream gets a keep-alive comment (``None``: never).
+        self.keepalive_s = keepalive_s or None
         self._heap: list[tuple[float, int, PacedStream]] = []
         self._order = itertools.count()
         self._handle: asyncio.TimerHandle | None = None
@@ -153,13 +170,35 @@ class Pacer:
     def start(self, stream: PacedStream) -> None:
         """Begin pacing: the first frame is due after the plan's first gap."""
         loop = self._loop = asyncio.get_running_loop()
+        stream.last_write = loop.time()
+        if self.keepalive_s is not None:
+            stream.keepalive_handle = loop.call_at(
+                stream.last_write + self.keepalive_s, self._keepalive, stream
+            )
         if not stream.plan.count:  # a fault before the first frame
             self._end(stream)
             return
-        stream.due = loop.time() + stream.plan.gaps[0]
+        stream.due = stream.last_write + stream.plan.gaps[0]
         self._push(stream)
 
+    def _keepalive(self, stream: PacedStream) -> None:
+        """A stream's keep-alive timer: send a comment if it has been silent long enough,
+        and re-arm from its last write."""
+        if stream.closed or self._loop is None or self.keepalive_s is None:
+            return
+        due = stream.last_write + self.keepalive_s
+        # A stream whose send is blocked is not idle: its client is slow to read.
+        now = self._loop.time()
+        if not stream.blocked and now >= due - _SLACK:
+            self._write(stream, KEEPALIVE, more=True)
+            stream.last_write = now
+            due = now + self.keepalive_s
+        elif stream.blocked:
+            due = now + self.keepalive_s
+        stream.keepalive_handle = self._loop.call_at(due, self._keepalive, stream)
+
     def _push(self, stream: PacedStream) -> None:
+        stream.queued = True
         heapq.heappush(self._heap, (stream.due, next(self._order), stream))
         self._arm()
 
@@ -194,6 +233,7 @@ class Pacer:
         now = loop.time()
         while heap and heap[0][0] <= now + _SLACK:
             _, _, stream = heapq.heappop(heap)
+            stream.queued = False
             if stream.closed or stream.blocked:
                 continue
             self._emit(stream, now)
@@ -209,6 +249,7 @@ class Pacer:
             # The first frame anchors the schedule where it actually goes out: if the loop
             # was busy, the answer starts late but then flows at its planned pace.
             stream.due = stream.first_at = now
+        stream.last_write = now  # for the keep-alive timer (no clock read of its own)
         stamp = b"%d}\n\n" % time.time_ns()
         parts = [plan.frame(index), stamp]
         index += 1
@@ -260,6 +301,7 @@ class Pacer:
         if stream.closed:
             return
         if stream.index < stream.plan.count:
-            self._push(stream)
-        else:
+            if not stream.queued:  # a keep-alive may have blocked while a frame was queued
+                self._push(stream)
+        elif stream.stall_handle is None:  # not ended yet (a keep-alive during a stall was)
             self._end(stream)
