@@ -1,7 +1,7 @@
 """Which browser pages may use the runtime: one origin policy for HTTP (CORS, cross-site
 writes) and for the hub's WebSocket ``Origin`` check, so that the rule lives in one place.
 
-Pure: headers in, decisions out; no ASGI, no I/O (the HTTP glue is :mod:`.cors`).
+Pure: headers in, decisions out; no ASGI, no I/O (the HTTP glue is :mod:`.edges`).
 
 The rule. A request from a browser page carries the page's ``Origin``. It is allowed when the
 origin is the runtime's own (``Origin`` names the host and port of the request's ``Host``:
@@ -9,7 +9,7 @@ the page was served by this runtime, as ``/health`` is in the browser tests) or 
 the explicit allowlist (``--cors-origin``, ``cors_origins``). Nothing else is: not ``*``
 (clients send their token in ``Authorization``, and any site could then drive a browser that
 holds one), and not loopback origins as such: any local user can serve a page on a loopback
-port, so loopback is not a boundary (design.md, "Who may do what"). A page at
+port, so loopback is not a boundary. A page at
 ``http://localhost:3000`` is allowed by listing it.
 
 DNS rebinding: a page at ``http://evil.example:8765`` whose name the attacker then points at
