@@ -4,7 +4,6 @@ byte-exact server on loopback (``tests/byteserver.py``)."""
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import logging
 import random
@@ -24,23 +23,7 @@ from glm_live import (
 )
 from glm_live.wire.sse import Decoder, IdentifiedEvent
 from tests.byteserver import ByteServer, Reply, sse
-
-
-def fast() -> Backoff:
-    return Backoff(initial=0.01, maximum=0.05, rng=random.Random(0))
-
-
-async def take(source: EventSource, n: int) -> list[Event]:
-    events: list[Event] = []
-
-    async def run() -> None:
-        async for event in source:
-            events.append(event)
-            if len(events) == n:
-                return
-
-    await asyncio.wait_for(run(), 10)
-    return events
+from tests.test_stream import fast, take
 
 
 def sent_last_event_id(server: ByteServer, request: int) -> bytes | None:
