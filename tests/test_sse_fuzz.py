@@ -9,7 +9,7 @@ ID and retry, however it is cut, and the decoder must never hold more than its l
 
 from __future__ import annotations
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tests.sse_reference import ATOMS, check
@@ -24,6 +24,8 @@ fuzz = settings(max_examples=600, deadline=None, suppress_health_check=[HealthCh
 
 @fuzz
 @given(stream=streams, cuts=cuts)
+# Found by atheris: a line that is only a field name ("data") taking the long-line path.
+@example(stream=b"''\x00ii\ndata\n$\xb2@\n\n\nR$id\n$\n\n\n\ndata\ni\ndta:\n", cuts=[10])
 def test_agrees_with_the_reference_however_cut(stream: bytes, cuts: list[int]) -> None:
     check(stream, cuts)
 

@@ -281,13 +281,15 @@ class Decoder:
             self._start_event()
             self._discarding = True
             return self._too_large("line", len(raw), events)
+        # The field names that matter are at most 5 bytes: look no further for the colon.
         colon = raw.find(b":", 0, len("retry:"))
-        name = raw[:colon].decode("ascii", "replace") if colon > 0 else ""
+        end = colon if colon >= 0 else len(raw)  # no colon: the line is the name
+        name = raw[:end].decode("ascii", "replace") if end <= len("retry") else ""
         if name not in _FIELDS:
             return None  # a comment, or a field nobody knows: its length is all that mattered
-        start = colon + 1
-        if raw[start : start + 1] == b" ":
-            start += 1
+        start = end
+        if colon >= 0:
+            start += 2 if raw[colon + 1 : colon + 2] == b" " else 1
         if name == "id" and b"\0" in raw:
             return None
         if name == "event":
