@@ -47,6 +47,7 @@ test: lint
 
 bench: $(VENV)/.dev
 	$(BIN)/python benchmarks/sse_decode.py
+	$(BIN)/python benchmarks/sse_memory.py
 	$(BIN)/python benchmarks/sim_throughput.py
 	$(BIN)/python benchmarks/hub_fanout.py
 	$(BIN)/python benchmarks/recorder.py

@@ -280,7 +280,8 @@ def feed_pieces(decoder: Decoder, stream: bytes) -> list[str]:
 def test_short_data_lines_without_a_blank_line_stay_within_twice_the_event_limit() -> None:
     # 772 MiB for the default 32 Mi-character limit (24x): a Python string per line.
     errors: list[str] = []
-    stream = b"data: x\n" * (SHORT // 2 + 1000)  # each line adds 2 characters ("x\n")
+    # Two characters per line: a string object each (one-character strings are shared).
+    stream = b"data: ab\n" * (SHORT // 3 + 1000)  # each line adds 3 characters ("ab\n")
     decoder = Decoder(max_event_size=SHORT)
     peak = peak_while(lambda d: errors.extend(feed_pieces(d, stream)), decoder)
     assert errors == ["event"]
@@ -288,8 +289,8 @@ def test_short_data_lines_without_a_blank_line_stay_within_twice_the_event_limit
 
 
 def test_an_event_just_within_the_limit_is_delivered_within_twice_it() -> None:
-    lines = SHORT // 2 - 10
-    stream = b"data: x\n" * lines + b"\n"
+    lines = SHORT // 3 - 10
+    stream = b"data: ab\n" * lines + b"\n"
     out: list[str] = []
 
     def feed(decoder: Decoder) -> None:
@@ -298,7 +299,7 @@ def test_an_event_just_within_the_limit_is_delivered_within_twice_it() -> None:
 
     peak = peak_while(feed, Decoder(max_event_size=SHORT))
     assert len(out) == 1
-    assert len(out[0]) == 2 * lines - 1
+    assert len(out[0]) == 3 * lines - 1
     assert peak <= 2 * SHORT + SLACK, f"peak {peak / 2**20:.1f} MiB for a {SHORT >> 20} MiB limit"
 
 
