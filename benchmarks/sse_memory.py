@@ -92,7 +92,7 @@ def _measure(name: str, out: multiprocessing.Queue) -> None:  # type: ignore[typ
 def main() -> None:
     context = multiprocessing.get_context("spawn")
     failed = False
-    print(f"SSE decoder peak memory, 64 KiB pieces, default limits (target <= 2x limit + 16 MiB)")
+    print("SSE decoder peak memory, 64 KiB pieces, default limits (target <= 2x limit + 16 MiB)")
     for name, (_, limit) in CASES.items():
         queue = context.Queue()
         process = context.Process(target=_measure, args=(name, queue))
