@@ -69,6 +69,7 @@ _COMPACT_AT = 1024
 #: overflows 64 bits.
 _MAX_RETRY = 2**64 - 1
 _FIELDS = frozenset(("data", "event", "id", "retry"))
+_new_tuple = tuple.__new__
 
 
 class Event(NamedTuple):
@@ -273,8 +274,8 @@ class Decoder:
         return error
 
     def _long_line(self, events: list[Event]) -> EventTooLarge | None:
-        """Interpret the long line now complete in ``_partial``, holding it once as bytes and
-        once as its value, never as a whole line of text as well."""
+        """Interpret the long line now complete in ``_partial``, holding it at most twice
+        (as bytes, then as text); a comment or unknown field is skipped without decoding."""
         raw = self._partial
         self._partial = bytearray()
         if len(raw) > self.max_line_size:
@@ -287,38 +288,47 @@ class Decoder:
         name = raw[:end].decode("ascii", "replace") if end <= len("retry") else ""
         if name not in _FIELDS:
             return None  # a comment, or a field nobody knows: its length is all that mattered
-        start = end
-        if colon >= 0:
-            start += 2 if raw[colon + 1 : colon + 2] == b" " else 1
-        if name == "id" and b"\0" in raw:
-            return None
         if name == "event":
             # The old type goes before the new one is decoded: this line replaces it, or
             # (if the stream ends first) the whole event is discarded anyway.
             self._event_type = ""
-        with memoryview(raw) as view:
-            value = str(view[start:], "utf-8", "replace")
+        line = str(raw, "utf-8", "replace")
         del raw
-        if name == "data":
-            return self._add_data(value, events)
-        self._set_field(name, value)
-        return None
+        return self._interpret_lines([line], events)
 
     def _interpret(
         self, lines: list[str], sizes: list[int] | None, events: list[Event]
     ) -> EventTooLarge | None:
         if sizes is not None:
-            return self._interpret_lines(lines, sizes, events)
+            return self._interpret_sized(lines, sizes, events)
         start = 0
         error = None
         if self._data or self._chunks or self._event_type or self._discarding or self._own_id:
             # Finish the event the previous piece left open, the general way.
             start = lines.index("") + 1 if "" in lines else len(lines)
-            error = self._interpret_lines(lines[:start], None, events)
+            error = self._interpret_lines(lines[:start], events)
         start += self._interpret_simple(lines, start, events)
         if start < len(lines):
-            error = self._interpret_lines(lines[start:], None, events) or error
+            error = self._interpret_lines(lines[start:], events) or error
         return error
+
+    def _interpret_sized(
+        self, lines: list[str], sizes: list[int], events: list[Event]
+    ) -> EventTooLarge | None:
+        """Interpret ``lines`` whose raw sizes in bytes are ``sizes``: a line past
+        ``max_line_size`` discards its event (its ``id`` is not read); the runs between such
+        lines go through :meth:`_interpret_lines`."""
+        error = None
+        start = 0
+        for i, size in enumerate(sizes):
+            if size > self.max_line_size:
+                before = self._interpret_lines(lines[start:i], events)
+                error = error or before or self._too_large("line", size, events)
+                self._start_event()
+                self._discarding = True
+                start = i + 1
+        after = self._interpret_lines(lines[start:], events)
+        return error or after
 
     def _interpret_simple(self, lines: list[str], start: int, events: list[Event]) -> int:
         """Decode a run of the commonest events in bulk; return how many lines it took.
@@ -345,91 +355,91 @@ class Decoder:
         self.last_event_id = id_buffer
         return stop - start
 
-    def _interpret_lines(
-        self, lines: list[str], sizes: list[int] | None, events: list[Event]
-    ) -> EventTooLarge | None:
+    def _interpret_lines(self, lines: list[str], events: list[Event]) -> EventTooLarge | None:
         """The standard's line-by-line interpretation, for everything not in bulk.
 
-        ``sizes`` are the lines' raw sizes in bytes, given when some may pass
-        ``max_line_size``.
+        The event being built lives in locals during the loop (this is the decoder's
+        second-hottest code) and goes back to the attributes at the end.
         """
         error: EventTooLarge | None = None
-        limit = self.max_line_size
-        for i, line in enumerate(lines):
+        max_event = self.max_event_size
+        data = self._data
+        chunks = self._chunks
+        size = self._event_size
+        event_type = self._event_type
+        id_buffer = self._id_buffer
+        own_id = self._own_id
+        discarding = self._discarding
+        for line in lines:
             if not line:
-                self._dispatch(events)
-                continue
-            if sizes is not None and sizes[i] > limit:
-                error = error or self._too_large("line", sizes[i], events)
-                self._start_event()
-                self._discarding = True
+                # A blank line: dispatch. The last event ID is updated even when no event goes
+                # out (a block with only an id field still moves it).
+                self.last_event_id = id_buffer
+                if data or chunks:
+                    if chunks:
+                        if data:
+                            chunks.append("\n".join(data))
+                        text = "\n".join(chunks)
+                        chunks = []
+                    else:
+                        text = "\n".join(data)
+                    data = []
+                    # tuple.__new__ skips the named tuple's Python-level __new__.
+                    fields = (event_type or "message", text, id_buffer)
+                    events.append(_new_tuple(IdentifiedEvent if own_id else Event, fields))
+                size = 0
+                event_type = ""
+                own_id = discarding = False
                 continue
             if line.startswith("data:"):
                 # The hot path: LLM streams are almost nothing but data lines.
                 value = line[6:] if line.startswith("data: ") else line[5:]
-            else:
-                name, _, value = line.partition(":")
-                if value[:1] == " ":
-                    value = value[1:]
-                if name != "data":
-                    self._set_field(name, value)
-                    continue
-            if self._discarding:
+            # The other fields by their prefix, like data: one copy of the value, however
+            # long, and no split of the line.
+            elif line.startswith("id:"):
+                value = line[4:] if line.startswith("id: ") else line[3:]
+                if "\0" not in value:  # the standard ignores an ID containing NUL
+                    id_buffer, own_id = value, True
                 continue
-            failed = self._add_data(value, events)
-            error = error or failed
-        return error
-
-    def _dispatch(self, events: list[Event]) -> None:
-        """A blank line: dispatch the event being built, if it has data.
-
-        The last event ID moves even when no event goes out (a block with only an id field
-        still moves it).
-        """
-        self.last_event_id = self._id_buffer
-        if self._data or self._chunks:
-            data = self._data
-            if self._chunks:
-                if data:
-                    self._chunks.append("\n".join(data))
-                text = "\n".join(self._chunks)
+            elif line.startswith("event:"):
+                event_type = line[7:] if line.startswith("event: ") else line[6:]
+                continue
+            elif line.startswith("retry:"):
+                retry = _retry_value(line[7:] if line.startswith("retry: ") else line[6:])
+                if retry is not None:
+                    self.retry = retry
+                continue
+            # A field name alone is that field with an empty value ("retry" then is ignored).
+            elif line == "data":
+                value = ""
+            elif line == "event":
+                event_type = ""
+                continue
+            elif line == "id":
+                id_buffer, own_id = "", True
+                continue
             else:
-                text = data[0] if len(data) == 1 else "\n".join(data)
-            kind = IdentifiedEvent if self._own_id else Event
-            events.append(kind(self._event_type or "message", text, self._id_buffer))
-        self._start_event()
-
-    def _set_field(self, name: str, value: str) -> None:
-        """Every field but ``data``: ``event``, ``id`` and ``retry``; others are ignored."""
-        if name == "event":
-            self._event_type = value
-        elif name == "id":
-            if "\0" not in value:  # the standard ignores an ID containing NUL
-                self._id_buffer = value
-                self._own_id = True
-        elif name == "retry" and value.isascii() and value.isdigit():
-            digits = value.lstrip("0")
-            # Checked by length first: int() of thousands of digits is slow, then refused.
-            if len(digits) <= 20 and int(digits or "0") <= _MAX_RETRY:
-                self.retry = int(digits or "0")
-
-    def _add_data(self, value: str, events: list[Event]) -> EventTooLarge | None:
-        """Append one data line to the event being built, within ``max_event_size``."""
-        if self._discarding:
-            return None
-        size = self._event_size + len(value) + 1
-        if size > self.max_event_size:
-            self._start_event()
-            self._discarding = True
-            return self._too_large("event", size, events)
+                continue  # a comment, or a field nobody knows
+            if discarding:
+                continue
+            size += len(value) + 1
+            if size > max_event:
+                error = error or self._too_large("event", size, events)
+                data, chunks, size, discarding = [], [], 0, True
+                continue
+            data.append(value)
+            if len(data) >= _COMPACT_AT:
+                # One string per thousand lines instead of an object per line.
+                chunks.append("\n".join(data))
+                data = []
+        self._data = data
+        self._chunks = chunks
         self._event_size = size
-        data = self._data
-        data.append(value)
-        if len(data) >= _COMPACT_AT:
-            # One string per thousand lines instead of an object per line.
-            self._chunks.append("\n".join(data))
-            data.clear()
-        return None
+        self._event_type = event_type
+        self._id_buffer = id_buffer
+        self._own_id = own_id
+        self._discarding = discarding
+        return error
 
     def _overflowing_line(self, size: int, events: list[Event]) -> EventTooLarge:
         # Drop what we hold of the line, skip the rest of it as it arrives, and drop the event
@@ -453,6 +463,19 @@ class Decoder:
             limit=limit,
             events=events,
         )
+
+
+def _retry_value(value: str) -> int | None:
+    """A ``retry`` field's value in milliseconds, or ``None`` when it is to be ignored: not
+    only ASCII digits, or too large for 64 bits (as Chromium). Checked by length first:
+    ``int()`` of thousands of digits is slow, then refused."""
+    if not (value.isascii() and value.isdigit()):
+        return None
+    digits = value.lstrip("0") or "0"
+    if len(digits) > 20:
+        return None
+    number = int(digits)
+    return number if number <= _MAX_RETRY else None
 
 
 def _line_sizes(raw: bytearray | memoryview) -> list[int]:
