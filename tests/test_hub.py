@@ -645,3 +645,55 @@ async def test_a_client_closing_during_a_fan_out_does_not_stop_delivery_to_the_o
         await asyncio.gather(*closing)
         for ws in (reader, publisher):
             await ws.close()
+
+
+async def test_a_join_made_while_the_connection_is_being_welcomed_is_sent(
+    runtime: ServerHandle,
+) -> None:
+    """``join`` called after the hello went out but before the welcome came back: the frames
+    that open the connection were computed without the room, so the join must be sent once the
+    connection is ready (it was dropped, and ``join`` timed out; CI saw it against Redis, whose
+    slower welcome widens the window)."""
+    from websockets.asyncio.server import ServerConnection
+    from websockets.asyncio.server import serve as ws_serve
+
+    welcome_held = asyncio.Event()
+    release = asyncio.Event()
+
+    async def relay(client: ServerConnection) -> None:
+        headers = {"Authorization": client.request.headers["Authorization"]}
+        async with connect(hub_url(runtime.url), additional_headers=headers) as upstream:
+
+            async def down() -> None:
+                async for text in upstream:
+                    if json.loads(text)["type"] == "welcome":
+                        welcome_held.set()
+                        await release.wait()
+                    await client.send(text)
+
+            async def up() -> None:
+                async for text in client:
+                    await upstream.send(text)
+
+            pumps = [asyncio.ensure_future(down()), asyncio.ensure_future(up())]
+            await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
+            for pump in pumps:
+                pump.cancel()
+
+    async with ws_serve(relay, "127.0.0.1", 0) as relay_server:
+        port = relay_server.sockets[0].getsockname()[1]
+        async with Connection(f"http://127.0.0.1:{port}", token=TOKEN, backoff=quick()) as conn:
+            await asyncio.wait_for(welcome_held.wait(), 10)
+            joining = asyncio.ensure_future(conn.join("held-welcome", timeout=5))
+            await asyncio.sleep(0.05)
+            release.set()
+            await joining
+            async with Connection(runtime.url, token=TOKEN, backoff=quick()) as publisher:
+                await publisher.publish("held-welcome", "after")
+                await publisher.flush()
+            got = messages_of(await collect(conn, "held-welcome", 1, timeout=10))
+    assert [m.data for m in got] == ["after"]
+
+
+def messages_of(items: list[Message | Gap]) -> list[Message]:
+    return [i for i in items if isinstance(i, Message)]

@@ -234,6 +234,7 @@ class Connection(AsyncClosing, Observed):
         self._acked = asyncio.Event()
         self._ws: ClientConnection | None = None
         self._ready = False
+        self._held_joins: deque[str] = deque()  # joins made while the connection opened
         self._opened = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -346,8 +347,11 @@ class Connection(AsyncClosing, Observed):
         frame = self._state.join(room, replay=replay)
         shell = self._room(room)
         shell.refusal = None
-        if frame is not None and self._ready and self._ws is not None:
-            await self._send(frame)
+        if frame is not None and self._ws is not None:
+            if self._ready:
+                await self._send(frame)
+            else:  # the frames that open this connection went out without the room
+                self._held_joins.append(frame)
         await asyncio.wait_for(shell.joined.wait(), timeout)
         if shell.refusal is not None:
             raise HubForbidden(shell.refusal)
@@ -498,16 +502,24 @@ class Connection(AsyncClosing, Observed):
         self._ws = ws
         # hello, then a join per room from where the client stands (the inbox included).
         self._welcomed.clear()
+        self._held_joins.clear()  # the opening frames join every room known by now
         for frame in self._state.connected(time.monotonic()):
             await ws.send(frame)
         # The welcome says which publications of a resumed session the hub already has.
         while not self._welcomed.is_set():
             self._handle(await asyncio.wait_for(ws.recv(), self.open_timeout))
-        # Re-send what the hub has not acknowledged, in order, then accept new sends. Publishing
-        # meanwhile appends to the outbox, and this loop reaches it too; no await separates its
-        # end from _ready, so nothing can slip in between.
+        # Send the joins made since the opening frames, re-send what the hub has not
+        # acknowledged, in order, then accept new sends. Joining or publishing meanwhile
+        # appends to what this loop sends; no await separates its end from _ready, so nothing
+        # can slip in between.
         sent = 0
-        while (pending := self._state.unsent(after=sent)) is not None:
+        while True:
+            if self._held_joins:
+                await ws.send(self._held_joins.popleft())
+                continue
+            pending = self._state.unsent(after=sent)
+            if pending is None:
+                break
             await ws.send(pending.frame)
             sent = pending.id
         self._ready = True
