@@ -1,75 +1,127 @@
 """Workflows that ship with glm_live. ``account-review``: an orchestrator plans, a data analyst
 and a risk assessor work in parallel, and a report writer turns their findings into a report.
-On the embedded runtime it runs on the simulated GLM-4.6."""
+On the embedded runtime it runs on the simulated GLM-4.6.
+
+The account's figures come from one place, :func:`glm_live.wire.accounts.facts` (the demo's
+stand-in for a CRM), drawn once per account and simulator seed: the state the agents publish,
+their one-line summaries, the figures in their prompts, and (on the simulator) every answer
+they get all quote the same ones. The seed is the run's ``sim.seed`` (the runtime puts its
+own default there); the agents pin it on every chat, so a run never mixes two seeds.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+from ..wire.accounts import AccountFacts, facts, find_account
 from .core import AgentContext, Workflow
 
 __all__ = ["account_review", "builtin_workflows"]
 
+DEFAULT_ACCOUNT = "Globex"
+
 
 def _account(ctx: AgentContext) -> str:
-    return str(ctx.inputs.get("account") or ctx.inputs.get("prompt") or "Globex")
+    """The account named by the inputs (``account``, else found in ``prompt``), or Globex."""
+    named = ctx.inputs.get("account")
+    if named:
+        return str(named)
+    return find_account(str(ctx.inputs.get("prompt") or "")) or DEFAULT_ACCOUNT
+
+
+def _sim(ctx: AgentContext, tokens: int) -> dict[str, Any]:
+    """The run's simulator knobs for one chat: ``tokens`` unless the run sets it, and the
+    run's seed pinned (0 when it names none, as the simulator's own default)."""
+    knobs = dict(ctx.run.chat_defaults.get("sim") or {})
+    return {"tokens": tokens, **knobs, "seed": int(knobs.get("seed") or 0)}
+
+
+def _facts(ctx: AgentContext) -> AccountFacts:
+    return facts(_account(ctx), _sim(ctx, 0)["seed"])
+
+
+def analysis_summary(f: AccountFacts) -> str:
+    """The data analyst's finding in one plain line."""
+    return (
+        f"Revenue {f.revenue}, {f.growth} year on year; "
+        f"{f.active_seats} of {f.seats} seats active ({f.adoption_pct}%)"
+    )
+
+
+def risk_summary(f: AccountFacts) -> str:
+    """The risk assessor's finding in one plain line."""
+    return (
+        f"Churn risk {f.churn_risk} (score {f.risk_score}); renewal due {f.renewal}; "
+        f"{f.open_tickets} open tickets"
+    )
+
+
+def report_summary(f: AccountFacts) -> str:
+    """The report writer's conclusion in one plain line."""
+    return f"{f.name}: {f.revenue} ARR, {f.churn_risk} churn risk, renewal {f.renewal}"
 
 
 async def data_analyzer(ctx: AgentContext) -> dict[str, Any]:
     """Reads the account's usage and revenue data and summarises the trends."""
-    account = _account(ctx)
+    f = _facts(ctx)
     async with ctx.step("load usage data"):
-        await ctx.progress(0.1, f"loading usage data for {account}")
-        await ctx.update({"account": account, "analysis": {"status": "running"}})
+        await ctx.progress(0.1, f"loading usage data for {f.name}")
+        await ctx.update({"account": f.name, "analysis": {"status": "running"}})
     async with ctx.step("analyse trends"):
         await ctx.progress(0.4, "analysing trends")
-        completion = await ctx.chat(
-            f"Analyse the usage and revenue data of the {account} account: trends, "
-            "seasonality, and the segments that drive them.",
-            sim={"tokens": 90, **ctx.run.chat_defaults.get("sim", {})},
+        await ctx.chat(
+            f"Analyse the usage and revenue data of the {f.name} account: annual recurring "
+            f"revenue {f.revenue} ({f.revenue_last_year} a year ago), {f.active_seats} of "
+            f"{f.seats} seats active. Describe the trends and what drives them.",
+            sim=_sim(ctx, 90),
         )
-    metrics = {"active_seats": 412, "arr_k": 503, "growth_pct": 12.4}
+    metrics = f.metrics()
     await ctx.update({"analysis": {"status": "done", "metrics": metrics}})
-    await ctx.progress(1.0, "analysis done")
-    return {"summary": completion.text[:400], "metrics": metrics}
+    summary = analysis_summary(f)
+    await ctx.progress(1.0, summary)
+    return {"summary": summary, "metrics": metrics}
 
 
 async def risk_assessor(ctx: AgentContext) -> dict[str, Any]:
     """Rates renewal, adoption and concentration risk."""
-    account = _account(ctx)
+    f = _facts(ctx)
     async with ctx.step("score risks"):
         await ctx.progress(0.2, "scoring risks")
         score = await ctx.call_tool(
             "risk_score",
-            {"likelihood": 0.35, "impact": 0.8},
+            {"likelihood": f.likelihood, "impact": f.impact},
             lambda likelihood, impact: round(likelihood * impact, 2),
         )
         await ctx.update({"risk": {"score": score}})
     async with ctx.step("assess exposure"):
         await ctx.progress(0.5, "assessing exposure")
-        completion = await ctx.chat(
-            f"Assess the renewal, adoption and concentration risks of the {account} account.",
-            sim={"tokens": 80, **ctx.run.chat_defaults.get("sim", {})},
+        await ctx.chat(
+            f"Assess the renewal, adoption and concentration risks of the {f.name} account: "
+            f"risk score {score}, renewal on {f.renewal}, {f.open_tickets} open tickets.",
+            sim=_sim(ctx, 80),
         )
-    await ctx.patch([{"op": "add", "path": "/risk/level", "value": "medium"}])
-    await ctx.progress(1.0, "risk assessed")
-    return {"score": score, "assessment": completion.text[:400]}
+    await ctx.patch([{"op": "add", "path": "/risk/level", "value": f.churn_risk}])
+    summary = risk_summary(f)
+    await ctx.progress(1.0, summary)
+    return {"summary": summary, "score": score, "level": f.churn_risk}
 
 
 async def report_writer(ctx: AgentContext) -> str:
     """Writes the account review from the analysis and the risk assessment."""
-    account = _account(ctx)
+    f = _facts(ctx)
     findings = ctx.results
     async with ctx.step("write report"):
         await ctx.progress(0.1, "drafting the report")
         completion = await ctx.chat(
-            f"Write an account review report for {account}. Analysis: "
-            f"{findings['data-analyzer']['metrics']}. Risk score: "
-            f"{findings['risk-assessor']['score']}.",
-            sim={"tokens": 120, **ctx.run.chat_defaults.get("sim", {})},
+            f"Write the account review report of the {f.name} account, with a table of the "
+            f"key figures and a recommendation. Analysis: "
+            f"{findings['data-analyzer']['summary']}. Risk: "
+            f"{findings['risk-assessor']['summary']}.",
+            # Room for the whole report: its summary, its table, its risks, its advice.
+            sim=_sim(ctx, 300),
         )
     await ctx.update({"report": {"status": "done", "length": len(completion.text)}})
-    await ctx.progress(1.0, "report written")
+    await ctx.progress(1.0, report_summary(f))
     return completion.text
 
 

@@ -117,7 +117,11 @@ class Runtime:
         self.self_url: str | None = None
         self._agent_client: GLMClient | None = None
         self.runs = RunService(
-            self.hub, builtin_workflows(), self._agents_client, config.sse_keepalive_s
+            self.hub,
+            builtin_workflows(),
+            self._agents_client,
+            config.sse_keepalive_s,
+            sim_seed=config.sim.seed,
         )
         self._admin_header = f"Bearer {config.token}".encode() if config.auth else None
         self._admin = admin_grant()

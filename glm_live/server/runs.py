@@ -2,8 +2,9 @@
 
 The body is an AG-UI ``RunAgentInput`` (camelCase JSON), so a CopilotKit ``HttpAgent`` can
 drive it. The run's inputs are ``forwardedProps.inputs`` (plus ``prompt``: the last user
-message); ``forwardedProps.sim`` is passed to every agent's chat. Every event also goes to the
-hub room ``run:<runId>``, and a status line per agent change to the room ``agents``. Commands
+message); ``forwardedProps.sim`` is passed to every agent's chat, with the simulator's default
+``seed`` unless it names one. Every event also goes to the hub room ``run:<runId>``, and a
+status line per agent change to the room ``agents``. Commands
 published to ``control:<runId>`` (``{"command": "pause" | "resume" | "cancel" | "input",
 "agent": name or null, "data": ...}``) reach the run. When the client disconnects, the run is
 cancelled: its agents stop on the server. A run that stays silent (an agent waiting for a
@@ -52,8 +53,12 @@ class RunService:
         workflows: dict[str, Workflow],
         client: Callable[[], GLMClient],
         keepalive_s: float | None = None,
+        sim_seed: int = 0,
     ) -> None:
         self.hub = hub
+        #: The simulator's default seed: a run's chats get it unless ``forwardedProps.sim``
+        #: names one, so that agents drawing an account's facts know the seed it is drawn at.
+        self.sim_seed = sim_seed
         #: Seconds of silence before a run's stream gets a ``: keep-alive`` comment.
         self.keepalive_s = keepalive_s
         self.workflows = workflows
@@ -109,7 +114,9 @@ class RunService:
             state=run_input.state if isinstance(run_input.state, dict) else None,
             run_id=run_input.run_id,
             thread_id=run_input.thread_id,
-            chat_defaults={"sim": sim} if isinstance(sim, dict) else None,
+            chat_defaults={
+                "sim": {"seed": self.sim_seed, **(sim if isinstance(sim, dict) else {})}
+            },
         )
         return StreamingResponse(
             with_keepalive(self._stream(run), self.keepalive_s),

@@ -255,12 +255,13 @@ class Simulator:
         content: list[str] = []
         finish = "tool_calls" if tool_call else "stop"
         if tool_call is None:
-            wanted = sim.tokens
-            if budget is not None and budget < wanted:
-                wanted, finish = budget, "length"
+            # The whole answer (it ends at a natural boundary), then max_tokens cuts it where it
+            # falls: a prefix of the same text, as a real model's would be.
             content = tokenize(
-                answer_text(_with_tool_results(prompt, request.messages), rng, wanted)
+                answer_text(_with_tool_results(prompt, request.messages), rng, sim.tokens, sim.seed)
             )
+            if budget is not None and budget < len(content):
+                content, finish = content[:budget], "length"
         tool_tokens = len(tokenize(tool_call["function"]["arguments"])) if tool_call else 0
         prompt_tokens = sum(
             len(tokenize(content_text(m.get("content")))) + 4 for m in request.messages

@@ -5,6 +5,18 @@ the prompt (an account review reads like one, a latency question gets percentile
 with the prompt's own words and numbers drawn from a generator seeded by ``(seed, prompt)``, so
 the same request always gets the same answer.
 
+A prompt about an account is answered from that account's facts
+(:func:`glm_live.wire.accounts.facts`, drawn once per account and seed), never from numbers of
+its own: every answer about Globex under one seed quotes the same revenue, the same renewal
+date, the same people, and so do the ``account-review`` workflow's state and summaries.
+
+Lengths: :func:`answer_text` gives exactly the tokens asked for (so the ``tokens`` knob and the
+usage stay exact), and still ends where a writer would stop: after a sentence, a list item, a
+table row (never inside a table's header) or a code block. It takes the longest run of such
+pieces that fits and closes with a short paragraph of closing sentences whose lengths make up
+the difference. Only ``max_tokens`` cuts an answer anywhere, and then the engine says
+``finish_reason: "length"``.
+
 :func:`tokenize` splits text into the units the simulator streams and counts: a word piece of
 at most six letters, a run of up to three digits, or one other character, each carrying the
 whitespace before it. Joining the tokens gives the text back exactly.
@@ -16,8 +28,11 @@ import hashlib
 import json
 import random
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import Any
+
+from ...wire.accounts import AccountFacts, facts, find_account
 
 __all__ = [
     "answer_text",
@@ -108,56 +123,144 @@ def _topic(prompt: str) -> str:
     return "general"
 
 
-_VERBS = frozenset(
-    {
-        "review", "analyse", "analyze", "summarise", "summarize", "write", "create", "plan",
-        "compare", "assess", "evaluate", "draft", "prepare", "check", "find", "build", "run",
-        "audit",
-    }
-)  # fmt: skip
+# -- accounts: every figure comes from the account's facts (glm_live.wire.accounts) -----------
 
 
-def _company(rng: random.Random, words: Sequence[str]) -> str:
-    # A capitalised word that is not just the first word of an instruction names the subject.
-    capitalised = [w for w in words if w[:1].isupper() and w.lower() not in _VERBS]
-    if capitalised:
-        return capitalised[0]
-    return rng.choice(["Northwind", "Contoso", "Globex", "Initech", "Umbrella", "Tyrell"])
+def _rating(value: float, medium: float, high: float) -> str:
+    return "High" if value >= high else "Medium" if value >= medium else "Low"
 
 
-def _section_account(rng: random.Random, words: Sequence[str]) -> str:
-    name = _company(rng, words)
-    arr = rng.randint(120, 980)
-    growth = rng.uniform(-8, 24)
-    nps = rng.randint(18, 71)
-    tickets = rng.randint(3, 40)
+def _figures_table(f: AccountFacts) -> str:
     return (
-        f"## Account review: {name}\n\n"
-        f"**Summary.** {name} is a {'growing' if growth > 0 else 'contracting'} account with "
-        f"annual recurring revenue of ${arr}k ({growth:+.1f}% year on year) and a net promoter "
-        f"score of {nps}. Support load is {'light' if tickets < 15 else 'elevated'} at "
-        f"{tickets} tickets this quarter.\n\n"
+        "| Metric | Value |\n|---|---:|\n"
+        f"| Annual recurring revenue | {f.revenue} |\n"
+        f"| Revenue a year ago | {f.revenue_last_year} |\n"
+        f"| Growth year on year | {f.growth_signed} |\n"
+        f"| Active seats | {f.active_seats} of {f.seats} ({f.adoption_pct}%) |\n"
+        f"| Net promoter score | {f.nps} |\n"
+        f"| Open tickets | {f.open_tickets} |\n"
+        f"| Churn risk | {f.churn_risk} ({f.risk_score}) |\n"
+        f"| Renewal | {f.renewal} |\n"
+    )
+
+
+def _account_review(f: AccountFacts) -> str:
+    trend = "growing" if f.growth_pct > 0 else "contracting" if f.growth_pct < 0 else "steady"
+    return (
+        f"## Account review: {f.name}\n\n"
+        f"**Summary.** {f.name} is a {trend} account with annual recurring revenue of "
+        f"{f.revenue}, {f.growth} year on year. Churn risk is {f.churn_risk}, and the "
+        f"contract renews on {f.renewal}.\n\n"
         "### Key metrics\n\n"
-        "| Metric | This quarter | Last quarter | Trend |\n"
-        "|---|---:|---:|:---:|\n"
-        f"| ARR ($k) | {arr} | {round(arr / (1 + growth / 100))} | {'▲' if growth > 0 else '▼'} |\n"
-        f"| Active seats | {rng.randint(40, 900)} | {rng.randint(40, 900)} | ● |\n"
-        f"| NPS | {nps} | {nps + rng.randint(-9, 9)} | ● |\n"
-        f"| Open tickets | {tickets} | {tickets + rng.randint(-5, 12)} | ● |\n\n"
+        f"{_figures_table(f)}\n"
         "### Risks\n\n"
-        f"1. **Renewal timing**: the contract renews in {rng.randint(2, 11)} months; the "
-        "economic buyer changed this year.\n"
-        f"2. **Adoption**: {rng.randint(35, 80)}% of seats were active in the last 30 days.\n"
-        "3. **Concentration**: one team drives most usage; a reorganisation would hurt.\n\n"
+        f"1. **Renewal**: the contract renews on {f.renewal}; {f.sponsor} is the executive "
+        "sponsor.\n"
+        f"2. **Adoption**: {f.active_seats} of {f.seats} seats were active in the last 30 "
+        "days.\n"
+        f"3. **Support**: {f.open_tickets} tickets are open.\n\n"
         "### Recommendations\n\n"
-        "- Schedule an executive business review before the renewal window opens.\n"
-        "- Run an enablement session for the two least active teams.\n"
+        f"- {f.owner} should hold a business review with {f.sponsor} before the renewal.\n"
+        "- Run an enablement session for the least active teams.\n"
         "- Track weekly active seats as the leading indicator.\n\n"
         "```sql\n"
         "SELECT date_trunc('week', seen_at) AS week, count(DISTINCT seat_id) AS active\n"
-        f"FROM usage WHERE account = '{name}'\nGROUP BY 1 ORDER BY 1;\n"
+        f"FROM usage WHERE account = '{f.name}'\nGROUP BY 1 ORDER BY 1;\n"
         "```\n\n"
     )
+
+
+def _account_analysis(f: AccountFacts) -> str:
+    adoption = "a healthy level" if f.adoption_pct >= 70 else "room to grow"
+    return (
+        f"## Usage and revenue: {f.name}\n\n"
+        f"Annual recurring revenue is {f.revenue}, {f.growth} year on year from "
+        f"{f.revenue_last_year}. Of {f.seats} seats, {f.active_seats} were active in the last "
+        f"30 days: {f.adoption_pct}%, {adoption}. "
+        f"There are {f.open_tickets} open support tickets.\n\n"
+        "| Metric | Now | A year ago |\n|---|---:|---:|\n"
+        f"| Annual recurring revenue | {f.revenue} | {f.revenue_last_year} |\n"
+        f"| Active seats | {f.active_seats} | n/a |\n"
+        f"| Net promoter score | {f.nps} | n/a |\n\n"
+        "### Observations\n\n"
+        f"1. Revenue is {f.growth} year on year.\n"
+        f"2. Adoption stands at {f.adoption_pct}% of seats.\n"
+        "3. Usage is concentrated in a few teams, so a reorganisation would show.\n\n"
+        "```python\n"
+        f"usage[usage.account == {f.name!r}].groupby('team')['seat_id'].nunique()\n"
+        "```\n\n"
+    )
+
+
+def _account_risk(f: AccountFacts) -> str:
+    return (
+        f"## Risk assessment: {f.name}\n\n"
+        f"Churn risk is **{f.churn_risk}**: a likelihood of {f.likelihood} times an impact of "
+        f"{f.impact} gives a score of {f.risk_score}. The contract renews on {f.renewal}.\n\n"
+        "| Risk | Rating | Evidence |\n|---|---|---|\n"
+        f"| Renewal | {f.churn_risk.capitalize()} | Renews on {f.renewal} |\n"
+        f"| Adoption | {_rating(100 - f.adoption_pct, 30, 50)} | "
+        f"{f.adoption_pct}% of seats active |\n"
+        f"| Support | {_rating(f.open_tickets, 15, 30)} | {f.open_tickets} open tickets |\n"
+        f"| Revenue | {_rating(-f.growth_pct, 0, 5)} | {f.revenue}, {f.growth} |\n\n"
+        "### Mitigations\n\n"
+        f"- Agree a renewal plan with {f.sponsor} well before {f.renewal}.\n"
+        "- Give every High rating an owner and a review date.\n"
+        f"- {f.owner} tracks active seats weekly until the renewal.\n\n"
+    )
+
+
+def _account_report(f: AccountFacts) -> str:
+    if f.churn_risk == "high":
+        advice = f"Escalate now: {f.owner} and an executive meet {f.sponsor} this month."
+    elif f.churn_risk == "medium":
+        advice = f"Hold a business review with {f.sponsor} before {f.renewal}."
+    else:
+        advice = f"Renew on the current terms and propose an expansion to {f.sponsor}."
+    return (
+        f"# Account review: {f.name}\n\n"
+        "## Executive summary\n\n"
+        f"{f.name} brings {f.revenue} in annual recurring revenue, {f.growth} year on year. "
+        f"Churn risk is {f.churn_risk} (score {f.risk_score}), and the contract renews on "
+        f"{f.renewal}.\n\n"
+        "## Key figures\n\n"
+        f"{_figures_table(f)}\n"
+        "## Risks\n\n"
+        f"- **Renewal**: due on {f.renewal}, with {f.sponsor} as executive sponsor.\n"
+        f"- **Adoption**: {f.adoption_pct}% of seats are active.\n"
+        f"- **Support**: {f.open_tickets} tickets are open.\n\n"
+        "## Recommendation\n\n"
+        f"{advice} {f.owner} owns the follow-up.\n\n"
+    )
+
+
+def _account_sections(prompt: str) -> list[Callable[[AccountFacts], str]]:
+    """The account sections in the order an answer uses them: the one the prompt asks for
+    first, then the others (for answers longer than one section)."""
+    lowered = prompt.lower()
+    if "report" in lowered:
+        first = _account_report
+    elif "risk" in lowered:
+        first = _account_risk
+    elif any(word in lowered for word in ("analy", "usage", "data", "trend", "revenue")):
+        first = _account_analysis
+    else:
+        first = _account_review
+    # After a report (which already reviews the account), the details as appendices.
+    others = [_account_analysis, _account_risk]
+    if first is not _account_report:
+        others += [_account_review, _account_report]
+    return [first, *(s for s in others if s is not first)]
+
+
+def _account_closers(f: AccountFacts) -> list[str]:
+    return [
+        f"Revenue: {f.revenue}.",
+        f"Renewal: {f.renewal}.",
+        f"Churn risk is {f.churn_risk}.",
+        f"{f.owner} owns the account.",
+        "Figures are simulated.",
+    ]
 
 
 def _section_risk(rng: random.Random, words: Sequence[str]) -> str:
@@ -296,7 +399,6 @@ _REMARKS = [
 ]
 _NOTES = ["start here", "revisit later", "measure first", "cheap to change", "hard to undo"]
 _SECTIONS = {
-    "account": _section_account,
     "risk": _section_risk,
     "latency": _section_latency,
     "data": _section_data,
@@ -312,17 +414,173 @@ _FOLLOW_UPS = [
 ]
 
 
-def answer_text(prompt: str, rng: random.Random, tokens: int) -> str:
-    """A markdown answer of exactly ``tokens`` tokens (at least 1) on the prompt's topic."""
+# -- composing an answer of a given length that ends at a natural boundary ---------------------
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z*`$\d])")
+_LIST_ITEM = re.compile(r"(?:[-*]|\d+\.) ")
+
+
+def _units(markdown: str) -> list[tuple[str, str]]:
+    """Split ``markdown`` into the pieces an answer may end after, as ``(separator, text)``.
+
+    A piece is a sentence, a list item, a code block, or a table row (the first row comes with
+    the header, so a cut table is still a whole table with fewer rows). Headings, and
+    paragraphs that end with a colon, lead into the next piece and stay with it: an answer
+    never ends on one. ``separator`` is the whitespace before the piece in the full text
+    (a paragraph break, a line break, or a space between sentences).
+    """
+    blocks: list[list[str]] = []
+    lines: list[str] = []
+    fenced = False
+    for line in markdown.split("\n"):
+        if line.startswith("```"):
+            fenced = not fenced
+        elif not fenced and not line.strip():
+            if lines:
+                blocks.append(lines)
+                lines = []
+            continue
+        lines.append(line)
+    if lines:
+        blocks.append(lines)
+    units: list[tuple[str, str]] = []
+    lead = ""
+    for block in blocks:
+        first = block[0]
+        if first.startswith("```"):
+            pieces = ["\n".join(block)]
+            joints = [""]
+        elif first.startswith("|"):
+            pieces = ["\n".join(block[:3]), *block[3:]]
+            joints = ["", *["\n"] * (len(pieces) - 1)]
+        elif _LIST_ITEM.match(first):
+            pieces = block
+            joints = ["", *["\n"] * (len(pieces) - 1)]
+        else:
+            text = " ".join(block)
+            if first.startswith("#") or text.endswith(":"):
+                lead = f"{lead}\n\n{text}" if lead else text
+                continue
+            pieces = _SENTENCE_END.split(text)
+            joints = ["", *[" "] * (len(pieces) - 1)]
+        for i, (joint, piece) in enumerate(zip(joints, pieces, strict=True)):
+            if i == 0:
+                units.append(("\n\n", f"{lead}\n\n{piece}" if lead else piece))
+                lead = ""
+            else:
+                units.append((joint, piece))
+    return units
+
+
+def _fill(closers: Sequence[str], gap: int) -> list[str] | None:
+    """The fewest closing sentences (each at most once, kept in their given order) of exactly
+    ``gap`` tokens together, or ``None`` if no combination adds up."""
+    best: dict[int, list[int]] = {0: []}
+    for index, sentence in enumerate(closers):
+        size = len(tokenize(" " + sentence))
+        for total in sorted(best, reverse=True):  # each sentence once: larger totals first
+            chosen = best[total]
+            grown = total + size
+            if grown <= gap and (grown not in best or len(best[grown]) > len(chosen) + 1):
+                best[grown] = [*chosen, index]
+    found = best.get(gap)
+    return None if found is None else [closers[i] for i in found]
+
+
+def _fit(units: Sequence[tuple[str, str]], closers: Sequence[str], tokens: int) -> str:
+    """Pieces of ``units``, in order, and a closing paragraph of ``closers``: exactly
+    ``tokens`` tokens in all.
+
+    A piece that does not fit is left out with the rest of its block (the remaining rows of a
+    table, sentences of a paragraph, items of a list), and a later block that fits is taken
+    instead; then closing sentences make up the difference (dropping the last piece taken
+    until they can).
+    """
+    sizes = [len(tokenize(joint + text)) for joint, text in units]
+    chosen: list[int] = []
+    total = 0
+    skipping = False
+    for index, (joint, _) in enumerate(units):
+        if joint == "\n\n":
+            skipping = False  # a new block
+        elif skipping:
+            continue
+        if total + sizes[index] <= tokens:
+            chosen.append(index)
+            total += sizes[index]
+        else:
+            skipping = True
+    while True:
+        gap = tokens - total
+        ending = [] if gap == 0 else _fill(closers, gap)
+        if ending is not None:
+            break
+        if not chosen:
+            # Nothing closes at exactly this length (one token): the first tokens it is.
+            text = "".join(joint + text for joint, text in units).lstrip()
+            return "".join(tokenize(text)[: max(1, tokens)])
+        total -= sizes[chosen.pop()]
+    parts = [units[i][0] + units[i][1] for i in chosen]
+    if ending:
+        parts.append(("\n\n" if parts else "") + " ".join(ending))
+    # Token counts add up piece by piece: each piece starts with whitespace (which joins the
+    # token after it) and ends with a non-space character.
+    return "".join(parts).lstrip()
+
+
+def answer_text(prompt: str, rng: random.Random, tokens: int, seed: int = 0) -> str:
+    """A markdown answer on the prompt's topic of exactly ``tokens`` tokens (at least 1),
+    ending at a natural boundary: the end of a sentence, a list item, a table row or a code
+    block. (A caller that must stop earlier, at ``max_tokens``, cuts the tokens itself.)
+
+    A prompt that names an account (:func:`~glm_live.wire.accounts.find_account`), or asks
+    about accounts in general, is answered from that account's facts under ``seed``: the
+    same figures as every other text about it.
+    """
     words = _keywords(prompt)
-    section = _SECTIONS[_topic(prompt)]
-    parts = [section(rng, words)]
-    count = len(tokenize(parts[0]))
-    while count < tokens:
-        extra = rng.choice(_FOLLOW_UPS) if rng.random() < 0.5 else section(rng, words)
-        parts.append(extra)
-        count += len(tokenize(extra))
-    return "".join(tokenize("".join(parts))[: max(1, tokens)])
+    topic = _topic(prompt)
+    account = find_account(prompt)
+    sections: list[Callable[[], str]]
+    if topic not in ("latency", "code") and (account is not None or topic == "account"):
+        account_facts = facts(account or "Your account", seed)
+        sections = [partial(s, account_facts) for s in _account_sections(prompt)]
+        closers = _account_closers(account_facts)
+    else:
+        sections = [partial(_SECTIONS[topic], rng, words)]
+        closers = []
+    general = list(_CLOSERS)
+    rng.shuffle(general)
+    closers += general
+    units = _units(sections[0]())
+    count = sum(len(tokenize(joint + text)) for joint, text in units)
+    extra = 1
+    # Some pieces may be left out to end on a boundary: compose a little more than needed.
+    while count < tokens + 40:
+        if extra < len(sections):
+            more = sections[extra]()
+            extra += 1
+        else:
+            more = rng.choice(_FOLLOW_UPS) if rng.random() < 0.5 else sections[0]()
+        added = _units(more)
+        units += added
+        count += sum(len(tokenize(joint + text)) for joint, text in added)
+    return _fit(units, closers, tokens)
+
+
+_CLOSERS = [
+    "Thanks.",
+    "Start small.",
+    "Happy to go deeper.",
+    "That is the picture today.",
+    "Hope this helps.",
+    "Happy to expand.",
+    "Measure before you change.",
+    "Ask if anything is unclear.",
+    "The figures are illustrative.",
+    "Those are the main points.",
+    "Revisit this in a month.",
+    "Next, pick one item and start.",
+]
 
 
 def reasoning_text(prompt: str, rng: random.Random, tokens: int) -> str:
