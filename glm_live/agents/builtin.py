@@ -98,7 +98,7 @@ async def risk_assessor(ctx: AgentContext) -> dict[str, Any]:
         await ctx.chat(
             f"Assess the renewal, adoption and concentration risks of the {f.name} account: "
             f"risk score {score}, renewal on {f.renewal}, {f.open_tickets} open tickets.",
-            sim=_sim(ctx, 80),
+            sim=_sim(ctx, 100),
         )
     await ctx.patch([{"op": "add", "path": "/risk/level", "value": f.churn_risk}])
     summary = risk_summary(f)

@@ -146,6 +146,7 @@ def facts(account: str, seed: int = 0) -> AccountFacts:
     last_year = round(revenue / (1 + growth / 100))
     seats = rng.randrange(50, 900, 10)
     active = round(seats * rng.uniform(0.35, 0.95))
+    owner, sponsor = rng.sample(_FIRST, 2)  # two people, two first names
     return AccountFacts(
         name=name,
         seed=seed,
@@ -160,8 +161,8 @@ def facts(account: str, seed: int = 0) -> AccountFacts:
         likelihood=round(rng.uniform(0.1, 0.7), 2),
         impact=round(rng.uniform(0.4, 0.9), 2),
         renewal=f"2027-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}",
-        owner=f"{rng.choice(_FIRST)} {rng.choice(_LAST)}",
-        sponsor=f"{rng.choice(_FIRST)} {rng.choice(_LAST)}",
+        owner=f"{owner} {rng.choice(_LAST)}",
+        sponsor=f"{sponsor} {rng.choice(_LAST)}",
     )
 
 

@@ -246,10 +246,9 @@ def _account_sections(prompt: str) -> list[Callable[[AccountFacts], str]]:
         first = _account_analysis
     else:
         first = _account_review
-    # After a report (which already reviews the account), the details as appendices.
-    others = [_account_analysis, _account_risk]
-    if first is not _account_report:
-        others += [_account_review, _account_report]
+    if first is _account_report:
+        return [first]  # a report already says everything: notes follow it, not sections
+    others = [_account_review, _account_analysis, _account_risk]
     return [first, *(s for s in others if s is not first)]
 
 
@@ -541,6 +540,7 @@ def answer_text(prompt: str, rng: random.Random, tokens: int, seed: int = 0) -> 
     topic = _topic(prompt)
     account = find_account(prompt)
     sections: list[Callable[[], str]]
+    account_facts: AccountFacts | None = None
     if topic not in ("latency", "code") and (account is not None or topic == "account"):
         account_facts = facts(account or "Your account", seed)
         sections = [partial(s, account_facts) for s in _account_sections(prompt)]
@@ -559,8 +559,10 @@ def answer_text(prompt: str, rng: random.Random, tokens: int, seed: int = 0) -> 
         if extra < len(sections):
             more = sections[extra]()
             extra += 1
+        elif account_facts is not None or rng.random() < 0.5:
+            more = rng.choice(_FOLLOW_UPS)  # an account's sections are not said twice
         else:
-            more = rng.choice(_FOLLOW_UPS) if rng.random() < 0.5 else sections[0]()
+            more = sections[0]()
         added = _units(more)
         units += added
         count += sum(len(tokenize(joint + text)) for joint, text in added)
@@ -584,7 +586,8 @@ _CLOSERS = [
 
 
 def reasoning_text(prompt: str, rng: random.Random, tokens: int) -> str:
-    """A short plan of the answer, as reasoning content, of exactly ``tokens`` tokens."""
+    """A short plan of the answer, as reasoning content, of exactly ``tokens`` tokens, ending
+    at the end of a sentence (as :func:`answer_text` does)."""
     words = _keywords(prompt) or ["the", "question"]
     subject = " ".join(words).lower()
     steps = [
@@ -596,9 +599,24 @@ def reasoning_text(prompt: str, rng: random.Random, tokens: int) -> str:
         " Then close with next steps.",
     ]
     text = "".join(steps)
-    while len(tokenize(text)) < tokens:
-        text += rng.choice(steps)
-    return "".join(tokenize(text)[: max(1, tokens)])
+    while len(tokenize(text)) < tokens + 40:
+        text += rng.choice(steps[1:])
+    return _fit(_units(text), _REASONING_CLOSERS, tokens)
+
+
+_REASONING_CLOSERS = [
+    "OK.",
+    "Good.",
+    "Right.",
+    "That works.",
+    "Keep it short.",
+    "Now the answer.",
+    "Lead with the point.",
+    "Let me write it.",
+    "The plan is clear.",
+    "Check the numbers twice.",
+    "A table will help the reader here.",
+]
 
 
 def tool_arguments(schema: Mapping[str, Any], prompt: str, rng: random.Random) -> dict[str, Any]:
