@@ -20,6 +20,7 @@ import pytest
 
 from glm_live.protocols.agui import RunState
 from glm_live.server import ServerHandle, serve
+from glm_live.wire.accounts import facts, find_account
 from glm_live.wire.sse import Decoder
 
 FAST = {"ttft_ms": 1, "itl_ms": 1}
@@ -173,6 +174,39 @@ def tables(text: str) -> list[list[str]]:
 
 def cells(row: str) -> int:
     return row.strip().strip("|").count("|") + 1
+
+
+# --- the facts and the account a prompt is about (pure) -----------------------------------------
+
+
+def test_facts_are_one_draw_per_account_and_seed() -> None:
+    assert facts("Globex", 3) == facts("globex", 3) == facts(" Globex ", 3)
+    assert facts("Globex", 3).name == "Globex"
+    assert facts("Globex", 3) != facts("Globex", 4)
+    assert facts("Globex", 3) != facts("Initech", 3)
+    acme = facts("acme", 3)
+    assert acme.name == "Acme"
+    assert acme == facts("Acme", 3)
+    assert 0 < acme.active_seats <= acme.seats
+    assert acme.churn_risk in ("low", "medium", "high")
+
+
+@pytest.mark.parametrize(
+    ("prompt", "account"),
+    [
+        ("Review the Globex account", "Globex"),
+        ("how is initech doing?", "Initech"),
+        ("Please review the Acme account", "Acme"),
+        ("Review Acme", "Acme"),
+        ("Account review for Acme Corp: risks first", "Acme"),
+        ("What changed on account Hooli this quarter?", "Hooli"),
+        ("Review the account", None),
+        ("How do I reduce customer churn?", None),
+        ("Summarise the quarter", None),
+    ],
+)
+def test_the_account_a_prompt_is_about(prompt: str, account: str | None) -> None:
+    assert find_account(prompt) == account
 
 
 # --- one run: the same account and the same figures everywhere ---------------------------------

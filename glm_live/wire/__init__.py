@@ -9,4 +9,6 @@ library and :mod:`glm_live.errors` (``make lint`` checks that no I/O library com
 - :mod:`.chat`: chat-completion chunks, :class:`~.chat.Completion`, the one timing schema
   (:class:`~.chat.Timings`) and the GLM error codes.
 - :mod:`.hub`: the hub's frames, rules and both ends' state machines.
+- :mod:`.accounts`: the simulated world's customer accounts, one set of facts per account and
+  seed, shared by the demo workflow and the simulator.
 """
