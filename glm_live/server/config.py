@@ -171,8 +171,9 @@ class SimConfig:
     Attributes:
         ttft_ms: Time to first token (before any slowdown).
         itl_ms: Gap between tokens, drawn per token.
-        tokens: Answer length in tokens (``max_tokens`` cuts it, with ``finish_reason:
-            length``).
+        tokens: Answer length in tokens, exactly; the answer still ends at the end of a
+            sentence, list item, table row or code block (``max_tokens`` cuts it anywhere,
+            with ``finish_reason: length``).
         reasoning_tokens: Reasoning length when thinking is enabled.
         tokens_per_chunk: Tokens carried by each streamed chunk.
         capacity: Concurrent streams the simulated backend serves at full speed; above it,

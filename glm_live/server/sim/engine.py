@@ -1,9 +1,12 @@
 """The simulated GLM (GLM-4.5 to GLM-5.1): what it answers, in GLM's wire format, and when.
 
 :meth:`Simulator.answer` decides the content (text, reasoning, a tool call), the finish reason
-and the usage; :meth:`Simulator.stream_plan` turns that into a :class:`StreamPlan`: the frames
-to send and the gap before each, with the fault (if any) placed. Frames are prepared up to the
-``"x_sent_ns":`` stamp, which the pacer appends at the moment it writes them.
+and the usage: the text is exactly ``sim.tokens`` tokens and ends at a natural boundary
+(:func:`.text.answer_text`), with ``finish_reason: "stop"``; a smaller ``max_tokens`` cuts that
+same text where the budget runs out, mid-sentence if it falls there, with ``"length"``.
+:meth:`Simulator.stream_plan` turns that into a :class:`StreamPlan`: the frames to send and the
+gap before each, with the fault (if any) placed. Frames are prepared up to the ``"x_sent_ns":``
+stamp, which the pacer appends at the moment it writes them.
 
 The output is labelled as simulated: ``model`` is ``<requested>-sim`` and ids start with
 ``chatcmpl-sim-``. Latency: time to first token and per-token gaps are drawn from the
