@@ -233,6 +233,19 @@ def test_a_run_whose_stream_is_cut_is_interrupted() -> None:
             session.loop.run(proxy.stop())
 
 
+def test_a_timeout_of_the_awaiting_code_leaves_the_work_running() -> None:
+    with glm_live.connect(hub=False) as session:
+        handle = session.chat("x", display=False, sim={"ttft_ms": 1, "itl_ms": 5, "tokens": 60})
+
+        async def impatient() -> None:
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(handle, 0.05)
+
+        asyncio.run(impatient())
+        assert handle.wait(30).finish_reason == "stop"
+        assert handle.status == "done"
+
+
 # -- handles as values --------------------------------------------------------------------------
 
 

@@ -6,7 +6,9 @@ it) and after the cell has ended. A :class:`Handle` is the cell's view of such w
 
 - ``async for item in h``: items as they come, from any event loop (the kernel's, via
   top-level ``await``, or another);
-- ``await h``: the result;
+- ``await h``: the result. Cancelling or timing out the code that awaits
+  (``asyncio.wait_for(h, 5)``, an interrupted cell) leaves the work running, as a cell
+  ending does: only ``h.cancel()`` stops it;
 - ``h.wait(timeout=None)``: the result, blocking (from a script or a plain cell);
 - ``h.cancel()``: stop the work (thread-safe);
 - ``h.status``: ``running``, then one end state: ``done``, ``cancelled``, ``error`` or
