@@ -18,6 +18,7 @@ and then ``done``, ``cancelled``, ``error`` or ``interrupted``:
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -561,13 +562,18 @@ class _OncePerCell:
             display({"text/plain": repr(self)}, raw=True)  # type: ignore[no-untyped-call]
 
 
-def _session_panel() -> Any:
-    from .widgets import LivePanel
+@functools.cache
+def _panel_class() -> type:
+    from .widgets import LivePanel  # ipywidgets: imported when a panel is first asked for
 
     class SessionPanel(_OncePerCell, LivePanel):
         """A LivePanel that a cell shows once, however often it is evaluated there."""
 
-    return SessionPanel()
+    return SessionPanel
+
+
+def _session_panel() -> Any:
+    return _panel_class()()
 
 
 def _wants_display(display: bool | None) -> bool:
