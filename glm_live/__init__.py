@@ -16,6 +16,7 @@ from . import _compat, errors
 from .agents.core import AgentContext, Run, Workflow, WorkflowError
 from .errors import (
     AuthenticationError,
+    Cancelled,
     ContentFilteredError,
     ContentTypeError,
     EventTooLarge,
@@ -34,7 +35,7 @@ from .errors import (
     TransportError,
     UnsendableRequest,
 )
-from .notebook.aio import Handle
+from .notebook.aio import Handle, allow_nested_loops
 from .notebook.session import ChatHandle, RunHandle, Session, connect
 from .protocols.agui import AgentStatus, RunState
 from .protocols.glm import DEFAULT_BASE_URL, ChatStream, GLMClient
@@ -83,6 +84,7 @@ __all__ = [
     "AuthError",
     "AuthenticationError",
     "Backoff",
+    "Cancelled",
     "ChatHandle",
     "ChatStream",
     "Chunk",
@@ -126,6 +128,7 @@ __all__ = [
     "Workflow",
     "WorkflowError",
     "__version__",
+    "allow_nested_loops",
     "connect",
     "errors",
     "find_token",

@@ -32,6 +32,8 @@
     - :class:`MalformedResponseError`: the endpoint sent something that is not a chat
       completion (bad JSON, not an event stream, an oversized event).
 
+  - :class:`Cancelled`: awaiting or waiting for a handle (a chat, a run) that was cancelled
+    with ``.cancel()`` or its Stop button; ``partial`` holds what had arrived.
   - ``ClusterError`` (:mod:`glm_live.measure.bench.cluster`): a benchmark sharded over dask
     workers could not use its cluster (scheduler unreachable, a worker without glm_live, a
     worker that died); ``partial`` holds what the other workers returned.
@@ -57,6 +59,7 @@ from typing import Any
 
 __all__ = [
     "AuthenticationError",
+    "Cancelled",
     "ContentFilteredError",
     "ContentTypeError",
     "EventTooLarge",
@@ -268,3 +271,22 @@ class MalformedResponseError(GLMError):
     """The endpoint sent something that is not a chat completion."""
 
     hint = "is the base URL an OpenAI-compatible chat-completions endpoint?"
+
+
+# --- the notebook --------------------------------------------------------------------------
+
+
+class Cancelled(GlmLiveError):
+    """Awaited or waited for a handle that was cancelled (``h.cancel()``, a Stop button).
+
+    Not an :class:`asyncio.CancelledError`: the task awaiting the handle was not cancelled,
+    only the work the handle stood for, so this is an ordinary error of that work.
+
+    Attributes:
+        partial: What had arrived: the :class:`~glm_live.Completion` so far for a chat, the
+            :class:`~glm_live.RunState` so far for a run.
+    """
+
+    def __init__(self, message: str, *, partial: Any = None) -> None:
+        super().__init__(message)
+        self.partial = partial

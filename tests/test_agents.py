@@ -11,7 +11,15 @@ from typing import Any
 import httpx
 import pytest
 
-from glm_live import AgentContext, GLMClient, Session, Workflow, WorkflowError, connect
+from glm_live import (
+    AgentContext,
+    Cancelled,
+    GLMClient,
+    Session,
+    Workflow,
+    WorkflowError,
+    connect,
+)
 from glm_live.agents.core import Run
 from glm_live.protocols.agui import event_dict
 from glm_live.wire.sse import Decoder
@@ -135,7 +143,8 @@ async def test_session_run_handle_folds_state_agents_messages(session: Session) 
     result = await handle
     check_run(events)
     assert result is handle.folded
-    assert handle.status == "finished"
+    assert handle.status == "done"
+    assert handle.folded.status == "finished"
     assert handle.state["account"] == "Initech"
     # The level is Initech's own (its facts), no longer the same for every account.
     assert handle.state["risk"]["level"] in ("low", "medium", "high")
@@ -206,7 +215,7 @@ async def test_cancelled_run_stops_its_agents_on_the_server() -> None:
                 break
         assert runtime.runs.runs  # the run is going on server-side
         handle.cancel()
-        with pytest.raises(asyncio.CancelledError):
+        with pytest.raises(Cancelled):
             await handle
         deadline = time.monotonic() + 10
         while runtime.runs.runs or runtime.requests_in_flight:
@@ -327,7 +336,8 @@ async def test_an_agent_starts_when_what_it_needs_is_done_not_its_wave(
     handle = session.run(flow, display=False)
     events = [event_dict(e) async for e in handle]
     check_run(events)
-    assert handle.status == "finished"
+    assert handle.status == "done"
+    assert handle.folded.status == "finished"
     assert trace == ["first", "first", "eager", "slow"]
 
 
@@ -396,7 +406,9 @@ def test_session_embedded_is_the_runtime_it_started() -> None:
         return "hi"
 
     flow.add("greeter", greeter)
-    with connect(hub=False) as session:
+    # Options no other session of this process uses: a runtime of its own (see test_handles
+    # for the sharing of one runtime by sessions with the same options).
+    with connect(hub=False, seed=408) as session:
         embedded = session.embedded
         assert embedded is not None
         assert embedded.url == session.url

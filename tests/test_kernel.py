@@ -1,13 +1,16 @@
-"""Handles in a real ipykernel, driven by jupyter_client: await, wait(), async iteration, and
-a widget that keeps updating after its cell has finished (ipykernel issue 1510)."""
+"""Handles in a real ipykernel, driven by jupyter_client: await, wait(), async iteration, a
+widget that keeps updating after its cell has finished (ipykernel issue 1510), the README's
+quick start as one cell, display once per cell, and all of it with nest_asyncio applied."""
 
 from __future__ import annotations
 
 import contextlib
 import queue
+import re
 import time
 from collections.abc import Iterator
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,8 +18,7 @@ from jupyter_client.blocking.client import BlockingKernelClient
 from jupyter_client.manager import KernelManager, start_new_kernel
 
 
-@pytest.fixture(scope="module")
-def kernel() -> Iterator[BlockingKernelClient]:
+def _kernel() -> Iterator[BlockingKernelClient]:
     manager: KernelManager
     manager, client = start_new_kernel(kernel_name="python3", startup_timeout=60)
     try:
@@ -24,6 +26,17 @@ def kernel() -> Iterator[BlockingKernelClient]:
     finally:
         client.stop_channels()
         manager.shutdown_kernel(now=True)
+
+
+@pytest.fixture(scope="module")
+def kernel() -> Iterator[BlockingKernelClient]:
+    yield from _kernel()
+
+
+@pytest.fixture
+def fresh_kernel() -> Iterator[BlockingKernelClient]:
+    """A kernel of its own (for nest_asyncio, which patches asyncio for the whole process)."""
+    yield from _kernel()
 
 
 def run(client: BlockingKernelClient, code: str, timeout: float = 60) -> tuple[Any, list[Any]]:
@@ -151,3 +164,167 @@ def _stdout(messages: list[Any]) -> str:
         for m in messages
         if m["msg_type"] == "stream" and m["content"]["name"] == "stdout"
     )
+
+
+# -- what a cell shows ---------------------------------------------------------------------------
+
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+
+
+def readme_quick_start() -> str:
+    """The README's "Thirty seconds" block, verbatim: this test breaks when it stops working."""
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    section = readme.split("## Thirty seconds", 1)[1]
+    found = re.search(r"```python\n(.*?)```", section, re.S)
+    assert found, "no python block after '## Thirty seconds' in README.md"
+    return found.group(1)
+
+
+class Models:
+    """Widget models as the front end would know them: comm_open states plus updates."""
+
+    def __init__(self) -> None:
+        self.state: dict[str, dict[str, Any]] = {}
+
+    def feed(self, messages: list[Any]) -> None:
+        for m in messages:
+            content = m["content"]
+            if m["msg_type"] == "comm_open" and "state" in content.get("data", {}):
+                self.state[content["comm_id"]] = dict(content["data"]["state"])
+            elif m["msg_type"] == "comm_msg" and content["data"].get("method") == "update":
+                self.state.setdefault(content["comm_id"], {}).update(content["data"]["state"])
+
+    def children(self, model_id: str) -> list[str]:
+        return [c.removeprefix("IPY_MODEL_") for c in self.state[model_id].get("children", [])]
+
+
+def displayed(messages: list[Any], kind: str = "display_data") -> list[str]:
+    """The model ids of the widget views a cell displayed (or returned, with execute_result)."""
+    return [
+        m["content"]["data"][WIDGET_VIEW]["model_id"]
+        for m in messages
+        if m["msg_type"] == kind and WIDGET_VIEW in m["content"]["data"]
+    ]
+
+
+def printed_ids(client: BlockingKernelClient, expression: str) -> list[str]:
+    _, messages = run(client, f"print(*{expression})")
+    return _stdout(messages).split()
+
+
+def test_readme_quick_start_shows_the_panel_with_its_views(kernel: BlockingKernelClient) -> None:
+    models = Models()
+    _, messages = run(kernel, readme_quick_start(), timeout=120)
+    models.feed(messages)
+    views = displayed(messages)
+    panels = [v for v in views if models.state[v].get("_model_name") == "VBoxModel"]
+    assert len(panels) == 1, f"the panel was displayed {len(panels)} times: {views}"
+    assert views == panels, "the chat and the run went to the panel, not beside it"
+    indicator, dashboard, outputs = models.children(panels[0])
+    assert models.state[indicator]["_model_name"] == "AnyModel"
+    assert "url" in models.state[indicator]
+    assert "summary" in models.state[dashboard]
+    models.feed(drain(kernel, 0.5))
+    chat_view, board = printed_ids(kernel, "(h.view.model_id, run.view.model_id)")
+    assert chat_view in models.children(outputs)
+    assert board in models.children(outputs)
+    assert models.state[chat_view]["status"] == "done"
+    _, messages = run(kernel, "print(completion.finish_reason, len(requests), h.status)")
+    assert _stdout(messages).split() == ["stop", "2", "done"]
+
+
+def test_a_cell_shows_each_view_once(kernel: BlockingKernelClient) -> None:
+    run(
+        kernel,
+        "import glm_live\nplain = glm_live.connect(hub=False)\n"
+        "fast = {'ttft_ms': 1, 'itl_ms': 1, 'tokens': 12}",
+    )
+    # The panel as the last expression of the cell that made it: shown once.
+    _, messages = run(kernel, "p = plain.panel()\np")
+    assert len(displayed(messages)) == 1
+    assert not displayed(messages, "execute_result")
+    # A chat as the last expression: its view went into the panel, nothing else is shown.
+    _, messages = run(kernel, "c = plain.chat('x', sim=fast)\nc")
+    assert not displayed(messages)
+    assert not displayed(messages, "execute_result")
+    # A later cell shows the handle's view on its own.
+    _, messages = run(kernel, "c")
+    assert displayed(messages) == printed_ids(kernel, "(c.view.model_id,)")
+    # A handle started without a view gets one when it is a cell's result: once.
+    _, messages = run(kernel, "q = plain.chat('x', sim=fast, display=False)\nq.wait(30)\nq\nq")
+    views = displayed(messages)
+    assert views == printed_ids(kernel, "(q.view.model_id,)")
+    # Results: a one-line text and a short HTML summary.
+    _, messages = run(
+        kernel, "await plain.run('account-review', display=False, sim={'ttft_ms': 1, 'itl_ms': 1})"
+    )
+    result = next(m["content"]["data"] for m in messages if m["msg_type"] == "execute_result")
+    assert result["text/plain"].startswith("<RunState finished, 3 agents (3 done)")
+    assert "\n" not in result["text/plain"]
+    assert "<table>" in result["text/html"]
+    assert "report-writer" in result["text/html"]
+
+
+def test_the_panel_starts_from_the_hubs_state(kernel: BlockingKernelClient) -> None:
+    """The hub opened before the panel subscribed: the indicator says so at once, not at the
+    next heartbeat."""
+    run(kernel, "import glm_live\nhubbed = glm_live.connect(heartbeat=60)")
+    run(kernel, "hubbed.loop.run(hubbed.hub.wait_open(10), 15)")
+    _, messages = run(kernel, "hubbed.panel()")
+    models = Models()
+    models.feed(messages)
+    (panel,) = displayed(messages)
+    indicator = models.children(panel)[0]
+    models.feed(drain(kernel, 0.3))  # the first coalesced flush
+    assert models.state[indicator]["state"] == "open"
+    assert models.state[indicator]["url"].startswith("ws://127.0.0.1:")
+
+
+def test_quick_start_under_nest_asyncio(fresh_kernel: BlockingKernelClient) -> None:
+    """Many notebooks apply nest_asyncio because other libraries tell them to: handles, await,
+    wait(), iteration, runs, cancel and widgets after the cell must all keep working."""
+    kernel = fresh_kernel
+    run(
+        kernel,
+        "import asyncio, nest_asyncio\nnest_asyncio.apply()\nimport glm_live\n"
+        "session = glm_live.connect()\nsession.panel()\n"
+        "fast = {'ttft_ms': 1, 'itl_ms': 1, 'tokens': 12}",
+    )
+    _, messages = run(
+        kernel,
+        "c = await session.chat('x', sim=fast)\n"
+        "w = session.chat('x', sim=fast, display=False).wait(timeout=30)\n"
+        "n = 0\nasync for chunk in session.chat('x', sim=fast, display=False):\n    n += 1\n"
+        "state = await session.run('account-review', sim={'ttft_ms': 1, 'itl_ms': 1})\n"
+        "nested = asyncio.get_event_loop().run_until_complete("
+        "asyncio.wait_for(asyncio.ensure_future(session.chat('x', sim=fast, display=False)), 30))\n"
+        "print('ok', c.finish_reason, w.finish_reason, n, state.status, nested.chunks)",
+    )
+    assert _stdout(messages).split() == ["ok", "stop", "stop", "13", "finished", "13"]
+    _, messages = run(
+        kernel,
+        "slow = session.chat('x', sim={'ttft_ms': 1, 'itl_ms': 20, 'tokens': 2000})\n"
+        "await asyncio.sleep(0.3)\nslow.cancel()\n"
+        "try:\n    await slow\nexcept glm_live.Cancelled as exc:\n"
+        "    print('cancelled', type(exc.partial).__name__, slow.status)",
+    )
+    assert _stdout(messages).split() == ["cancelled", "Completion", "cancelled"]
+    # And a widget keeps updating after its cell has ended.
+    reply, during = run(
+        kernel, "h = session.chat('x', sim={'ttft_ms': 300, 'itl_ms': 25, 'tokens': 120})"
+    )
+    models = Models()
+    models.feed(during)
+    view_id = printed_ids(kernel, "(h.view.model_id,)")[0]
+    after = drain(kernel, 6)
+    updates = [
+        m
+        for m in after
+        if m["msg_type"] == "comm_msg"
+        and m["content"]["comm_id"] == view_id
+        and stamp(m) > stamp(reply)
+    ]
+    assert len(updates) >= 20, f"only {len(updates)} widget updates after the cell ended"
+    models.feed(after)
+    assert models.state[view_id]["status"] == "done"
+    assert models.state[view_id]["text"]

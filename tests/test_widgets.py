@@ -165,15 +165,13 @@ def test_script_mode_displays_nothing() -> None:
 
 
 def test_stop_button_cancels_the_request_and_the_server_sees_it() -> None:
-    import concurrent.futures
-
     with record_comms(), glm_live.connect(hub=False) as session:
         runtime = session.embedded.runtime
         handle = session.chat("x", display=True, sim={"ttft_ms": 1, "itl_ms": 20, "tokens": 2000})
         wait_for(lambda: len(handle.items) > 5)
         assert runtime.requests_in_flight == 1
         handle.view._handle_custom_msg({"type": "stop"}, [])  # what the Stop button sends
-        with pytest.raises(concurrent.futures.CancelledError):
+        with pytest.raises(glm_live.Cancelled):
             handle.wait(10)
         wait_for(lambda: runtime.requests_in_flight == 0)
         wait_for(lambda: handle.view.status == "cancelled")

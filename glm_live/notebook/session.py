@@ -2,8 +2,10 @@
 
 A :class:`Session` holds a GLM client, a hub connection, a :class:`~glm_live.metrics.Recorder`
 (every chat, run and hub heartbeat it makes) and a background event loop. With no
-URL it starts the embedded runtime (simulated GLM-4.6) on a free loopback port. Its calls
-return at once with a live handle (see :mod:`glm_live.aio`):
+URL it uses the process's embedded runtime (simulated GLM-4.6, on a free loopback port),
+started on first use and shared by the sessions that ask for the same options. Its calls
+return at once with a live handle (see :mod:`glm_live.aio`), whose ``status`` is ``running``
+and then ``done``, ``cancelled``, ``error`` or ``interrupted``:
 
 - ``session.chat(prompt, **params)`` → :class:`ChatHandle`: iterate the chunks, ``await`` or
   ``.wait()`` for the completion, ``.cancel()``;
@@ -16,6 +18,7 @@ return at once with a live handle (see :mod:`glm_live.aio`):
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -24,13 +27,15 @@ from typing import TYPE_CHECKING, Any
 from ag_ui.core import BaseEvent
 
 from ..agents.core import Run, Workflow
+from ..errors import Cancelled, SSEError, TransportError
 from ..measure.recorder import Recorder
 from ..protocols.agui import AgentStatus, RunState, event_dict, parse_event
 from ..protocols.glm import ChatStream, Chunk, Completion, GLMClient
 from ..protocols.runtime import find_token
 from ..transport.hub_client import Connection
 from ..transport.sse_client import ConnectionEvent, EventSource
-from ._env import in_kernel
+from ._env import display_once, in_kernel, mark_shown
+from ._shared import acquire, release
 from .aio import Handle, LoopThread, background_loop
 
 if TYPE_CHECKING:  # the server floor is imported only when an embedded runtime is started
@@ -40,7 +45,13 @@ __all__ = ["ChatHandle", "RunHandle", "Session", "connect"]
 
 
 class ChatHandle(Handle[Chunk, Completion]):
-    """A streamed chat: chunks as they come; the completion at the end."""
+    """A streamed chat: chunks as they come; the completion at the end.
+
+    As a cell's last expression it shows its :class:`~glm_live.widgets.StreamView` (made
+    then, if it was started with ``display=False``), unless this cell showed it already.
+    """
+
+    noun = "chat"
 
     def __init__(
         self,
@@ -50,14 +61,17 @@ class ChatHandle(Handle[Chunk, Completion]):
         show: Callable[[ChatHandle, str], Any] | None = None,
     ) -> None:
         super().__init__(session.loop)
+        self.session = session
         self.recorder = session.recorder
         label = messages if isinstance(messages, str) else str(messages[-1].get("content", ""))
-        self.request = self.recorder.begin(label[:80], kind="chat", model=params.get("model"))
+        self.title = label[:80]
+        self.request = self.recorder.begin(self.title, kind="chat", model=params.get("model"))
         self._stream: ChatStream = session.client.stream(messages, **params)
+        self.on_done(self._record_end)
         #: The StreamView showing this chat, when displayed.
         self.view: Any = None
         if show is not None:
-            self.view = show(self, label[:80])
+            self.view = show(self, self.title)
         self._start()
 
     @property
@@ -67,27 +81,62 @@ class ChatHandle(Handle[Chunk, Completion]):
 
     async def _produce(self) -> AsyncIterator[Chunk]:
         recorder, request = self.recorder, self.request
-        try:
-            async with self._stream:
-                async for chunk in self._stream:
-                    recorder.record_chunk(request, chunk)
-                    yield chunk
-        except BaseException as exc:
-            status = "cancelled" if isinstance(exc, asyncio.CancelledError) else "error"
-            recorder.end(request, status=status, error=exc, completion=self._stream.completion)
-            raise
-        recorder.end(request, completion=self._stream.completion)
+        async with self._stream:
+            async for chunk in self._stream:
+                recorder.record_chunk(request, chunk)
+                yield chunk
 
     def _result(self) -> Completion:
         return self._stream.completion
 
+    def _partial(self) -> Completion:
+        return self._stream.completion
+
+    def _record_end(self, result: Completion | None, error: BaseException | None) -> None:
+        status = self.status
+        self.recorder.end(
+            self.request,
+            status="ok" if status == "done" else status,
+            error=error,
+            completion=self._stream.completion,
+        )
+
+    def _cancelled(self) -> Cancelled:
+        return Cancelled(
+            f"the chat was cancelled (.cancel() or its Stop button) after "
+            f"{self.completion.chunks} chunks and {self.elapsed:.1f} s; the partial answer "
+            "is the error's .partial (a Completion); start a new chat to try again",
+            partial=self._stream.completion,
+        )
+
     def __repr__(self) -> str:
-        state = "done" if self.done else "streaming"
-        return f"<ChatHandle {state}, {self.completion.chunks} chunks>"
+        status, chunks = self.status, self.completion.chunks
+        if status == "running":
+            return f"<ChatHandle streaming, {chunks} chunks so far, {self.elapsed:.1f} s>"
+        return f"<ChatHandle {status} after {chunks} chunks, {self.elapsed:.1f} s>"
+
+    def _ipython_display_(self) -> None:
+        _display_view(self, self.session._chat_view)
+
+
+#: A run's end state as a handle's status.
+_RUN_TO_HANDLE = {
+    "finished": "done",
+    "cancelled": "cancelled",
+    "error": "error",
+    "interrupted": "interrupted",
+}
 
 
 class RunHandle(Handle[BaseEvent, RunState]):
-    """A workflow run: AG-UI events as they come; the folded :class:`RunState` at the end."""
+    """A workflow run: AG-UI events as they come; the folded :class:`RunState` at the end.
+
+    ``status`` is the handle's (``running``, ``done``, ``cancelled``, ``error``,
+    ``interrupted``); the run's own is ``folded.status``. As a cell's last expression it shows
+    its :class:`~glm_live.widgets.AgentBoard`, unless this cell showed it already.
+    """
+
+    noun = "run"
 
     def __init__(
         self,
@@ -107,12 +156,14 @@ class RunHandle(Handle[BaseEvent, RunState]):
         self.folded = RunState()
         self._local: Run | None = None
         self.recorder = session.recorder
-        name = workflow if isinstance(workflow, str) else workflow.name
-        self.request = self.recorder.begin(name, kind="run")
+        self.name = workflow if isinstance(workflow, str) else workflow.name
+        self.title = self.name
+        self.request = self.recorder.begin(self.name, kind="run")
+        self.on_done(self._record_end)
         #: The AgentBoard showing this run, when displayed.
         self.view: Any = None
         if show is not None:
-            self.view = show(self, name)
+            self.view = show(self, self.name)
         self._start()
 
     @property
@@ -130,25 +181,45 @@ class RunHandle(Handle[BaseEvent, RunState]):
         """The run's text messages: ``id``, ``role``, ``name`` (the agent), ``content``."""
         return self.folded.messages
 
-    @property
-    def status(self) -> str:
-        return self.folded.status
+    def _status_of(self, error: BaseException | None) -> str:
+        if isinstance(error, Cancelled | asyncio.CancelledError):
+            return "cancelled"
+        if self.folded.done:
+            return _RUN_TO_HANDLE[self.folded.status]
+        return super()._status_of(error)
 
     async def _produce(self) -> AsyncIterator[BaseEvent]:
-        recorder, request = self.recorder, self.request
+        recorder, request, folded = self.recorder, self.request, self.folded
         index = 0
         try:
             async for event in self._events():
                 recorder.event(request, index, time.perf_counter_ns(), 0, "agui")
                 index += 1
                 yield event
-        except BaseException as exc:
-            status = "cancelled" if isinstance(exc, asyncio.CancelledError) else "error"
-            recorder.end(request, status=status, error=exc)
+        except asyncio.CancelledError:
+            folded.end("cancelled" if self._cancel_requested else "interrupted")
             raise
-        recorder.end(
-            request,
-            status="ok" if self.folded.status == "finished" else self.folded.status,
+        except (TransportError, SSEError) as exc:
+            # The stream broke: after RUN_STARTED the run may go on without us.
+            lost = "interrupted" if folded.status == "running" else "error"
+            folded.end(lost, f"{type(exc).__name__}: {exc}")
+            raise
+        except Exception as exc:
+            folded.end("error", f"{type(exc).__name__}: {exc}")
+            raise
+        if not folded.done:
+            folded.end(
+                "interrupted",
+                "the run's stream ended before RUN_FINISHED or RUN_ERROR; the run may go on "
+                "on the server",
+            )
+
+    def _record_end(self, result: RunState | None, error: BaseException | None) -> None:
+        status = self.status
+        self.recorder.end(
+            self.request,
+            status="ok" if status == "done" else status,
+            error=error,
             run_id=self.folded.run_id,
         )
 
@@ -205,6 +276,17 @@ class RunHandle(Handle[BaseEvent, RunState]):
     def _result(self) -> RunState:
         return self.folded
 
+    def _partial(self) -> RunState:
+        return self.folded
+
+    def _cancelled(self) -> Cancelled:
+        return Cancelled(
+            f"the run {self.name!r} was cancelled (.cancel()) after {len(self.items)} events "
+            f"and {self.elapsed:.1f} s; its state so far is the error's .partial (a "
+            "RunState); start a new run to try again",
+            partial=self.folded,
+        )
+
     def control(self, command: str, agent: str | None = None, data: Any = None) -> None:
         """``pause``, ``resume``, ``cancel`` or ``input`` (human input) for ``agent``, or for
         every agent when ``agent`` is ``None`` (``cancel`` then stops the whole run)."""
@@ -223,8 +305,32 @@ class RunHandle(Handle[BaseEvent, RunState]):
         self.session.loop.submit(hub.publish(f"control:{self.run_id}", message))
 
     def __repr__(self) -> str:
-        name = self.workflow if isinstance(self.workflow, str) else self.workflow.name
-        return f"<RunHandle {name} {self.folded.status}, {len(self.agents)} agents>"
+        status = self.status
+        agents = len(self.agents)
+        if status == "running":
+            return (
+                f"<RunHandle {self.name} running, {agents} agents, "
+                f"{len(self.items)} events so far, {self.elapsed:.1f} s>"
+            )
+        return (
+            f"<RunHandle {self.name} {status} after {len(self.items)} events, {agents} agents, "
+            f"{self.elapsed:.1f} s>"
+        )
+
+    def _ipython_display_(self) -> None:
+        _display_view(self, self.session._run_view)
+
+
+def _display_view(handle: ChatHandle | RunHandle, make: Callable[[Any], Any]) -> None:
+    """A handle as a cell's result: its live view, once per cell (a script: its repr)."""
+    from IPython.display import display
+
+    if not in_kernel():
+        display({"text/plain": repr(handle)}, raw=True)  # type: ignore[no-untyped-call]
+        return
+    if handle.view is None:
+        handle.view = make(handle)
+    display_once(handle.view)
 
 
 class Session:
@@ -241,6 +347,7 @@ class Session:
         token: str | None = None,
         loop: LoopThread | None = None,
         embedded: ServerHandle | None = None,
+        shared: bool = False,
         hub: bool = True,
         model: str = "glm-4.6",
         name: str | None = None,
@@ -249,6 +356,7 @@ class Session:
         self.url = url.rstrip("/")
         self.loop = loop or background_loop()
         self._embedded = embedded
+        self._shared = shared  # the embedded runtime is the process's, shared: release it
         self.auth_headers = {"Authorization": f"Bearer {token}"} if token else {}
         # The runtime's token is the key here; never the user's ZAI_API_KEY.
         self.client = GLMClient(base_url=self.url + "/v1", api_key=token or "", model=model)
@@ -274,15 +382,37 @@ class Session:
             self.recorder.sample("hub_reconnects", change.reconnects)
 
     @property
-    def embedded(self) -> ServerHandle | None:
-        """The embedded runtime this session started, or ``None`` (connected to a URL, or closed).
+    def runtime(self) -> ServerHandle | None:
+        """The embedded runtime this session uses, or ``None`` (connected to a URL, or closed).
 
-        Its :class:`~glm_live.server.ServerHandle`: ``.runtime`` registers workflows
-        (``session.embedded.runtime.register(flow)``) and shows the runs in progress
-        (``.runtime.runs.runs``); ``.port`` is the port it listens on, for a proxy put in front
-        of it. :meth:`close` stops it.
+        Its :class:`~glm_live.server.ServerHandle`: ``.url``, ``.port`` (for a proxy put in
+        front of it), ``.token`` (pass it on; never print it), ``.runtime`` (the app: runs in
+        progress are ``.runtime.runs.runs``). Sessions of this process that asked for the same
+        serve options share it; the last one to close stops it.
         """
         return self._embedded
+
+    @property
+    def embedded(self) -> ServerHandle | None:
+        """The same as :attr:`runtime` (its earlier name)."""
+        return self._embedded
+
+    def register(self, workflow: Workflow) -> None:
+        """Serve ``workflow`` from the embedded runtime: ``session.run(workflow.name)`` then
+        runs it there (as would any client of the runtime).
+
+        Raises:
+            RuntimeError: This session is connected to a remote runtime (or closed).
+        """
+        runtime = self._embedded
+        if runtime is None:
+            msg = (
+                f"register() needs the embedded runtime, and this session is connected to "
+                f"{self.url}: register the workflow in the process that serves it, or run it "
+                "here with session.run(workflow)"
+            )
+            raise RuntimeError(msg)
+        runtime.runtime.register(workflow)
 
     def __repr__(self) -> str:
         kind = "embedded simulator" if self._embedded is not None else "remote"
@@ -316,82 +446,134 @@ class Session:
         return RunHandle(self, workflow, inputs, sim, show)
 
     def panel(self) -> Any:
-        """A :class:`~glm_live.widgets.LivePanel` for this session: the hub connection, live
-        latency metrics, and the views of the chats and runs started from now on."""
-        from .widgets import LivePanel
+        """This session's :class:`~glm_live.widgets.LivePanel`: the hub connection, live
+        latency metrics (every request of the session, made before or after, displayed or
+        not), and the views of the chats and runs started from now on.
 
-        if self._panel is None:
-            self._panel = LivePanel()
-            self._panel.indicator.update(url=self.hub.url if self.hub else "")
-            if self.hub is not None:
-                self.hub.add_observer(self._panel.indicator.observe_connection)
-        return self._panel
+        In a notebook it is displayed where it is called (once per cell: the returned panel
+        as the cell's last expression does not show it twice); it is also returned.
+        """
+        panel = self._panel
+        if panel is None:
+            panel = self._panel = _session_panel()
+            panel.dashboard.follow(self.recorder)
+            hub = self.hub
+            if hub is not None:
+                # The hub's "open" may have fired before this subscribed: start from now.
+                panel.indicator.update(
+                    state=hub.state.value,
+                    url=hub.url,
+                    reconnects=hub.reconnects,
+                    rtt_ms=-1.0 if hub.latency is None else round(hub.latency * 1000, 2),
+                )
+                hub.add_observer(panel.indicator.observe_connection)
+        if in_kernel():
+            from IPython.display import display
 
-    def _show_chat(self, handle: ChatHandle, title: str) -> Any:
-        from IPython.display import display
+            display(panel)  # type: ignore[no-untyped-call]  # once per cell: _OncePerCell
+        return panel
 
+    def _chat_view(self, handle: ChatHandle) -> Any:
+        """A StreamView following ``handle`` (from its start, or replaying what came)."""
         from .widgets import StreamView
 
-        view = StreamView(title=title, on_stop=handle.cancel)
-        panel = self._panel
+        view = StreamView(title=handle.title, on_stop=handle.cancel)
 
         def finished(result: Completion | None, error: BaseException | None) -> None:
-            if isinstance(error, asyncio.CancelledError):
-                view.finish("cancelled", "stopped")
-            elif error is not None:
-                view.finish("error", error)
-                if panel is not None:
-                    panel.dashboard.fail()
-            else:
+            status = handle.status
+            if status == "done":
                 usage = (result.usage or {}) if result is not None else {}
                 view.finish("done", usage_tokens=usage.get("completion_tokens"))
-                if panel is not None and result is not None:
-                    panel.dashboard.record(result)
+            elif status == "cancelled":
+                view.finish("cancelled", "stopped")
+            else:  # error, interrupted
+                view.finish(status, error)
 
-        handle.on_item(lambda chunk: view.feed_chunk(chunk, handle.completion))
-        handle.on_done(finished)
-        if panel is not None:
-            panel.add(view)
+        handle.follow(lambda chunk: view.feed_chunk(chunk, handle.completion), finished)
+        return view
+
+    def _run_view(self, handle: RunHandle) -> Any:
+        """An AgentBoard following ``handle`` (from its start, or from where it is)."""
+        from .widgets import AgentBoard
+
+        board = AgentBoard(title=handle.title)
+
+        def finished(result: RunState | None, error: BaseException | None) -> None:
+            # The run ends once (RunState.end): here only if nothing ended it yet.
+            handle.folded.end(
+                "cancelled" if handle.status == "cancelled" else "interrupted",
+                None if error is None else f"{type(error).__name__}: {error}",
+            )
+            board.show(handle.folded)
+
+        board.show(handle.folded)
+        handle.follow(lambda _: board.show(handle.folded), finished)
+        return board
+
+    def _show(self, view: Any) -> Any:
+        """Show a new view: in the panel if there is one, else where the cell is."""
+        from IPython.display import display
+
+        if self._panel is not None:
+            self._panel.add(view)
+            mark_shown(view)
+        elif in_kernel():
+            display_once(view)
         else:
             display(view)  # type: ignore[no-untyped-call]
         return view
 
+    def _show_chat(self, handle: ChatHandle, title: str) -> Any:
+        return self._show(self._chat_view(handle))
+
     def _show_run(self, handle: RunHandle, title: str) -> Any:
-        from IPython.display import display
-
-        from .widgets import AgentBoard
-
-        board = AgentBoard(title=title)
-        handle.on_item(lambda _: board.show(handle.folded))
-
-        def finished(result: RunState | None, error: BaseException | None) -> None:
-            if isinstance(error, asyncio.CancelledError):
-                handle.folded.status = "cancelled"
-            elif error is not None:
-                handle.folded.status, handle.folded.error = "error", str(error)
-            board.show(handle.folded)
-
-        handle.on_done(finished)
-        if self._panel is not None:
-            self._panel.add(board)
-        else:
-            display(board)  # type: ignore[no-untyped-call]
-        return board
+        return self._show(self._run_view(handle))
 
     def close(self) -> None:
-        """Close the hub connection and the client; stop an embedded runtime."""
+        """Close the hub connection and the client; release the embedded runtime (the last
+        session using it stops it)."""
         if self.hub is not None:
             self.loop.run(self.hub.aclose(), timeout=10)
         self.loop.run(self.client.aclose(), timeout=10)
-        if self._embedded is not None:
-            self._embedded.close()
-            self._embedded = None
+        runtime, self._embedded = self._embedded, None
+        if runtime is not None:
+            if self._shared:
+                release(runtime)
+            else:
+                runtime.close()
 
     def __enter__(self) -> Session:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class _OncePerCell:
+    """Mixed into the session's panel: shown at most once per cell (see :mod:`._env`)."""
+
+    def _ipython_display_(self) -> None:
+        if in_kernel():
+            # The widget's own bundle, displayed raw: display(self) would come back here.
+            display_once(self, self._repr_mimebundle_())  # type: ignore[attr-defined]
+        else:
+            from IPython.display import display
+
+            display({"text/plain": repr(self)}, raw=True)  # type: ignore[no-untyped-call]
+
+
+@functools.cache
+def _panel_class() -> type:
+    from .widgets import LivePanel  # ipywidgets: imported when a panel is first asked for
+
+    class SessionPanel(_OncePerCell, LivePanel):
+        """A LivePanel that a cell shows once, however often it is evaluated there."""
+
+    return SessionPanel
+
+
+def _session_panel() -> Any:
+    return _panel_class()()
 
 
 def _wants_display(display: bool | None) -> bool:
@@ -409,22 +591,31 @@ def connect(
 ) -> Session:
     """A :class:`Session` with the runtime at ``url``, or with an embedded one.
 
-    Without ``url``, starts the embedded runtime (simulated GLM-4.6, loopback, a free port);
-    ``serve_options`` go to :func:`glm_live.server.serve` (``sim=``, ``seed=``...). Its token
-    (made for it, or ``token``) is passed on to the session's client and hub connection:
-    nothing to copy, and nothing printed.
+    Without ``url``, uses the process's embedded runtime (simulated GLM-4.6, loopback, a free
+    port), started by the first such call: ``serve_options`` go to
+    :func:`glm_live.server.serve` (``sim=``, ``seed=``...), and calls with the same options
+    share one runtime (re-running a notebook does not start another), which stops when the
+    last session using it closes (or at exit). Its token (made for it, or ``token``) is passed
+    on to the session's client and hub connection: nothing to copy, and nothing printed.
 
     With ``url`` and no ``token``, the token is found by
     :func:`glm_live.protocols.runtime.find_token`: ``GLM_LIVE_TOKEN``, else the runtime file
     ``glm-live serve`` wrote for that URL.
     """
     if url is None:
-        from ..server import serve  # the server floor, only when asked for
-
-        embedded = serve(token=token, **serve_options)
-        return Session(
-            embedded.url, token=embedded.token, embedded=embedded, hub=hub, heartbeat=heartbeat
-        )
+        embedded = acquire({"token": token, **serve_options} if token else serve_options)
+        try:
+            return Session(
+                embedded.url,
+                token=embedded.token,
+                embedded=embedded,
+                shared=True,
+                hub=hub,
+                heartbeat=heartbeat,
+            )
+        except BaseException:
+            release(embedded)
+            raise
     if token is None:
         token = find_token(url)
     return Session(url, token=token, hub=hub, heartbeat=heartbeat)

@@ -9,6 +9,21 @@ current step, last message, timings), and the messages.
 
 Progress travels as ``CUSTOM`` events named ``progress`` with ``{"fraction", "message"}``,
 attributed to the subagent by ``subagentRunId``.
+
+How a run ends (one method, :meth:`RunState.end`, whoever ends it):
+
+======================  ===============  ==================================================
+what happened           ``RunState``     agents still pending or running become
+======================  ===============  ==================================================
+RUN_FINISHED            ``finished``     ``done``
+RUN_FINISHED cancelled  ``cancelled``    ``cancelled``
+RUN_ERROR               ``error``        ``error``
+cancelled locally       ``cancelled``    ``cancelled``
+stream lost             ``interrupted``  ``interrupted`` (the run may go on server-side)
+======================  ===============  ==================================================
+
+Each closed agent gets a ``finished_at``, so its clock stops. A run ends once: a later
+``end`` (a stream that drops after RUN_FINISHED) changes nothing.
 """
 
 from __future__ import annotations
@@ -23,9 +38,11 @@ import jsonpatch
 from ag_ui.core import BaseEvent, Event
 from pydantic import TypeAdapter
 
+from ..wire._html import table
 from ..wire.sse import encode
 
 __all__ = [
+    "END_STATES",
     "PROGRESS",
     "AgentStatus",
     "RunState",
@@ -66,7 +83,8 @@ class AgentStatus:
 
     Attributes:
         name: The agent's name.
-        status: ``pending``, ``running``, ``done``, ``error`` or ``cancelled``.
+        status: ``pending``, ``running``, ``done``, ``error``, ``cancelled`` or
+            ``interrupted`` (the client lost the run's stream while it ran).
         progress: 0 to 1.
         step: The step it is in, if any.
         message: The last thing it said (progress message or text).
@@ -92,13 +110,22 @@ class AgentStatus:
         return (self.finished_at or time.time()) - self.started_at
 
 
-@dataclass
+#: A run's end states, and what its unfinished agents become.
+END_STATES = {
+    "finished": "done",
+    "cancelled": "cancelled",
+    "error": "error",
+    "interrupted": "interrupted",
+}
+
+
+@dataclass(repr=False)
 class RunState:
     """A run folded from its events: state, agents, messages, outcome."""
 
     run_id: str | None = None
     thread_id: str | None = None
-    status: str = "pending"  # running, finished, error, cancelled
+    status: str = "pending"  # running, finished, error, cancelled, interrupted
     state: Any = field(default_factory=dict)
     agents: dict[str, AgentStatus] = field(default_factory=dict)
     messages: list[dict[str, Any]] = field(default_factory=list)  # id, role, name, content
@@ -119,15 +146,11 @@ class RunState:
             self.run_id, self.thread_id = e.get("runId"), e.get("threadId")
             self.status = "running"
         elif kind == "RUN_FINISHED":
-            cancelled = (e.get("outcome") or {}).get("type") == "cancelled"
-            self.status = "cancelled" if cancelled else "finished"
             self.result = e.get("result")
-            for status in self.agents.values():
-                if cancelled and status.status in ("pending", "running"):
-                    status.status = "cancelled"
+            cancelled = (e.get("outcome") or {}).get("type") == "cancelled"
+            self.end("cancelled" if cancelled else "finished")
         elif kind == "RUN_ERROR":
-            self.status = "error"
-            self.error = e.get("message")
+            self.end("error", e.get("message"))
         elif kind == "STATE_SNAPSHOT":
             self.state = copy.deepcopy(e.get("snapshot"))
         elif kind == "STATE_DELTA":
@@ -181,6 +204,77 @@ class RunState:
             agent.progress = float(value.get("fraction", agent.progress))
             agent.message = str(value.get("message", agent.message))
 
+    def end(self, status: str, error: str | None = None) -> bool:
+        """End the run with ``status`` (``finished``, ``cancelled``, ``error`` or
+        ``interrupted``): every agent still pending or running ends too (see the module's
+        table), with a ``finished_at``. Returns whether it ended now: a run that had already
+        ended keeps its first end.
+
+        Raises:
+            ValueError: ``status`` is not an end state.
+        """
+        agent_status = END_STATES.get(status)
+        if agent_status is None:
+            msg = f"a run ends as one of {', '.join(END_STATES)}, not {status!r}"
+            raise ValueError(msg)
+        if self.done:
+            return False
+        self.status = status
+        if error is not None:
+            self.error = error
+        now = time.time()
+        for agent in self.agents.values():
+            if agent.status in ("pending", "running"):
+                agent.status, agent.finished_at, agent.step = agent_status, now, None
+        return True
+
     @property
     def done(self) -> bool:
-        return self.status in ("finished", "error", "cancelled")
+        """Whether the run has ended (in any of the end states)."""
+        return self.status in END_STATES
+
+    def __repr__(self) -> str:
+        counts: dict[str, int] = {}
+        for agent in self.agents.values():
+            counts[agent.status] = counts.get(agent.status, 0) + 1
+        agents = ", ".join(f"{n} {status}" for status, n in counts.items())
+        detail = f" ({agents})" if agents else ""
+        error = f", error: {self.error[:80]!r}" if self.error else ""
+        return (
+            f"<RunState {self.status}, {len(self.agents)} agents{detail}, "
+            f"{len(self.messages)} messages, {self.events} events{error}>"
+        )
+
+    def _repr_html_(self) -> str:
+        rows: list[tuple[str, object]] = [("status", self.status)]
+        if self.error:
+            rows.append(("error", self.error))
+        rows += [("events", self.events), ("messages", len(self.messages))]
+        grid = [
+            (
+                a.name,
+                a.status,
+                f"{a.progress:.0%}",
+                "–" if a.elapsed is None else f"{a.elapsed:.1f} s",
+                a.error or a.message[-80:],
+            )
+            for a in self.agents.values()
+        ]
+        return table(
+            f"Run {self.run_id or ''}".strip(),
+            rows,
+            header=("agent", "status", "progress", "time", "last message"),
+            grid=grid,
+            footer=_report_head(self),
+        )
+
+
+def _report_head(run: RunState, lines: int = 6) -> str:
+    """The first lines of the run's report: its last assistant message, else its result."""
+    text = next(
+        (m["content"] for m in reversed(run.messages) if m.get("content")),
+        "" if run.result is None else str(run.result),
+    )
+    head = text.strip().splitlines()[:lines]
+    more = len(text.strip().splitlines()) > lines
+    return "\n".join(head) + ("\n…" if more else "")

@@ -36,6 +36,7 @@ from ..errors import (
     RateLimitError,
     ServerError,
 )
+from ._html import fmt_ms, table
 from ._secret import scrub
 from .models import apply_defaults
 
@@ -290,7 +291,7 @@ class Timings:
         }
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False)
 class Completion:
     """A chat completion, filled in as its chunks arrive.
 
@@ -349,6 +350,41 @@ class Completion:
     def reasoning_tokens(self) -> int | None:
         """Completion tokens spent thinking (``completion_tokens_details``)."""
         return _detail(self.usage, "completion_tokens_details", "reasoning_tokens")
+
+    def __repr__(self) -> str:
+        # One line: the state, the size and the two latencies; the text is on .text.
+        state = f"finish_reason={self.finish_reason}" if self.done else "streaming"
+        tokens = (self.usage or {}).get("completion_tokens")
+        size = f"{tokens} tokens" if tokens is not None else f"{self.chunks} chunks"
+        ttft, e2e = self.timings.ttft, self.timings.e2e
+        times = "".join(
+            f", {name} {value * 1000:.0f} ms"
+            for name, value in (("TTFT", ttft), ("e2e", e2e))
+            if value is not None
+        )
+        return f"<Completion {state}, {size}, {len(self.text)} chars{times}>"
+
+    def _repr_html_(self) -> str:
+        usage = self.usage or {}
+        rows: list[tuple[str, object]] = [
+            ("status", "done" if self.done else "streaming"),
+            ("finish_reason", self.finish_reason or "–"),
+            ("model", self.model or "–"),
+            (
+                "tokens",
+                f"{usage.get('prompt_tokens', '–')} in, {usage.get('completion_tokens', '–')} out",
+            ),
+            ("TTFT", fmt_ms(self.timings.ttft)),
+            ("e2e", fmt_ms(self.timings.e2e)),
+            ("chunks", self.chunks),
+        ]
+        if self.reasoning_tokens is not None:
+            rows.append(("reasoning tokens", self.reasoning_tokens))
+        if self.tool_calls:
+            rows.append(("tool calls", ", ".join(c.name or "?" for c in self.tool_calls)))
+        text = self.text
+        footer = text[:600] + (" …" if len(text) > 600 else "")
+        return table("Completion", rows, footer=footer)
 
     def to_message(self, reasoning: bool | None = None) -> dict[str, Any]:
         """The assistant message to append for the next turn.

@@ -168,7 +168,7 @@ class BenchResult:
             text += f"\nclock agreement: {clock['agreement']}"
             html += f"<p><b>Clock agreement:</b> {html_escape(clock['agreement'])}</p>"
         if self.calibration.get("warning"):
-            html += f"<p><b>Warning:</b> {self.calibration['warning']}</p>"
+            html += f"<p><b>Warning:</b> {html_escape(str(self.calibration['warning']))}</p>"
         return {"text/plain": text, "text/html": html}
 
     # -- files -----------------------------------------------------------------------------------
