@@ -381,3 +381,33 @@ def test_dashboard_counts_a_sessions_requests_made_before_and_after() -> None:
     assert dashboard.summary["ttft_ms"]["p50"] is not None
     assert dashboard.summary["itl_ms"]["p50"] is not None
     assert len(dashboard.series) == 3
+
+
+def test_agent_card_summarizes_the_whole_message_not_its_streamed_tail() -> None:
+    run = RunState(status="running")
+    text = "## Account review: Initech\n\n**Summary.** Initech is growing."
+    run.agents = {"a": _agent("a", "running", 100.0, None, message=text[-20:])}
+    run.messages = [{"id": "1", "role": "assistant", "name": "a", "content": text}]
+    with record_comms():
+        board = AgentBoard()
+        board.show(run)
+        coalescer().flush(board)
+    assert board.agents[0]["summary"] == "Account review: Initech — Summary. Initech is growing."
+    assert board.agents[0]["elapsed"] is None  # running: the page's clock counts
+
+
+def test_widget_css_colours_come_from_jupyterlab_variables() -> None:
+    """Light and dark themes: every colour is a ``--jp-*`` variable (a fallback may follow);
+    the one literal is the white text on filled status pills, readable on every state colour."""
+    import re
+
+    from glm_live.notebook.widgets._base import static
+
+    css = re.sub(r"/\*.*?\*/", "", static("widgets.css").read_text(), flags=re.S)
+    while True:  # drop var(--jp-..., fallback) from the inside out
+        stripped = re.sub(r"var\(--jp-[\w-]+(?:,[^()]*(?:\([^()]*\))?[^()]*)?\)", "", css)
+        if stripped == css:
+            break
+        css = stripped
+    literals = re.findall(r"#[0-9a-fA-F]{3,8}\b|rgba?\([^)]*\)|hsla?\([^)]*\)", css)
+    assert set(literals) <= {"#fff"}, literals

@@ -132,16 +132,19 @@ class AgentBoard(LiveWidget):
         """Bring the board up to ``run`` at the next flush."""
         ended = _RUN_END.get(run.status)
         now = time.time()
+        # An agent's message is the tail of its text while it streams: summarize the whole
+        # text (its beginning) when the run's messages have it.
+        texts = {m.get("name"): m.get("content") for m in run.messages if m.get("name")}
         self.update(
             status=run.status,
             error=run.error or "",
-            agents=[_card(a, ended, now) for a in run.agents.values()],
+            agents=[_card(a, ended, now, texts.get(a.name)) for a in run.agents.values()],
             state=json.dumps(rounded(run.state), indent=1, default=str)[:20_000],
             report=report_markdown(run.result) if run.status == "finished" else "",
         )
 
 
-def _card(agent: Any, run_end: str | None, now: float) -> dict[str, Any]:
+def _card(agent: Any, run_end: str | None, now: float, full: str | None = None) -> dict[str, Any]:
     status = agent.status
     if run_end is not None and status in _AGENT_OPEN:
         status = run_end
@@ -149,7 +152,10 @@ def _card(agent: Any, run_end: str | None, now: float) -> dict[str, Any]:
     elapsed = None
     if started is not None and (finished is not None or status not in _AGENT_OPEN):
         elapsed = round(max(0.0, (finished if finished is not None else now) - started), 1)
-    text = (agent.error or agent.message)[:4000]  # the summary is of the beginning
+    text = agent.error or agent.message
+    if not agent.error and full and agent.message and full.endswith(agent.message):
+        text = full
+    text = text[:4000]  # the summary is of the beginning
     return {
         "name": agent.name,
         "status": status,

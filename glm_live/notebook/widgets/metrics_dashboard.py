@@ -17,6 +17,7 @@ Every number sent to the browser is rounded (ms to 0.1, tokens/s to 0.1).
 from __future__ import annotations
 
 import itertools
+import math
 import threading
 import time
 from collections import deque
@@ -42,7 +43,8 @@ def _percentiles(values: list[float]) -> dict[str, float | None]:
     ordered = sorted(values)
 
     def at(q: float) -> float:
-        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1)
+        # nearest rank: the smallest value with at least q of the values at or below it
+        return round(ordered[max(0, math.ceil(q * len(ordered)) - 1)], 1)
 
     return {"p50": at(0.5), "p90": at(0.9), "p99": at(0.99)}
 

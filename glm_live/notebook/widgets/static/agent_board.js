@@ -59,7 +59,7 @@ function render({ model, el }) {
       const pct = `${Math.round(a.progress * 100)}%`;
       node.querySelector(".glm-bar > div").style.width = pct;
       node.querySelector(".glm-card-meta").textContent =
-        [AGENT_LABELS[a.status] || a.status, pct, a.step, elapsed(a)].filter(Boolean).join(" · ");
+        [AGENT_LABELS[a.status] || a.status, pct, elapsed(a), a.step].filter(Boolean).join(" · ");
       const message = node.querySelector(".glm-card-message");
       message.textContent = a.summary || "";
       message.title = a.message || "";

@@ -69,7 +69,7 @@ function render({ model, el }) {
     if (s.cancelled) parts.push(`${s.cancelled} cancelled`);
     parts.push(plural(s.reconnects || 0, "reconnect"));
     const charts = points.length >= 2
-      ? chart(points, 1, "TTFT", "ms") + chart(points, 2, "tokens/s", "tok/s")
+      ? chart(points, 1, "TTFT", "ms") + chart(points, 2, "throughput", "tok/s")
       : `<div class="glm-wait">${n ? "waiting for more requests: charts start at two" : "waiting for requests"}</div>`;
     el.innerHTML = `<div class="glm-head"><span class="glm-title">latency</span>
       <span class="glm-stats">${parts.join(" · ")}</span></div>
