@@ -42,13 +42,27 @@ CELLS = [
     "# the interrupted look, fed by hand\nview = StreamView(title='Review the Umbrella account')\n"
     "display(view)\n"
     "view.feed('Partial answer.\\n\\n| Metric | Value |\\n|---|---|\\n| ARR | $1')\n"
-    "view.finish('interrupted', 'the connection dropped and was not resumed')",
+    "view.finish('interrupted', 'the connection dropped and was not resumed')\n"
+    "live = StreamView(title='Still streaming: its Stop button')\n"
+    "display(live)\nlive.feed('Streaming...')",
     "cancelled_run = session.run('account-review', account='Initech',"
     " sim={'ttft_ms': 50, 'itl_ms': 20})\n"
     "while not cancelled_run.agents:\n    time.sleep(0.05)\n"
     "time.sleep(1.2)  # the agents are writing\ncancelled_run.cancel()",
     "failed_run = session.run('account-review', account='Acme',"
     " sim={'ttft_ms': 5, 'fault': 'server_error'})",
+    "# a benchmark's states and an offline hub, by hand\n"
+    "import ipywidgets\n"
+    "from glm_live.notebook.widgets import BenchProgress, ConnectionIndicator\n"
+    "benches = []\n"
+    "for status, done in [('running', 40), ('done', 100), ('cancelled', 62), ('error', 17),"
+    " ('interrupted', 80)]:\n"
+    "    bench = BenchProgress(title=f'benchmark, {status}', status=status)\n"
+    "    bench.report({'done': done, 'total': 100, 'errors': int(status == 'error'),\n"
+    "                  'ttft_p50_ms': 41.26, 'ttft_p99_ms': 408.599938})\n"
+    "    benches.append(bench)\n"
+    "offline = ConnectionIndicator(state='closed', reconnects=4, url='ws://127.0.0.1:9/hub')\n"
+    "ipywidgets.VBox([*benches, offline])",
     "# the dashboard counts every request of the session, those made before it too\n"
     "panel = session.panel()\npanel.dashboard.follow(session.recorder)\npanel",
 ]
@@ -168,7 +182,10 @@ def _check_end_states(page: Any) -> None:
         view = page.locator(f'.glm-stream[data-status="{status}"]').first
         expect(view.locator(".glm-status")).to_have_text(label, timeout=60_000)
         expect(view.locator(".glm-stop")).to_be_hidden()  # no Stop once it has ended
-    expect(page.locator('.glm-stream[data-status="streaming"]')).to_have_count(0)
+    live = page.locator('.glm-stream[data-status="streaming"]')
+    expect(live).to_have_count(1)  # the one fed by hand and left open
+    expect(live.locator(".glm-stop")).to_be_visible()
+    expect(live.locator(".glm-stop")).to_have_css("cursor", "pointer")
     cancelled = page.locator('.glm-stream[data-status="cancelled"]').first
     assert cancelled.locator(".glm-body").inner_text().strip()  # the partial answer stays
     failed = page.locator('.glm-stream[data-status="error"]').first
@@ -197,6 +214,16 @@ def _check_end_states(page: Any) -> None:
         assert "**" not in message.inner_text()
         assert "##" not in message.inner_text()
 
+    for status, label in [("done", "done"), ("cancelled", "cancelled"), ("error", "failed")]:
+        bench = page.locator(f'.glm-bench[data-status="{status}"]').first
+        expect(bench.locator(".glm-status")).to_have_text(label)
+    interrupted_bench = page.locator('.glm-bench[data-status="interrupted"]').first
+    expect(interrupted_bench.locator(".glm-stats")).to_contain_text(
+        "80/100 requests · TTFT p50 41.3 ms · p99 409 ms · 0 errors"  # rounded
+    )
+    offline = page.locator('.glm-conn[data-state="closed"]').first
+    expect(offline.locator(".glm-conn-text")).to_have_text("offline · 4 reconnects")
+
     dashboard = page.locator(".glm-dashboard").first
     expect(dashboard).to_contain_text("TTFT")
     expect(dashboard.locator("svg.glm-chart")).to_have_count(2)
@@ -207,6 +234,19 @@ def _check_end_states(page: Any) -> None:
 
 
 def _screenshot(page: Any, path: Path) -> None:
+    """The whole notebook: the page grows until the notebook no longer scrolls."""
+    # (not scrollHeight: JupyterLab pads the notebook's end by a screen to scroll past it)
+    overflow = page.evaluate(
+        "() => { const s = document.querySelector('.jp-NotebookPanel .jp-WindowedPanel-outer');"
+        " const cells = document.querySelectorAll('.jp-NotebookPanel .jp-Cell');"
+        " if (!s || !cells.length) return 0;"
+        " const bottom = cells[cells.length - 1].getBoundingClientRect().bottom"
+        "   - s.getBoundingClientRect().top + s.scrollTop;"
+        " return Math.ceil(bottom - s.clientHeight); }"
+    )
+    if overflow > 0:
+        size = page.viewport_size
+        page.set_viewport_size({"width": size["width"], "height": size["height"] + overflow + 40})
     page.wait_for_timeout(500)  # the last animation frame
     page.screenshot(path=str(path), full_page=True)
     assert path.stat().st_size > 10_000
@@ -219,7 +259,7 @@ def test_notebook_streams_into_widgets_in_chromium(lab: str, tmp_path: Path) -> 
     shots.mkdir()
     with sync_playwright() as p:
         browser = launch_chromium(p)
-        page = browser.new_page(viewport={"width": 1280, "height": 2800})
+        page = browser.new_page(viewport={"width": 1280, "height": 3100})
         page.set_default_timeout(60_000)
         page.goto(f"{lab}/lab/tree/live.ipynb")
         page.wait_for_selector(".jp-Notebook .jp-Cell")
@@ -245,7 +285,9 @@ def test_notebook_streams_into_widgets_in_chromium(lab: str, tmp_path: Path) -> 
         expect(cards).to_have_count(3)
         for i in range(3):
             expect(cards.nth(i).locator(".glm-card-meta")).to_contain_text("done · 100%")
-        expect(page.locator(".glm-conn-text").first).to_contain_text("connected")
+        expect(page.locator('.glm-conn[data-state="open"] .glm-conn-text').first).to_contain_text(
+            "connected"
+        )
         expect(page.locator(".glm-dashboard").first).to_contain_text("TTFT")
         expect(page.locator("#jp-main-statusbar")).to_contain_text("Idle", timeout=90_000)
 
