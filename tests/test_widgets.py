@@ -411,3 +411,15 @@ def test_widget_css_colours_come_from_jupyterlab_variables() -> None:
         css = stripped
     literals = re.findall(r"#[0-9a-fA-F]{3,8}\b|rgba?\([^)]*\)|hsla?\([^)]*\)", css)
     assert set(literals) <= {"#fff"}, literals
+
+
+def test_live_panel_dashboard_follows_a_recorder() -> None:
+    from glm_live.measure.recorder import Recorder
+    from glm_live.notebook.widgets import LivePanel
+
+    recorder = Recorder()
+    _end(recorder)
+    with record_comms():
+        panel = LivePanel(recorder=recorder)
+        coalescer().flush(panel.dashboard)
+    assert panel.dashboard.summary["requests"] == 1
