@@ -18,10 +18,11 @@ request went out when a schedule was given.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from array import array
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -30,11 +31,15 @@ from ..wire.chat import Chunk, Completion, Timings
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["KINDS", "Recorder"]
+__all__ = ["KINDS", "Listener", "Recorder"]
 
 #: Event kinds, by code.
 KINDS = ("role", "reasoning", "content", "tool", "usage", "other", "agui", "hub")
 _KIND_CODE = {name: code for code, name in enumerate(KINDS)}
+
+#: Called as ``listener("end", request_number)`` after :meth:`Recorder.end` and
+#: ``listener("sample", name)`` after :meth:`Recorder.sample`, on the thread that called them.
+Listener = Callable[[str, "int | str"], None]
 
 
 @dataclass
@@ -60,6 +65,9 @@ class Recorder:
     order, ``_sent`` last, so a reader that cuts every column to ``_sent``'s length sees only
     whole rows (:meth:`_columns`), with no lock on the hot path. :meth:`begin` may be called
     from any thread.
+
+    Listeners (:meth:`add_listener`) hear of every request that ends and every sample, for
+    views that follow a recorder live (the notebook's metrics dashboard).
     """
 
     # Every event column, in the order event() appends to them: the last is the row count.
@@ -78,6 +86,7 @@ class Recorder:
         self._requests: list[_Request] = []
         self._samples: list[tuple[str, int, float]] = []
         self._lock = threading.Lock()
+        self._listeners: tuple[Listener, ...] = ()
 
     def __len__(self) -> int:
         """Events recorded."""
@@ -94,13 +103,39 @@ class Recorder:
     def __getstate__(self) -> dict[str, Any]:
         # A benchmark shard's recorder travels back from its worker process: everything but
         # the lock, which cannot be pickled and is per process anyway.
+        # Listeners are this process's views and stay behind too.
         state = self.__dict__.copy()
         del state["_lock"]
+        state.pop("_listeners", None)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._lock = threading.Lock()
+        self._listeners = ()
+
+    # -- listeners -----------------------------------------------------------------------------
+
+    def add_listener(self, listener: Listener) -> None:
+        """Call ``listener("end", request)`` after every :meth:`end` and
+        ``listener("sample", name)`` after every :meth:`sample`, from the calling thread
+        (often the background event loop's). A listener must be quick; what it raises is
+        ignored, so a broken view cannot break a request. Adding one twice adds it once."""
+        with self._lock:
+            if listener not in self._listeners:
+                self._listeners = (*self._listeners, listener)
+
+    def remove_listener(self, listener: Listener) -> None:
+        """Stop calling ``listener`` (nothing happens if it was not added)."""
+        with self._lock:
+            self._listeners = tuple(x for x in self._listeners if x != listener)
+
+    def _notify(self, what: str, key: int | str) -> None:
+        # The tuple is replaced, never mutated, so reading it needs no lock.
+        for listener in self._listeners:
+            # A view's bug must not fail the request that ended.
+            with contextlib.suppress(Exception):
+                listener(what, key)
 
     @classmethod
     def merged(
@@ -233,6 +268,7 @@ class Recorder:
         else:
             row.stamps.setdefault("end_ns", time.perf_counter_ns())
         row.extra.update(extra)
+        self._notify("end", request)
 
     def record_chunk(self, request: int, chunk: Chunk) -> None:
         """Record a :class:`~glm_live.wire.chat.Chunk`."""
@@ -248,6 +284,7 @@ class Recorder:
     def sample(self, name: str, value: float) -> None:
         """A named measurement at this moment (hub round trips, reconnects...)."""
         self._samples.append((name, time.perf_counter_ns(), float(value)))
+        self._notify("sample", name)
 
     @property
     def nbytes(self) -> int:
@@ -256,6 +293,47 @@ class Recorder:
         return sum(c.buffer_info()[1] * c.itemsize for c in columns)
 
     # -- reading -------------------------------------------------------------------------------
+
+    @property
+    def request_count(self) -> int:
+        """Requests begun so far (running ones included)."""
+        return len(self._requests)
+
+    def request_summary(self, request: int) -> dict[str, Any]:
+        """One request's outcome, cheaply (no pandas): ``kind``, ``status`` (``running``
+        until it ends), ``ended_s`` (seconds since the anchor, or ``None``), ``ttft_ms``,
+        ``e2e_ms`` and ``completion_tokens`` (``None`` when unknown)."""
+        row = self._requests[request]
+        timings = Timings.from_stamps(row.stamps)
+        ttft, e2e = timings.ttft, timings.e2e
+        end = row.stamps.get("end_ns")
+        usage = row.usage or {}
+        return {
+            "kind": row.kind,
+            "status": row.status,
+            "ended_s": None if end is None else (end - self.anchor_ns) / 1e9,
+            "ttft_ms": None if ttft is None else ttft * 1000,
+            "e2e_ms": None if e2e is None else e2e * 1000,
+            "completion_tokens": usage.get("completion_tokens"),
+        }
+
+    def events_since(self, start: int) -> tuple[int, list[int], list[int], list[int]]:
+        """Events from row ``start`` on, as whole rows: ``(end, requests, arrivals_ns,
+        kind_codes)``; pass ``end`` as the next ``start`` to read on incrementally."""
+        end = len(self._sent)
+        return (
+            end,
+            self._request[start:end].tolist(),
+            self._arrival[start:end].tolist(),
+            self._kind[start:end].tolist(),
+        )
+
+    def last_sample(self, name: str) -> float | None:
+        """The latest value of the named sample, or ``None``."""
+        for sample, _, value in reversed(self._samples):
+            if sample == name:
+                return value
+        return None
 
     def _wall(self, stamps: Any) -> Any:
         import pandas as pd

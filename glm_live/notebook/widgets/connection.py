@@ -35,7 +35,7 @@ class ConnectionIndicator(LiveWidget):
             "attempt": change.attempt,
         }
         if change.kind == "heartbeat" and change.delay is not None:
-            update["rtt_ms"] = round(change.delay * 1000, 2)
+            update["rtt_ms"] = round(change.delay * 1000, 1)
         if change.kind == "reconnecting" and change.delay is not None:
             update["next_try_at"] = time.time() + change.delay
         if change.error is not None:

@@ -1,5 +1,17 @@
 """``StreamView``: an answer streaming in, rendered as markdown, with its reasoning, tool calls,
-token count, tokens/s, a Stop button and an error state that keeps the partial text."""
+token count, tokens/s, a Stop button, and an end state that keeps the partial text.
+
+The end states, each with its own look (``static/widgets.css``, light and dark themes):
+
+- ``done``: the answer is complete;
+- ``cancelled``: stopped on purpose (the Stop button, ``handle.cancel()``);
+- ``error``: failed, labelled "failed", the error in a box;
+- ``interrupted``: the stream broke off (a dropped connection, an inference failure mid-answer)
+  and was not resumed.
+
+In every end state the page renders the full text once more as final markdown: a table or
+code block the stream left open is closed, never left half drawn.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +25,11 @@ import traitlets
 from ._base import LiveWidget, esm, static
 from ._coalescer import coalescer
 
-__all__ = ["StreamView"]
+__all__ = ["END_STATES", "StreamView"]
+
+#: The statuses :meth:`StreamView.finish` accepts.
+END_STATES = ("done", "cancelled", "error", "interrupted")
+_ALIASES = {"finished": "done", "failed": "error", "canceled": "cancelled"}
 
 
 class StreamView(LiveWidget):
@@ -27,8 +43,10 @@ class StreamView(LiveWidget):
 
     title = traitlets.Unicode("").tag(sync=True)
     model = traitlets.Unicode("").tag(sync=True)
-    status = traitlets.Unicode("waiting").tag(sync=True)  # streaming, done, error, cancelled
-    error = traitlets.Unicode("").tag(sync=True)
+    #: waiting, streaming, then an end state: done, cancelled, error or interrupted.
+    status = traitlets.Unicode("waiting").tag(sync=True)
+    error = traitlets.Unicode("").tag(sync=True)  # why it failed (status error)
+    detail = traitlets.Unicode("").tag(sync=True)  # a note on another end (why it stopped)
     text = traitlets.Unicode("").tag(sync=True)  # the full text as of text_seq
     reasoning = traitlets.Unicode("").tag(sync=True)
     text_seq = traitlets.Int(0).tag(sync=True)
@@ -82,17 +100,37 @@ class StreamView(LiveWidget):
     def finish(
         self,
         status: str = "done",
-        error: BaseException | str | None = None,
+        detail: BaseException | str | None = None,
         usage_tokens: int | None = None,
+        *,
+        error: BaseException | str | None = None,
     ) -> None:
-        """End the stream: the full text goes to ``text`` (for reloads and static export)."""
+        """End the stream: the full text goes to ``text`` (for reloads and static export).
+
+        Args:
+            status: ``done``, ``cancelled``, ``error`` or ``interrupted``.
+            detail: Why it ended: for ``error`` the error (an exception is shown as
+                ``Type: message``), for the others a note shown beside the status.
+            usage_tokens: The server's token count, which replaces the count of chunks.
+            error: The same as ``detail`` (the name this argument had before).
+
+        Raises:
+            ValueError: For a status that is not an end state.
+
+        .. versionchanged:: 0.2 ``interrupted``; ``detail`` (was ``error``) is a note unless
+           the status is ``error``.
+        """
+        status = _ALIASES.get(status, status)
+        if status not in END_STATES:
+            msg = f"unknown end status {status!r}: use one of {', '.join(END_STATES)}"
+            raise ValueError(msg)
+        why = detail if detail is not None else error
         hub = coalescer()
         hub.flush(self)  # pending traits (token counts) go out first
         traits: dict[str, Any] = {"status": status, **self._full()}
-        if error is not None:
-            traits["error"] = (
-                error if isinstance(error, str) else f"{type(error).__name__}: {error}"
-            )
+        if why is not None:
+            text = why if isinstance(why, str) else f"{type(why).__name__}: {why}"
+            traits["error" if status == "error" else "detail"] = text[:2000]
         if usage_tokens is not None:
             traits["tokens"] = usage_tokens
         self.apply_flush(traits, None)

@@ -2,7 +2,9 @@
 // Everything is HTML-escaped first; only the markup below is produced: headings, paragraphs,
 // bold/italic/inline code, links (http/https only), bullet and numbered lists, tables,
 // fenced code blocks, blockquotes and rules. An unterminated code fence (mid-stream) renders
-// as a code block too.
+// as a code block too, and every table row has the header's cells (short rows are padded,
+// extra cells joined), so a table is never drawn ragged. With `{final: true}` (a stream that
+// has ended, however) a last table row cut before its closing pipe is closed and kept.
 
 const escapeHtml = (s) =>
   s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;");
@@ -22,7 +24,13 @@ function inline(text) {
 function table(rows) {
   const cells = (row) => row.replace(/^\s*\|/, "").replace(/\|\s*$/, "").split("|").map((c) => c.trim());
   const head = cells(rows[0]);
-  const body = rows.slice(2).map(cells);
+  const fit = (row) => {
+    const out = row.slice(0, head.length);
+    if (row.length > head.length) out[head.length - 1] = row.slice(head.length - 1).join(" | ");
+    while (out.length < head.length) out.push("");
+    return out;
+  };
+  const body = rows.slice(2).map(cells).map(fit);
   return (
     "<table><thead><tr>" + head.map((c) => `<th>${inline(c)}</th>`).join("") +
     "</tr></thead><tbody>" +
@@ -31,9 +39,17 @@ function table(rows) {
   );
 }
 
-/** @param {string} source @returns {string} HTML */
-export function renderMarkdown(source) {
-  const lines = source.split("\n");
+/**
+ * @param {string} source
+ * @param {{final?: boolean}} [options] final: the text is complete (the stream has ended)
+ * @returns {string} HTML
+ */
+export function renderMarkdown(source, options = {}) {
+  const lines = source.replace(/\s+$/, "").split("\n");
+  const last = lines.length - 1;
+  if (options.final && /^\s*\|/.test(lines[last]) && !/\|\s*$/.test(lines[last])) {
+    lines[last] += " |"; // a row cut before its closing pipe
+  }
   const html = [];
   let i = 0;
   while (i < lines.length) {

@@ -1,7 +1,13 @@
 // StreamView: renders an answer as it streams. Text arrives as ordered deltas in `_delta`
 // ({seq, text, reasoning}); a missing seq (a reload, a dropped message) asks the kernel for a
 // resync, which sends the full text in `text`/`reasoning` with `text_seq`. Rendering happens
-// at most once per animation frame, however fast deltas come.
+// at most once per animation frame, however fast deltas come. In an end state (done,
+// cancelled, error - labelled "failed" -, interrupted) the text is rendered as final markdown:
+// whatever the stream left open (a table, a code fence) is closed.
+
+const LABELS = { error: "failed" };
+const ENDED = new Set(["done", "cancelled", "error", "interrupted"]);
+const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
 
 /** @type {import("@anywidget/types").Render} */
 function render({ model, el }) {
@@ -12,12 +18,13 @@ function render({ model, el }) {
       <span class="glm-badge glm-sim" hidden>simulated</span>
       <span class="glm-status"></span>
       <span class="glm-stats"></span>
-      <button class="glm-stop" type="button" title="Stop this request">Stop</button>
+      <button class="glm-stop jp-Button jp-mod-styled" type="button" title="Stop this request">Stop</button>
     </div>
     <details class="glm-reasoning" hidden><summary>Reasoning</summary><div class="glm-reasoning-text"></div></details>
     <div class="glm-tools" hidden></div>
     <div class="glm-body"></div>
-    <div class="glm-error" hidden></div>`;
+    <div class="glm-error" hidden></div>
+    <div class="glm-detail" hidden></div>`;
   const $ = (sel) => el.querySelector(sel);
   let text = model.get("text");
   let reasoning = model.get("reasoning");
@@ -26,17 +33,19 @@ function render({ model, el }) {
 
   const draw = () => {
     frame = 0;
-    $(".glm-body").innerHTML = renderMarkdown(text);
+    const status = model.get("status");
+    const ended = ENDED.has(status);
+    $(".glm-body").innerHTML = renderMarkdown(text, { final: ended });
     const r = $(".glm-reasoning");
     r.hidden = !reasoning;
     $(".glm-reasoning-text").textContent = reasoning;
-    const status = model.get("status");
+    el.dataset.status = status;
     $(".glm-title").textContent = model.get("title") || model.get("model") || "answer";
     $(".glm-sim").hidden = !model.get("simulated");
-    $(".glm-status").textContent = status;
+    $(".glm-status").textContent = LABELS[status] || status;
     $(".glm-status").dataset.status = status;
     const rate = model.get("tokens_per_s");
-    $(".glm-stats").textContent = `${model.get("tokens")} tokens` + (rate ? ` · ${rate.toFixed(1)} tok/s` : "");
+    $(".glm-stats").textContent = plural(model.get("tokens"), "token") + (rate ? ` · ${rate.toFixed(1)} tok/s` : "");
     $(".glm-stop").hidden = status !== "streaming" && status !== "waiting";
     const calls = model.get("tool_calls") || [];
     $(".glm-tools").hidden = !calls.length;
@@ -44,6 +53,9 @@ function render({ model, el }) {
     const error = model.get("error");
     $(".glm-error").hidden = !error;
     $(".glm-error").textContent = error;
+    const detail = status === "error" ? "" : model.get("detail");
+    $(".glm-detail").hidden = !detail || !ended;
+    $(".glm-detail").textContent = detail;
   };
   const schedule = () => {
     if (!frame) frame = requestAnimationFrame(draw);
@@ -71,7 +83,7 @@ function render({ model, el }) {
   model.on("change:_delta", onDelta);
   model.on("change:text_seq", onFull);
   model.on("change:text", onFull);
-  for (const name of ["status", "tokens", "tokens_per_s", "tool_calls", "error", "title", "model", "simulated"]) {
+  for (const name of ["status", "tokens", "tokens_per_s", "tool_calls", "error", "detail", "title", "model", "simulated"]) {
     model.on(`change:${name}`, schedule);
   }
   const current = model.get("_delta");
