@@ -342,3 +342,18 @@ def test_progress_printer_off_a_terminal_writes_a_line_every_few_seconds() -> No
     assert estimate_s(2.0, requests=198, warmup=2, concurrency=64) == 8  # 4 rounds
     assert estimate_s(2.0, requests=100, rate=10.0) == 12
     assert [format_duration(s) for s in (42, 300, 7200)] == ["42 s", "5.0 min", "2.0 h"]
+
+
+def test_run_and_sweep_take_a_session_and_use_its_token() -> None:
+    import glm_live
+
+    with glm_live.connect(hub=False) as session:
+        result = bench.run_sync(session, requests=3, sim=SIM, display=False)
+        assert (result.requests["status"] == "ok").all()
+        results = session.loop.run(
+            bench.sweep(session, concurrency=[1, 2], requests=2, sim=SIM, display=False)
+        )
+        assert [r.config["concurrency"] for r in results] == [1, 2]
+        assert all((r.requests["status"] == "ok").all() for r in results)
+        token = session.auth_headers["Authorization"].removeprefix("Bearer ")
+        assert token not in json.dumps(result.config, default=str)
