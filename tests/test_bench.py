@@ -263,6 +263,24 @@ def test_compare_and_plots(runtime: ServerHandle) -> None:
     ]
     assert len(figures[0].axes[0].lines) == 2
     assert figures[3].axes[0].get_xlabel().startswith("ms since")
+    # Every figure says what its lines are, and no label runs over the frame.
+    legend = figures[3].axes[0].get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == [
+        "queued",
+        "waiting for the first token",
+        "streaming",
+    ]
+    assert figures[1].axes[0].get_ylabel() == "TTFT (ms)"
+    for figure in figures:
+        figure.canvas.draw()
+        frame = figure.bbox
+        texts = [*figure.axes[0].texts, figure.axes[0].xaxis.label, figure.axes[0].yaxis.label]
+        for text in texts:
+            box = text.get_window_extent()
+            inside = frame.x0 <= box.x0 <= box.x1 <= frame.x1
+            assert inside, text.get_text()
+            inside = frame.y0 <= box.y0 <= box.y1 <= frame.y1
+            assert inside, text.get_text()
 
 
 def test_progress_widget_follows_the_run(runtime: ServerHandle) -> None:

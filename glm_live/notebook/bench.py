@@ -88,7 +88,11 @@ async def run(url: str | Session, *, display: bool | None = None, **options: Any
 
     from .widgets import BenchProgress
 
-    view = BenchProgress(title=f"benchmark {chat_url(url)}")
+    if options.get("rate") is not None:
+        level = f", rate {options['rate']:g}/s"
+    else:
+        level = f", concurrency {options.get('concurrency', 1)}"
+    view = BenchProgress(title=f"benchmark {chat_url(url)}{level}")
     chained = options.pop("progress", None)
 
     def progress(snapshot: dict[str, Any]) -> None:
