@@ -205,8 +205,8 @@ def test_cli_sweep_writes_results(runtime: ServerHandle, tmp_path: Path) -> None
             "glm_live",
             "bench",
             runtime.url,
-            "--token",
-            runtime.token or "",
+            # One argument: a token may start with "-", which argparse would take for an option.
+            f"--token={runtime.token or ''}",
             "--concurrency",
             "1,4",
             "--requests",
