@@ -5,7 +5,10 @@ made one) its token, as Jupyter does, and stops cleanly on Ctrl-C. It writes the
 ``runtime-<port>.json`` (url, token, pid; readable by its owner only) for
 ``glm_live.connect(url)`` to find the token, and removes it when it stops.
 ``glm-live bench URL --concurrency 1,8,64 --requests 200 --out r.parquet``
-benchmarks an endpoint, with a progress bar, and writes the results.
+benchmarks an endpoint and writes the results. It first times one request (not counted) and
+prints how long the run should take and how to make it shorter; then progress goes to stderr,
+as a bar redrawn in place on a terminal and as a plain line every few seconds otherwise (a file,
+a pipe, a CI log): see :mod:`glm_live.measure.bench.console`.
 """
 
 from __future__ import annotations
@@ -234,6 +237,11 @@ def _bench_parser(commands: Any) -> None:
     bench.add_argument(
         "--cluster-timeout", type=float, default=30.0, help="seconds to reach the cluster"
     )
+    bench.add_argument(
+        "--no-estimate",
+        action="store_true",
+        help="skip the one request sent first (not counted) to estimate how long the run takes",
+    )
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -241,6 +249,7 @@ def _bench(args: argparse.Namespace) -> int:
 
     from .measure.bench import BenchResult, run
     from .measure.bench.cluster import ClusterError
+    from .measure.bench.console import ProgressPrinter
 
     try:
         levels = [float(v) for v in (args.rate or args.concurrency).split(",")]
@@ -257,18 +266,13 @@ def _bench(args: argparse.Namespace) -> int:
     if args.max_tokens:
         params["max_tokens"] = args.max_tokens
     key = _bench_key(args)
-
-    def progress(snapshot: dict[str, Any]) -> None:
-        p50, p99 = snapshot["ttft_p50_ms"], snapshot["ttft_p99_ms"]
-        ttft = f"TTFT p50 {p50:.0f} ms p99 {p99:.0f} ms" if p50 is not None else ""
-        bar = "#" * int(30 * snapshot["done"] / max(1, snapshot["total"]))
-        print(
-            f"\r  [{bar:<30}] {snapshot['done']}/{snapshot['total']} {ttft} "
-            f"errors {snapshot['errors']}   ",
-            end="",
-            file=sys.stderr,
-            flush=True,
-        )
+    common: dict[str, Any] = dict(
+        model=args.model,
+        api_key=key,
+        prompts=args.prompts,
+        prompt_tokens=args.prompt_tokens,
+        **params,
+    )
 
     cluster: Any = None
     if args.cluster:
@@ -280,30 +284,34 @@ def _bench(args: argparse.Namespace) -> int:
 
     async def levels_in_turn(shared: Any) -> None:
         for level in levels:
+            label = f"{by} {level:g}"
+            printer = ProgressPrinter(sys.stderr, label=label)
             options: dict[str, Any] = dict(
                 requests=args.requests,
                 warmup=args.warmup,
-                model=args.model,
-                api_key=key,
-                prompts=args.prompts,
-                prompt_tokens=args.prompt_tokens,
-                progress=progress,
+                progress=printer,
                 arrivals=args.arrivals,
                 cluster=shared,
                 cluster_timeout=args.cluster_timeout,
-                **params,
+                **common,
             )
             if args.rate:
                 options.update(rate=level, concurrency=None)
             else:
                 options.update(concurrency=int(level))
-            print(f"{by} {level:g}:", file=sys.stderr)
-            result = await run(args.url, **options)
-            print(file=sys.stderr)
+            if printer.terminal:  # plain lines name the level themselves
+                print(f"{label}:", file=sys.stderr)
+            try:
+                result = await run(args.url, **options)
+            finally:
+                printer.close()
             results.append(result)
-            _report(result)
+            _report(result, label)
 
     async def main() -> None:
+        if not args.no_estimate:
+            pilot = await run(args.url, concurrency=1, requests=1, **common)
+            _estimate(args, levels, pilot)
         if cluster is None:
             await levels_in_turn(None)
             return
@@ -326,6 +334,57 @@ def _bench(args: argparse.Namespace) -> int:
     return 0 if results else 1
 
 
+def _estimate(args: argparse.Namespace, levels: Sequence[float], pilot: Any) -> None:
+    """Print, on stderr, how long the run should take, from one request sent first (not part
+    of the results), and how to make it shorter.
+
+    One measured request, rather than the simulator's settings: a client cannot see the knobs
+    a runtime was started with (``glm-live serve --tokens``, a config file), and a real
+    endpoint has none. It also shows at once that the URL and the token work.
+    """
+    from .measure.bench.console import estimate_s, format_duration
+
+    row = pilot.requests.iloc[0] if len(pilot.requests) else None
+    if row is None or row["status"] != "ok":
+        why = f"{row['error_type']}: {row['error']}" if row is not None else "no answer"
+        print(
+            f"estimate: unknown; the first request failed ({why}). Check the URL and the "
+            "token (--token, or GLM_LIVE_TOKEN); the run goes ahead and counts the errors.",
+            file=sys.stderr,
+        )
+        return
+    per_request = float(row["e2e_ms"]) / 1000
+    simulated = str(row.get("model") or "").endswith("-sim")
+    each = [
+        estimate_s(
+            per_request,
+            requests=args.requests,
+            warmup=args.warmup,
+            concurrency=None if args.rate else int(level),
+            rate=level if args.rate else None,
+        )
+        for level in levels
+    ]
+    by = "rate" if args.rate else "concurrency"
+    split = ", ".join(
+        f"{by} {level:g}: {format_duration(s)}" for level, s in zip(levels, each, strict=True)
+    )
+    what = " (simulated GLM-4.6)" if simulated else ""
+    print(
+        f"estimate: one request took {per_request:.1f} s{what}, so about "
+        f"{format_duration(sum(each))} for {args.warmup + args.requests} requests at each of "
+        f"{len(levels)} {by} level{'s' if len(levels) > 1 else ''} ({split}); longer if the "
+        "endpoint slows down under load.",
+        file=sys.stderr,
+    )
+    hints = ["fewer --requests"]
+    if not args.rate:
+        hints.append("a higher --concurrency")
+    if simulated:
+        hints.append("""shorter simulated answers (--sim '{"tokens": 32, "ttft_ms": 150}')""")
+    print("shorter: " + ", ".join(hints[:-1]) + " or " + hints[-1] + ".", file=sys.stderr)
+
+
 def _bench_key(args: argparse.Namespace) -> str | None:
     """The bearer key: ``--token``; the variable ``--api-key-env`` names; a glm_live
     runtime's token (``GLM_LIVE_TOKEN`` or its runtime file); else ``ZAI_API_KEY``."""
@@ -340,18 +399,18 @@ def _bench_key(args: argparse.Namespace) -> str | None:
     return find_token(args.url) or os.environ.get("ZAI_API_KEY") or None
 
 
-def _report(result: Any) -> None:
+def _report(result: Any, label: str) -> None:
     """One level's headline figures, on stdout."""
     summary = result.summary(ci=False)
     rate = result.throughput()
     calibration = result.calibration
     line = (
-        f"  TTFT p50 {summary.loc['ttft_ms', 'p50']:.1f} p99 "
+        f"{label}: TTFT p50 {summary.loc['ttft_ms', 'p50']:.1f} p99 "
         f"{summary.loc['ttft_ms', 'p99']:.1f} ms · TPOT p50 "
         f"{summary.loc['tpot_ms', 'p50']:.2f} ms · E2E p99 "
         f"{summary.loc['e2e_ms', 'p99']:.0f} ms · {rate['output_tokens_per_s']:.0f} tok/s"
         if "ttft_ms" in summary.index and summary.loc["ttft_ms", "count"]
-        else "  no successful requests"
+        else f"{label}: no successful requests"
     )
     print(line)
     if calibration.get("timing_error_p99_ms") is not None:

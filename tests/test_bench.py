@@ -205,8 +205,8 @@ def test_cli_sweep_writes_results(runtime: ServerHandle, tmp_path: Path) -> None
             "glm_live",
             "bench",
             runtime.url,
-            "--token",
-            runtime.token or "",
+            # One argument: a token may start with "-", which argparse would take for an option.
+            f"--token={runtime.token or ''}",
             "--concurrency",
             "1,4",
             "--requests",
@@ -263,6 +263,24 @@ def test_compare_and_plots(runtime: ServerHandle) -> None:
     ]
     assert len(figures[0].axes[0].lines) == 2
     assert figures[3].axes[0].get_xlabel().startswith("ms since")
+    # Every figure says what its lines are, and no label runs over the frame.
+    legend = figures[3].axes[0].get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == [
+        "queued",
+        "waiting for the first token",
+        "streaming",
+    ]
+    assert figures[1].axes[0].get_ylabel() == "TTFT (ms)"
+    for figure in figures:
+        figure.canvas.draw()
+        frame = figure.bbox
+        texts = [*figure.axes[0].texts, figure.axes[0].xaxis.label, figure.axes[0].yaxis.label]
+        for text in texts:
+            box = text.get_window_extent()
+            inside = frame.x0 <= box.x0 <= box.x1 <= frame.x1
+            assert inside, text.get_text()
+            inside = frame.y0 <= box.y0 <= box.y1 <= frame.y1
+            assert inside, text.get_text()
 
 
 def test_progress_widget_follows_the_run(runtime: ServerHandle) -> None:
@@ -294,3 +312,66 @@ def test_a_load_keeps_its_api_key_out_of_sight() -> None:
     shown = [repr(load), str(load), json.dumps(load.config()), json.dumps(run.config)]
     assert not any(key in text for text in shown)
     assert pickle.loads(pickle.dumps(load)) == load  # it travels whole, key included
+
+
+def test_progress_printer_on_a_terminal_redraws_one_line() -> None:
+    import io
+
+    from glm_live.measure.bench.console import ProgressPrinter
+
+    now = [0.0]
+    stream = io.StringIO()
+    printer = ProgressPrinter(stream, label="concurrency 2", terminal=True, clock=lambda: now[0])
+    for done in range(5):
+        now[0] = done * 0.25
+        printer({"done": done, "total": 4, "errors": 0, "ttft_p50_ms": 10.4, "ttft_p99_ms": 12.0})
+    printer.close()
+    text = stream.getvalue()
+    assert text.count("\r") == 5
+    assert text.endswith("\n")
+    assert text.count("\n") == 1
+    assert "TTFT p50 10 ms p99 12 ms" in text
+    assert "eta " in text
+
+
+def test_progress_printer_off_a_terminal_writes_a_line_every_few_seconds() -> None:
+    import io
+
+    from glm_live.measure.bench.console import ProgressPrinter, estimate_s, format_duration
+
+    now = [0.0]
+    stream = io.StringIO()
+    printer = ProgressPrinter(stream, label="rate 5", every_s=3.0, clock=lambda: now[0])
+    assert printer.terminal is False  # a StringIO is not a terminal
+    for tick in range(41):  # 10 s of snapshots, every 0.25 s
+        now[0] = tick * 0.25
+        printer({"done": tick, "total": 40, "errors": 1, "ttft_p50_ms": None})
+    printer.close()
+    lines = stream.getvalue().splitlines()
+    assert "\r" not in stream.getvalue()
+    assert lines[0] == "rate 5: 0/40 done, 1 errors, no TTFT yet, 0 s elapsed"
+    assert lines[1] == "rate 5: 12/40 done, 1 errors, no TTFT yet, 3 s elapsed, eta 7 s"
+    assert len(lines) == 5
+    assert lines[-1].startswith("rate 5: 40/40 done")
+    printer.close()  # the final line is not written twice
+    assert len(stream.getvalue().splitlines()) == 5
+
+    assert estimate_s(2.0, requests=200, concurrency=1) == 400
+    assert estimate_s(2.0, requests=198, warmup=2, concurrency=64) == 8  # 4 rounds
+    assert estimate_s(2.0, requests=100, rate=10.0) == 12
+    assert [format_duration(s) for s in (42, 300, 7200)] == ["42 s", "5.0 min", "2.0 h"]
+
+
+def test_run_and_sweep_take_a_session_and_use_its_token() -> None:
+    import glm_live
+
+    with glm_live.connect(hub=False) as session:
+        result = bench.run_sync(session, requests=3, sim=SIM, display=False)
+        assert (result.requests["status"] == "ok").all()
+        results = session.loop.run(
+            bench.sweep(session, concurrency=[1, 2], requests=2, sim=SIM, display=False)
+        )
+        assert [r.config["concurrency"] for r in results] == [1, 2]
+        assert all((r.requests["status"] == "ok").all() for r in results)
+        token = session.auth_headers["Authorization"].removeprefix("Bearer ")
+        assert token not in json.dumps(result.config, default=str)

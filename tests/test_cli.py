@@ -111,3 +111,73 @@ def test_bad_config_is_a_clear_error(tmp_path: Path) -> None:
     code, stderr = _fails("--config", str(config))
     assert code == 2
     assert "[sim].tokens must be a whole number" in stderr
+
+
+def test_bench_estimates_first_and_writes_plain_lines_to_a_pipe(tmp_path: Path) -> None:
+    # Each request takes about 0.2 s: 12 at concurrency 1 and 12 at 4 take about 3 s, and
+    # progress lines come every 0.5 s instead of 3.
+    args = ("--port", "0", "--tokens", "10", "--ttft-ms", "50", "--itl-ms", "15")
+    with running(*args) as (process, url, headers):
+        token = headers["Authorization"].removeprefix("Bearer ")
+        env = {k: v for k, v in os.environ.items() if k != "GLM_LIVE_RUNTIME_DIR"}
+        env.update(GLM_LIVE_TOKEN=token, GLM_LIVE_BENCH_PROGRESS_S="0.5")
+        out = tmp_path / "r.json"
+        bench = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "glm_live",
+                "bench",
+                url,
+                "--concurrency",
+                "1,4",
+                "--requests",
+                "12",
+                "--out",
+                str(out),
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=15)
+    assert bench.returncode == 0, bench.stderr
+    err = bench.stderr
+    assert "\r" not in err
+    lines = err.splitlines()
+    assert lines[0].startswith("estimate: one request took 0.")
+    assert "(simulated GLM-4.6)" in lines[0]
+    assert "concurrency 1: " in lines[0]
+    assert "concurrency 4: " in lines[0]
+    assert lines[1].startswith("shorter: fewer --requests")
+    progress = [line for line in lines if re.match(r"concurrency \d+: \d+/12 done", line)]
+    # Periodic: several lines for the 2.5-second level, each with errors, TTFT and time left.
+    level_1 = [line for line in progress if line.startswith("concurrency 1:")]
+    assert len(level_1) >= 3, err
+    assert level_1[-1].startswith("concurrency 1: 12/12 done, 0 errors, TTFT p50 ")
+    assert any(", eta " in line for line in level_1)
+    assert progress[-1].startswith("concurrency 4: 12/12 done")
+    assert "concurrency 1: TTFT p50" in bench.stdout
+    assert out.exists()
+
+
+def test_bench_with_a_wrong_token_says_the_estimate_is_unknown() -> None:
+    args = ("--port", "0", "--tokens", "4", "--ttft-ms", "1", "--itl-ms", "1")
+    with running(*args) as (process, url, _):
+        env = {k: v for k, v in os.environ.items() if k != "GLM_LIVE_RUNTIME_DIR"}
+        env["GLM_LIVE_TOKEN"] = "not-the-token"
+        bench = subprocess.run(
+            [sys.executable, "-m", "glm_live", "bench", url, "--requests", "2"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+        )
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=15)
+    first = bench.stderr.splitlines()[0]
+    assert first.startswith("estimate: unknown; the first request failed (")
+    assert "Check the URL and the token" in first
+    assert "not-the-token" not in bench.stderr

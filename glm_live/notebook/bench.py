@@ -3,6 +3,14 @@
 In a kernel, :func:`run` puts a :class:`~glm_live.notebook.widgets.BenchProgress` under the
 cell with the progress and the running percentiles; :func:`run_sync` blocks on the
 background loop, for scripts and for cells that should wait.
+
+Each takes a URL or a :class:`~glm_live.notebook.session.Session`: given a session, the run
+goes to its runtime with its token (``bench.run(session, concurrency=8)``), so a notebook
+never handles the token. Given a URL, pass ``api_key=`` when the endpoint needs one.
+
+The widget is redrawn from the progress callback, four times a second, on the same event
+loop as the requests; the harness's calibration (``result.calibration``: its timing error
+and event-loop lag) says whether that, or anything else, got in the way.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ from ..measure.bench import (
 from ..measure.bench import runner as _runner
 from ._env import in_kernel
 from .aio import background_loop
+from .session import Session
 
 __all__ = [
     "PERCENTILES",
@@ -49,22 +58,41 @@ __all__ = [
 ]
 
 
-async def run(url: str, *, display: bool | None = None, **options: Any) -> BenchResult:
-    """Benchmark ``url`` (see :class:`~glm_live.measure.bench.Benchmark` for the options;
-    unknown ones go into the request body, e.g. ``sim={...}`` or ``max_tokens``).
+def _target(url: str | Session, options: dict[str, Any]) -> str:
+    """The URL to benchmark; a session's token goes into ``options`` as the API key."""
+    if not isinstance(url, Session):
+        return url
+    header = url.auth_headers.get("Authorization", "")
+    if header.startswith("Bearer ") and options.get("api_key") is None:
+        options["api_key"] = header.removeprefix("Bearer ")
+    return url.url
+
+
+async def run(url: str | Session, *, display: bool | None = None, **options: Any) -> BenchResult:
+    """Benchmark ``url``, a URL or a session's runtime (see
+    :class:`~glm_live.measure.bench.Benchmark` for the options; unknown ones go into the
+    request body, e.g. ``sim={...}`` or ``max_tokens``).
 
     In a notebook a :class:`~glm_live.notebook.widgets.BenchProgress` shows the progress and
     the running percentiles (``display=False`` opts out); the result keeps it as ``.view``.
     With ``cluster=...`` the load is sharded over ``dask.distributed`` workers; the progress
     then moves as each worker's shard comes back.
+
+    .. versionchanged:: issue 15
+        ``url`` may be a :class:`~glm_live.notebook.session.Session`.
     """
+    url = _target(url, options)
     if not (in_kernel() if display is None else display):
         return await _runner.run(url, **options)
     from IPython.display import display as show
 
     from .widgets import BenchProgress
 
-    view = BenchProgress(title=f"benchmark {chat_url(url)}")
+    if options.get("rate") is not None:
+        level = f", rate {options['rate']:g}/s"
+    else:
+        level = f", concurrency {options.get('concurrency', 1)}"
+    view = BenchProgress(title=f"benchmark {chat_url(url)}{level}")
     chained = options.pop("progress", None)
 
     def progress(snapshot: dict[str, Any]) -> None:
@@ -79,13 +107,13 @@ async def run(url: str, *, display: bool | None = None, **options: Any) -> Bench
     return result
 
 
-def run_sync(url: str, **options: Any) -> BenchResult:
+def run_sync(url: str | Session, **options: Any) -> BenchResult:
     """:func:`run`, blocking (scripts; or a notebook cell that should wait)."""
     return background_loop().run(run(url, **options))
 
 
 async def sweep(
-    url: str,
+    url: str | Session,
     *,
     concurrency: Sequence[int] | None = None,
     rate: Sequence[float] | None = None,
@@ -94,5 +122,7 @@ async def sweep(
     """One :func:`run` per concurrency (or per rate), in order, each shown live.
 
     With ``cluster=...`` the cluster is started (or connected to) once, for all the runs.
+    ``url`` may be a session, as for :func:`run`.
     """
+    url = _target(url, options)
     return await _runner.sweep(url, concurrency=concurrency, rate=rate, each=run, **options)
