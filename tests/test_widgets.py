@@ -421,3 +421,14 @@ def test_live_panel_dashboard_follows_a_recorder() -> None:
         panel = LivePanel(recorder=recorder)
         coalescer().flush(panel.dashboard)
     assert panel.dashboard.summary["requests"] == 1
+
+
+def test_the_board_shows_the_report_the_last_agent_wrote() -> None:
+    from glm_live.notebook.widgets.agent_board import report_markdown
+
+    results = {"analyst": {"score": 3}, "writer": "# Report\n\n| a | b |\n|---|---|\n| 1 | 2 |"}
+    assert report_markdown(results, ["analyst", "writer"]) == results["writer"]
+    assert report_markdown(results, ["analyst"]).startswith("```json")  # not by agent
+    assert report_markdown("plain text") == "plain text"
+    assert report_markdown(None) == ""
+    assert report_markdown({"analyst": {"score": 3}}, ["analyst"]).startswith("```json")

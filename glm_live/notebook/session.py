@@ -18,7 +18,6 @@ and then ``done``, ``cancelled``, ``error`` or ``interrupted``:
 from __future__ import annotations
 
 import asyncio
-import functools
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -455,8 +454,9 @@ class Session:
         """
         panel = self._panel
         if panel is None:
-            panel = self._panel = _session_panel()
-            panel.dashboard.follow(self.recorder)
+            from .widgets import LivePanel  # ipywidgets: imported when first asked for
+
+            panel = self._panel = LivePanel(recorder=self.recorder)
             hub = self.hub
             if hub is not None:
                 # The hub's "open" may have fired before this subscribed: start from now.
@@ -470,7 +470,7 @@ class Session:
         if in_kernel():
             from IPython.display import display
 
-            display(panel)  # type: ignore[no-untyped-call]  # once per cell: _OncePerCell
+            display(panel)  # type: ignore[no-untyped-call]  # once per cell: LivePanel
         return panel
 
     def _chat_view(self, handle: ChatHandle) -> Any:
@@ -547,33 +547,6 @@ class Session:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-class _OncePerCell:
-    """Mixed into the session's panel: shown at most once per cell (see :mod:`._env`)."""
-
-    def _ipython_display_(self) -> None:
-        if in_kernel():
-            # The widget's own bundle, displayed raw: display(self) would come back here.
-            display_once(self, self._repr_mimebundle_())  # type: ignore[attr-defined]
-        else:
-            from IPython.display import display
-
-            display({"text/plain": repr(self)}, raw=True)  # type: ignore[no-untyped-call]
-
-
-@functools.cache
-def _panel_class() -> type:
-    from .widgets import LivePanel  # ipywidgets: imported when a panel is first asked for
-
-    class SessionPanel(_OncePerCell, LivePanel):
-        """A LivePanel that a cell shows once, however often it is evaluated there."""
-
-    return SessionPanel
-
-
-def _session_panel() -> Any:
-    return _panel_class()()
 
 
 def _wants_display(display: bool | None) -> bool:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Collection
 import re
 import time
 from typing import Any
@@ -98,12 +99,22 @@ def rounded(value: Any) -> Any:
     return value
 
 
-def report_markdown(result: Any) -> str:
-    """A run's final result as markdown: a string as it is, anything else as a JSON block."""
+def report_markdown(result: Any, agents: Collection[str] = ()) -> str:
+    """A run's final result as markdown: a string as it is; a workflow's results by agent
+    (keys all among ``agents``, in the order they finished) as the text of the last one,
+    when it returned text (the agent that finished last, after the ones it depends on,
+    wrote the report); anything else as a JSON block."""
     if result is None:
         return ""
     if isinstance(result, str):
         return result
+    if (
+        isinstance(result, dict)
+        and result
+        and set(result) <= set(agents)
+        and isinstance(last := [*result.values()][-1], str)
+    ):
+        return last
     text = json.dumps(rounded(result), indent=1, default=str, ensure_ascii=False)
     return f"```json\n{text[:50_000]}\n```"
 
@@ -140,7 +151,7 @@ class AgentBoard(LiveWidget):
             error=run.error or "",
             agents=[_card(a, ended, now, texts.get(a.name)) for a in run.agents.values()],
             state=json.dumps(rounded(run.state), indent=1, default=str)[:20_000],
-            report=report_markdown(run.result) if run.status == "finished" else "",
+            report=report_markdown(run.result, run.agents) if run.status == "finished" else "",
         )
 
 
