@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Collection
 import re
 import time
+from collections.abc import Collection
 from typing import Any
 
 import traitlets
