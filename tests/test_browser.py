@@ -41,7 +41,7 @@ CELLS = [
     "failed = session.chat('Review the Acme account', sim={'ttft_ms': 5, 'fault': 'server_error'})",
     "# the interrupted look, fed by hand\nview = StreamView(title='Review the Umbrella account')\n"
     "display(view)\n"
-    "view.feed('Partial answer.\\n\\n| Metric | Value |\\n|---|---|\\n| ARR | $1')\n"
+    "view.feed('Partial answer.\\n\\n| Metric | Value |\\n|---|---|\\n| ARR | $1\\n##')\n"
     "view.finish('interrupted', 'the connection dropped and was not resumed')\n"
     "live = StreamView(title='Still streaming: its Stop button')\n"
     "display(live)\nlive.feed('Streaming...')",
@@ -194,6 +194,8 @@ def _check_end_states(page: Any) -> None:
     expect(interrupted.locator(".glm-detail")).to_contain_text("connection dropped")
     # the table the stream left open is closed: its last row has both cells
     expect(interrupted.locator(".glm-body table tbody tr td")).to_have_count(2)
+    # and the heading cut before its text is left out, not shown as "##"
+    assert "#" not in interrupted.locator(".glm-body").inner_text()
 
     for status, label in [("done", "finished"), ("cancelled", "cancelled"), ("error", "failed")]:
         board = page.locator(f'.glm-board[data-status="{status}"]').first

@@ -411,6 +411,8 @@ _FOLLOW_UPS = [
     "### Open questions\n\n- Which of these matters most to you?\n- What constraints apply?\n\n",
     "### In short\n\nStart with the highest-impact item, measure, then iterate.\n\n",
 ]
+#: A report's follow-ups: no questions back to the reader.
+_ACCOUNT_FOLLOW_UPS = [_FOLLOW_UPS[0], _FOLLOW_UPS[2]]
 
 
 # -- composing an answer of a given length that ends at a natural boundary ---------------------
@@ -559,8 +561,10 @@ def answer_text(prompt: str, rng: random.Random, tokens: int, seed: int = 0) -> 
         if extra < len(sections):
             more = sections[extra]()
             extra += 1
-        elif account_facts is not None or rng.random() < 0.5:
-            more = rng.choice(_FOLLOW_UPS)  # an account's sections are not said twice
+        elif account_facts is not None:
+            more = rng.choice(_ACCOUNT_FOLLOW_UPS)  # an account's sections are not said twice
+        elif rng.random() < 0.5:
+            more = rng.choice(_FOLLOW_UPS)
         else:
             more = sections[0]()
         added = _units(more)

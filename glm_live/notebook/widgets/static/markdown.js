@@ -4,7 +4,8 @@
 // fenced code blocks, blockquotes and rules. An unterminated code fence (mid-stream) renders
 // as a code block too, and every table row has the header's cells (short rows are padded,
 // extra cells joined), so a table is never drawn ragged. With `{final: true}` (a stream that
-// has ended, however) a last table row cut before its closing pipe is closed and kept.
+// has ended, however) a last table row cut before its closing pipe is closed and kept, and a
+// last heading cut before its text (`##`) is left out.
 
 const escapeHtml = (s) =>
   s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;");
@@ -46,6 +47,9 @@ function table(rows) {
  */
 export function renderMarkdown(source, options = {}) {
   const lines = source.replace(/\s+$/, "").split("\n");
+  if (options.final && lines.length > 1 && /^\s*#{1,6}\s*$/.test(lines[lines.length - 1])) {
+    lines.pop(); // a heading cut before its text: nothing to show
+  }
   const last = lines.length - 1;
   if (options.final && /^\s*\|/.test(lines[last]) && !/\|\s*$/.test(lines[last])) {
     lines[last] += " |"; // a row cut before its closing pipe
