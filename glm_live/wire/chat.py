@@ -353,7 +353,7 @@ class Completion:
 
     def __repr__(self) -> str:
         # One line: the state, the size and the two latencies; the text is on .text.
-        state = f"finish_reason={self.finish_reason}" if self.done else "streaming"
+        state = f"finish_reason={self.finish_reason}" if self.done else "unfinished"
         tokens = (self.usage or {}).get("completion_tokens")
         size = f"{tokens} tokens" if tokens is not None else f"{self.chunks} chunks"
         ttft, e2e = self.timings.ttft, self.timings.e2e
@@ -367,7 +367,7 @@ class Completion:
     def _repr_html_(self) -> str:
         usage = self.usage or {}
         rows: list[tuple[str, object]] = [
-            ("status", "done" if self.done else "streaming"),
+            ("status", "done" if self.done else "unfinished (streaming, or cut off)"),
             ("finish_reason", self.finish_reason or "–"),
             ("model", self.model or "–"),
             (
