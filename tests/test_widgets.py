@@ -243,13 +243,14 @@ def _agent(name: str, status: str, started: float, finished: float | None, **kw:
 
 
 def test_agent_board_shows_ended_agents_with_stopped_clocks_and_the_report() -> None:
-    run = RunState(status="cancelled")
+    run = RunState(status="running")
     run.agents = {
         "a": _agent("a", "done", 100.0, 112.34, progress=1.0, message="## Done\n**All** good"),
         "b": _agent("b", "cancelled", 100.0, 104.0, progress=0.4, message="half **way"),
         "c": _agent("c", "error", 100.0, 101.5, progress=0.2, error="GLMError: boom"),
         "d": _agent("d", "running", 100.0, None, progress=0.4),  # left open by the runtime
     }
+    run.end("cancelled")  # ends the agent the runtime left open too
     with record_comms():
         board = AgentBoard()
         board.show(run)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import functools
 import json
 import re
-import time
 from collections.abc import Collection
 from typing import Any
 
@@ -23,15 +22,6 @@ from ...protocols.agui import RunState
 from ._base import LiveWidget, esm, static
 
 __all__ = ["AgentBoard", "plain_summary", "rounded"]
-
-#: A run's end statuses, and the agent status each gives an agent it left open.
-_RUN_END = {
-    "finished": "done",
-    "cancelled": "cancelled",
-    "error": "error",
-    "interrupted": "interrupted",
-}
-_AGENT_OPEN = ("pending", "running")
 
 _FENCE = re.compile(r"^\s*(```|~~~)")
 _TABLE_RULE = re.compile(r"^\s*\|?[\s:|-]+\|?\s*$")
@@ -141,28 +131,26 @@ class AgentBoard(LiveWidget):
 
     def show(self, run: RunState) -> None:
         """Bring the board up to ``run`` at the next flush."""
-        ended = _RUN_END.get(run.status)
-        now = time.time()
         # An agent's message is the tail of its text while it streams: summarize the whole
         # text (its beginning) when the run's messages have it.
         texts = {m.get("name"): m.get("content") for m in run.messages if m.get("name")}
         self.update(
             status=run.status,
             error=run.error or "",
-            agents=[_card(a, ended, now, texts.get(a.name)) for a in run.agents.values()],
+            agents=[_card(a, texts.get(a.name)) for a in run.agents.values()],
             state=json.dumps(rounded(run.state), indent=1, default=str)[:20_000],
             report=report_markdown(run.result, run.agents) if run.status == "finished" else "",
         )
 
 
-def _card(agent: Any, run_end: str | None, now: float, full: str | None = None) -> dict[str, Any]:
+def _card(agent: Any, full: str | None = None) -> dict[str, Any]:
+    # A run that ends ends its open agents too (RunState.end), so an ended agent has its
+    # finished_at: its time is fixed here, and only a running agent's clock counts (in JS).
     status = agent.status
-    if run_end is not None and status in _AGENT_OPEN:
-        status = run_end
     started, finished = agent.started_at, agent.finished_at
     elapsed = None
-    if started is not None and (finished is not None or status not in _AGENT_OPEN):
-        elapsed = round(max(0.0, (finished if finished is not None else now) - started), 1)
+    if started is not None and finished is not None:
+        elapsed = round(max(0.0, finished - started), 1)
     text = agent.error or agent.message
     if not agent.error and full and agent.message and full.endswith(agent.message):
         text = full
