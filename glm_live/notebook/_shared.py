@@ -37,9 +37,8 @@ def _key(options: dict[str, Any]) -> str:
 
 
 def _alive(handle: ServerHandle) -> bool:
-    # A runtime closed directly (session.runtime.close()) is replaced, not reused. ServerHandle
-    # has no public "running" yet (its repr reads the same thread).
-    return handle._thread.is_alive()
+    # A runtime closed directly (session.runtime.close()) is replaced, not reused.
+    return handle.running
 
 
 def acquire(options: dict[str, Any]) -> ServerHandle:

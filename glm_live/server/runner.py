@@ -255,8 +255,13 @@ class ServerHandle:
 
         asyncio.run_coroutine_threadsafe(revoke(), self._loop).result(timeout)
 
+    @property
+    def running(self) -> bool:
+        """Whether the runtime is still serving (not closed, its thread alive)."""
+        return self._thread.is_alive()
+
     def __repr__(self) -> str:
-        state = "running" if self._thread.is_alive() else "stopped"
+        state = "running" if self.running else "stopped"
         auth = "" if self.runtime.config.auth else " auth=off"
         return f"<glm_live runtime {self.url} backend={self.runtime.config.backend}{auth} {state}>"
 
