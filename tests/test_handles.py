@@ -333,3 +333,20 @@ def test_dashboard_counts_requests_made_before_the_panel_and_without_display() -
         session.chat("x", sim=FAST, display=False).wait(30)
         session.chat("x", sim=FAST, display=True).wait(30)
         wait_for(lambda: panel.dashboard.summary.get("requests") == 5)
+
+
+def test_a_runtime_closed_directly_is_replaced_not_reused() -> None:
+    first = glm_live.connect(hub=False, seed=4242)
+    runtime = first.runtime
+    assert runtime is not None and runtime.running
+    runtime.close()
+    assert not runtime.running
+    second = glm_live.connect(hub=False, seed=4242)
+    try:
+        assert second.runtime is not runtime and second.runtime is not None
+        assert second.runtime.running
+        completion = second.chat("hello", sim={"ttft_ms": 1, "itl_ms": 1, "tokens": 4}).wait(30)
+        assert completion.finish_reason == "stop"
+    finally:
+        second.close()
+        first.close()
