@@ -338,12 +338,14 @@ def test_dashboard_counts_requests_made_before_the_panel_and_without_display() -
 def test_a_runtime_closed_directly_is_replaced_not_reused() -> None:
     first = glm_live.connect(hub=False, seed=4242)
     runtime = first.runtime
-    assert runtime is not None and runtime.running
+    assert runtime is not None
+    assert runtime.running
     runtime.close()
     assert not runtime.running
     second = glm_live.connect(hub=False, seed=4242)
     try:
-        assert second.runtime is not runtime and second.runtime is not None
+        assert second.runtime is not None
+        assert second.runtime is not runtime
         assert second.runtime.running
         completion = second.chat("hello", sim={"ttft_ms": 1, "itl_ms": 1, "tokens": 4}).wait(30)
         assert completion.finish_reason == "stop"
