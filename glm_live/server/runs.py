@@ -31,7 +31,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from ..agents.core import Run, Workflow
-from ..protocols.agui import RunState, encode_event, event_dict
+from ..protocols.agui import PROGRESS, RunState, encode_event, event_dict
 from ..protocols.glm import GLMClient
 from ..wire.auth import Grant
 from ..wire.hub.access import read_refusal
@@ -102,7 +102,7 @@ class RunService:
             folded.apply(data)
             updated[0] = time.time_ns()
             self.hub.publish(room, data)
-            status = _agent_status(data, agents, run_input.run_id)
+            status = _agent_status(data, agents, run_input.run_id, folded)
             if status is not None:
                 self.hub.publish("agents", status)
 
@@ -192,9 +192,10 @@ class RunService:
 
 
 def _agent_status(
-    event: dict[str, Any], names: dict[str, str], run_id: str
+    event: dict[str, Any], names: dict[str, str], run_id: str, folded: RunState
 ) -> dict[str, Any] | None:
-    """A compact status line for the ``agents`` room, for the events that change one."""
+    """A compact status line for the ``agents`` room, for the events that change one
+    (``folded``: the run with ``event`` applied, where an activity delta's result is)."""
     kind = event["type"]
     if kind == "SUBAGENT_STARTED":
         names[event["subagentRunId"]] = event["name"]
@@ -207,14 +208,16 @@ def _agent_status(
         return {"run": run_id, "agent": agent, "status": "done"}
     if kind == "SUBAGENT_ERROR":
         return {"run": run_id, "agent": agent, "status": "error", "message": event["message"]}
-    if kind == "CUSTOM" and event.get("name") == "progress":
-        value = event.get("value") or {}
+    if kind in ("ACTIVITY_SNAPSHOT", "ACTIVITY_DELTA") and event["activityType"] == PROGRESS:
+        status = folded.agents.get(agent)
+        if status is None:
+            return None
         return {
             "run": run_id,
             "agent": agent,
             "status": "running",
-            "progress": value.get("fraction"),
-            "message": value.get("message"),
+            "progress": status.progress,
+            "message": status.message,
         }
     return None
 
