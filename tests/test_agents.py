@@ -745,3 +745,75 @@ async def test_cancelled_run_ends_cancelled_with_the_usage_of_its_finished_chats
             "cachedInputTokens": reported["prompt_tokens_details"]["cached_tokens"],
         }
     ]
+
+
+# --- discovery: GET /agents ---------------------------------------------------------------------
+
+
+def test_get_agents_lists_each_workflow_with_its_capabilities(session: Session) -> None:
+    from ag_ui.core import AgentCapabilities
+
+    flow = Workflow("lister", "Listed, never run.")
+    flow.add("only", lambda ctx: asyncio.sleep(0), description="Does nothing.")
+    assert session.embedded is not None
+    session.embedded.runtime.register(flow)
+
+    r = httpx.get(session.url + "/agents", headers=session.auth_headers)
+    assert r.status_code == 200
+    assert r.headers["content-type"] == "application/json"
+    body = r.json()
+    assert body["protocolVersion"] == PROTOCOL_VERSION
+    assert "version" in body
+    # CopilotKit's runtime-info shape: agents by id, each with its name and description.
+    assert {"account-review", "lister"} <= set(body["agents"])
+    review = body["agents"]["account-review"]
+    assert review["name"] == "account-review"
+    assert review["description"] == "Review a customer account: data, risk, report."
+    assert review["url"] == session.url + "/agents/account-review"
+    capabilities = AgentCapabilities.model_validate(review["capabilities"])  # AG-UI 1.0's shape
+    assert capabilities.identity is not None
+    assert capabilities.identity.name == "account-review"
+    assert capabilities.transport is not None
+    assert capabilities.transport.streaming is True
+    assert capabilities.state is not None
+    assert (capabilities.state.snapshots, capabilities.state.deltas) == (True, True)
+    assert capabilities.multi_agent is not None
+    subagents = capabilities.multi_agent.subagents or []
+    assert [a.name for a in subagents] == ["data-analyzer", "risk-assessor", "report-writer"]
+    assert all(a.description for a in subagents)
+    assert capabilities.human_in_the_loop is not None
+    assert capabilities.human_in_the_loop.interrupts is False  # not yet: an honest false
+    assert capabilities.custom == {"activityTypes": ["progress"]}
+    # The wire is camelCase, as every AG-UI object.
+    assert "multiAgent" in review["capabilities"]
+    assert "humanInTheLoop" in review["capabilities"]
+    lister = body["agents"]["lister"]
+    assert lister["capabilities"]["multiAgent"]["subagents"] == [
+        {"name": "only", "description": "Does nothing."}
+    ]
+
+    # One agent's entry, for a client that knows which one it wants.
+    r = httpx.get(session.url + "/agents/account-review", headers=session.auth_headers)
+    assert r.status_code == 200
+    assert r.json() == {"protocolVersion": PROTOCOL_VERSION, **review}
+    r = httpx.get(session.url + "/agents/nope", headers=session.auth_headers)
+    assert r.status_code == 404
+    assert "account-review" in r.json()["error"]["message"]
+
+
+def test_get_agents_needs_a_token_as_every_route_but_health(session: Session) -> None:
+    for path in ("/agents", "/agents/account-review"):
+        r = httpx.get(session.url + path)
+        assert r.status_code == 401
+        assert r.json()["error"]["code"] == "1001"
+        assert r.headers["www-authenticate"].startswith("Bearer")
+        r = httpx.get(session.url + path, headers={"Authorization": "Bearer not-a-token"})
+        assert r.status_code == 401
+    # Any valid token may list, as any may start a run: a scoped one too.
+    request = {"name": "lister-bob", "read": ["@lister-bob"], "write": [], "ttl_s": 60}
+    r = httpx.post(session.url + "/auth/tokens", json=request, headers=session.auth_headers)
+    assert r.status_code == 201, r.text
+    bob = {"Authorization": f"Bearer {r.json()['token']}"}
+    r = httpx.get(session.url + "/agents", headers=bob)
+    assert r.status_code == 200
+    assert "account-review" in r.json()["agents"]

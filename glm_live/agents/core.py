@@ -50,7 +50,12 @@ from ag_ui.core import (
     PROTOCOL_VERSION,
     ActivityDeltaEvent,
     ActivitySnapshotEvent,
+    AgentCapabilities,
     BaseEvent,
+    HumanInTheLoopCapabilities,
+    IdentityCapabilities,
+    MultiAgentCapabilities,
+    ReasoningCapabilities,
     ReasoningEndEvent,
     ReasoningMessageContentEvent,
     ReasoningMessageEndEvent,
@@ -62,12 +67,14 @@ from ag_ui.core import (
     RunFinishedOutcome,
     RunFinishedSuccessOutcome,
     RunStartedEvent,
+    StateCapabilities,
     StateDeltaEvent,
     StateSnapshotEvent,
     StepFinishedEvent,
     StepStartedEvent,
     SubagentErrorEvent,
     SubagentFinishedEvent,
+    SubagentInfo,
     SubagentStartedEvent,
     TextMessageContentEvent,
     TextMessageEndEvent,
@@ -77,6 +84,8 @@ from ag_ui.core import (
     ToolCallEndEvent,
     ToolCallResultEvent,
     ToolCallStartEvent,
+    ToolsCapabilities,
+    TransportCapabilities,
     aggregate_token_usage,
 )
 
@@ -160,6 +169,44 @@ class Workflow:
             return function
 
         return register
+
+    def capabilities(self, version: str | None = None) -> AgentCapabilities:
+        """What a run of this workflow can do, as AG-UI 1.0's :class:`AgentCapabilities`
+        (``version``: the runtime's, for ``identity.version``).
+
+        Declared from what :class:`Run` and :class:`AgentContext` do for every workflow:
+        SSE streaming; tool calls (the agents', ``ctx.call_tool`` and the model's; not the
+        tools a client sends in ``RunAgentInput.tools``); a state snapshot then JSON Patch
+        deltas, not kept between runs; the agents as subagents the run delegates to;
+        reasoning streamed when the model thinks; people who pause, resume, cancel and
+        answer agents mid-run (interventions, through the runtime's ``control:<runId>``
+        room); and progress as activity of type ``progress`` (``custom.activityTypes``).
+        ``humanInTheLoop.interrupts`` is ``false`` until runs end with an interrupt outcome.
+        """
+        return AgentCapabilities(
+            identity=IdentityCapabilities(
+                name=self.name,
+                type="glm_live",
+                description=self.description or None,
+                version=version,
+            ),
+            transport=TransportCapabilities(streaming=True),
+            tools=ToolsCapabilities(supported=True, client_provided=False),
+            state=StateCapabilities(snapshots=True, deltas=True, persistent_state=False),
+            multi_agent=MultiAgentCapabilities(
+                supported=True,
+                delegation=True,
+                subagents=[
+                    SubagentInfo(name=a.name, description=a.description.strip() or None)
+                    for a in self.agents.values()
+                ],
+            ),
+            reasoning=ReasoningCapabilities(supported=True, streaming=True),
+            human_in_the_loop=HumanInTheLoopCapabilities(
+                supported=True, interventions=True, interrupts=False
+            ),
+            custom={"activityTypes": [PROGRESS]},
+        )
 
     def ready(self, waiting: Iterable[str], done: AbstractSet[str]) -> list[str]:
         """Those of ``waiting`` whose dependencies are all in ``done``, in the order given.
