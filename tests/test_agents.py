@@ -817,3 +817,43 @@ def test_get_agents_needs_a_token_as_every_route_but_health(session: Session) ->
     r = httpx.get(session.url + "/agents", headers=bob)
     assert r.status_code == 200
     assert "account-review" in r.json()["agents"]
+
+
+async def test_usage_is_summed_per_model_and_reported_on_run_error_too() -> None:
+    flow = Workflow("two-models")
+
+    @flow.agent()
+    async def first(ctx: AgentContext) -> None:
+        # As AgentContext.chat does after each chat; here without a model to ask.
+        ctx.run.count_usage(
+            {
+                "prompt_tokens": 10,
+                "completion_tokens": 7,
+                "total_tokens": 17,
+                "prompt_tokens_details": {"cached_tokens": 4},
+                "completion_tokens_details": {"reasoning_tokens": 3},
+            },
+            "glm-4.6",
+        )
+        ctx.run.count_usage({"prompt_tokens": 5, "completion_tokens": 2}, "glm-4.6")
+        ctx.run.count_usage({"prompt_tokens": 1, "completion_tokens": 1}, "glm-4.5-air")
+        ctx.run.count_usage(None, "glm-4.6")  # a chat cut before its usage: nothing
+        raise RuntimeError("boom")
+
+    client = GLMClient(base_url="http://127.0.0.1:9/v1", api_key="")  # never called
+    events = [event_dict(e) async for e in Run(flow, client).events()]
+    await client.aclose()
+    check_run(events)
+    end = events[-1]
+    assert end["type"] == "RUN_ERROR"
+    assert end["usage"] == [
+        {
+            "model": "glm-4.6",
+            "inputTokens": 15,
+            "outputTokens": 9,
+            "totalTokens": 24,
+            "reasoningTokens": 3,  # the second call did not report any: it adds nothing
+            "cachedInputTokens": 4,
+        },
+        {"model": "glm-4.5-air", "inputTokens": 1, "outputTokens": 1, "totalTokens": 2},
+    ]

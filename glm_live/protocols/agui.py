@@ -101,7 +101,9 @@ def token_usage(usage: Mapping[str, Any] | None, model: str | None = None) -> To
         return None
 
     def count(value: Any) -> int | None:
-        ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+        # A count AG-UI cannot carry (negative, not whole, past JSON's safe integers) is
+        # dropped here: TokenUsage would refuse it at the run's very last event.
+        ok = isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**53
         return value if ok else None
 
     def detail(group: str, key: str) -> int | None:
