@@ -1,10 +1,16 @@
 """AG-UI's ordering rules, as the TypeScript client enforces them (``verify.ts``), plus the
-subagent rules, for checking a whole run's event stream."""
+subagent rules and AG-UI 1.0's lifecycle and activity rules, for checking a whole run's event
+stream. Every event is first validated by ``ag_ui.core`` (:func:`parse_event`)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from typing import Any
+
+from ag_ui.core import PROTOCOL_VERSION
+from pydantic import ValidationError
+
+from glm_live.protocols.agui import parse_event
 
 
 class OrderingError(AssertionError):
@@ -12,7 +18,9 @@ class OrderingError(AssertionError):
 
 
 def check_run(events: Iterable[Mapping[str, Any]]) -> None:
-    """Raise :class:`OrderingError` at the first event that breaks a rule."""
+    """Raise :class:`OrderingError` at the first event that breaks a rule (or that
+    ``ag_ui.core`` does not accept)."""
+    activities: set[str] = set()
     messages: set[str] = set()
     calls: set[str] = set()
     steps: set[str] = set()
@@ -26,6 +34,10 @@ def check_run(events: Iterable[Mapping[str, Any]]) -> None:
         def fail(why: str, kind: str = kind, index: int = index) -> None:
             raise OrderingError(f"event {index} ({kind}): {why}")
 
+        try:
+            parse_event(dict(event))
+        except ValidationError as exc:
+            fail(f"not a valid AG-UI {PROTOCOL_VERSION} event: {exc.errors()[0]['msg']}")
         if index == 0 and kind != "RUN_STARTED":
             fail("the first event must be RUN_STARTED")
         if ended == "RUN_ERROR":
@@ -33,11 +45,22 @@ def check_run(events: Iterable[Mapping[str, Any]]) -> None:
         if ended == "RUN_FINISHED" and kind != "RUN_STARTED":
             fail("only a new RUN_STARTED may follow RUN_FINISHED")
         if kind == "RUN_STARTED":
+            # 1.0: "an implementation of this version MUST send its declaration".
+            if event.get("protocolVersion") != PROTOCOL_VERSION:
+                fail(f"RUN_STARTED must declare protocolVersion {PROTOCOL_VERSION!r}")
             ended = None
         elif kind in ("RUN_FINISHED", "RUN_ERROR"):
             if kind == "RUN_FINISHED" and (messages or calls or steps or reasoning):
                 fail(f"open at the end: messages {messages}, tool calls {calls}, steps {steps}")
+            outcome = (event.get("outcome") or {}).get("type", "success")
+            if kind == "RUN_FINISHED" and outcome != "success" and "result" in event:
+                fail(f"a run that ends {outcome} produced no result")
             ended = kind
+        elif kind == "ACTIVITY_SNAPSHOT":
+            activities.add(event["messageId"])
+        elif kind == "ACTIVITY_DELTA":
+            if event["messageId"] not in activities:
+                fail("a producer MUST NOT send a delta for an activity without a snapshot")
         elif kind == "TEXT_MESSAGE_START":
             if event["messageId"] in messages:
                 fail("a message with this id is already open")

@@ -62,6 +62,8 @@ def refused(response: httpx.Response, status: int, code: str) -> str:
         ("POST", "/v1/chat/completions", CHAT),
         ("POST", "/api/paas/v4/chat/completions", CHAT),
         ("POST", "/agents/account-review", agui_body("anon-run")),
+        ("GET", "/agents", None),
+        ("GET", "/agents/account-review", None),
         ("GET", "/runs/anon-run", None),
         ("GET", "/metrics", None),
         ("POST", "/auth/tokens", {"name": "bob"}),

@@ -279,14 +279,21 @@ def test_404_is_json_and_lists_the_routes(runtime: ServerHandle) -> None:
     error = r.json()["error"]
     assert error["code"] == "404"
     assert "GET /v2/nothing" in error["message"]
-    for route in ("POST /v1/chat/completions", "POST /agents/{name}", "GET /health", "/ws"):
+    for route in (
+        "POST /v1/chat/completions",
+        "GET/POST /agents/{name}",
+        "GET /agents",
+        "GET /health",
+        "/ws",
+    ):
         assert route in error["message"]
 
 
 def test_405_is_json_with_allow(runtime: ServerHandle) -> None:
-    r = httpx.get(runtime.url + "/agents/account-review", headers=runtime.headers)
+    # GET describes an agent, POST runs it: nothing else.
+    r = httpx.delete(runtime.url + "/agents/account-review", headers=runtime.headers)
     assert r.status_code == 405
-    assert r.headers["allow"] == "POST"
+    assert set(r.headers["allow"].replace(" ", "").split(",")) == {"GET", "HEAD", "POST"}
     assert r.json()["error"]["code"] == "405"
     assert "POST" in r.json()["error"]["message"]
     r = httpx.get(runtime.base_url + "/chat/completions", headers=runtime.headers)

@@ -74,9 +74,11 @@ def review(handle: ServerHandle, sim: dict[str, Any], **inputs: Any) -> Review:
             for sse in decoder.feed(piece):
                 event = json.loads(sse.data)
                 folded.apply(event)
-                if event["type"] == "CUSTOM" and event["name"] == "progress":
-                    summaries[event["value"]["agent"]] = event["value"]["message"]
     assert folded.status == "finished", folded.error
+    # Each agent's last progress message, as its progress activity ended up.
+    for activity in folded.activities.values():
+        if activity["activityType"] == "progress":
+            summaries[activity["content"]["agent"]] = activity["content"]["message"]
     texts: dict[str, str] = {}
     for message in folded.messages:
         if message["name"] != "orchestrator":

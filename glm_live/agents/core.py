@@ -5,12 +5,29 @@ with dependencies (``after=[...]``): agents without a pending dependency run in 
 chain is a sequence and a fan-in is a DAG. :class:`Run` executes one; every step of it becomes
 an AG-UI event handed to ``emit``:
 
-``RUN_STARTED``, ``STATE_SNAPSHOT``, the orchestrator's plan (a step and a text message), then
-per agent ``SUBAGENT_STARTED``, its steps, messages (``TEXT_MESSAGE_*``, ``REASONING_*``), tool
-calls (``TOOL_CALL_*``), progress (``CUSTOM progress``) and state changes (``STATE_DELTA``, RFC
+``RUN_STARTED`` (with ``protocolVersion``: AG-UI 1.0 makes a producer declare it),
+``STATE_SNAPSHOT``, the orchestrator's plan (a step and a text message), then per agent
+``SUBAGENT_STARTED``, its steps, messages (``TEXT_MESSAGE_*``, ``REASONING_*``), tool calls
+(``TOOL_CALL_*``), progress (one activity message of type ``progress`` per agent:
+``ACTIVITY_SNAPSHOT`` first, ``ACTIVITY_DELTA`` after) and state changes (``STATE_DELTA``, RFC
 6902), then ``SUBAGENT_FINISHED`` or ``SUBAGENT_ERROR``; finally the orchestrator's report and
-``RUN_FINISHED`` (``outcome: cancelled`` when cancelled) or ``RUN_ERROR``. Anything still open
-(a message, a tool call, a step) is closed before the run ends, as AG-UI's ordering rules need.
+``RUN_FINISHED`` or ``RUN_ERROR``. Anything still open (a message, a tool call, a step) is
+closed before the run ends, as AG-UI's ordering rules need.
+
+How a run ends (:meth:`Run._finish` is the one place a ``RUN_FINISHED`` is made):
+
+==================  ==========================================================
+what happened       terminal event
+==================  ==========================================================
+every agent done    ``RUN_FINISHED``, outcome ``success``, ``result`` by agent
+cancelled           ``RUN_FINISHED``, outcome ``cancelled`` (no result)
+an agent failed     ``RUN_ERROR`` code ``agent_failed``
+==================  ==========================================================
+
+Each carries ``usage``: the run's model calls (every ``ctx.chat`` of its agents) summed per
+model as AG-UI :class:`~ag_ui.core.TokenUsage`, calls cut before their usage arrived left out.
+An ``interrupt`` outcome (a run that waits for a person, resumed by a new run) is not made
+yet; it is one more caller of :meth:`Run._finish`.
 
 An agent can be paused, resumed, cancelled or given human input (:meth:`Run.control`): it waits
 at its next checkpoint (every context call is one).
@@ -30,8 +47,15 @@ from typing import Any
 
 import jsonpatch
 from ag_ui.core import (
+    PROTOCOL_VERSION,
+    ActivityDeltaEvent,
+    ActivitySnapshotEvent,
+    AgentCapabilities,
     BaseEvent,
-    CustomEvent,
+    HumanInTheLoopCapabilities,
+    IdentityCapabilities,
+    MultiAgentCapabilities,
+    ReasoningCapabilities,
     ReasoningEndEvent,
     ReasoningMessageContentEvent,
     ReasoningMessageEndEvent,
@@ -40,25 +64,33 @@ from ag_ui.core import (
     RunErrorEvent,
     RunFinishedCancelledOutcome,
     RunFinishedEvent,
+    RunFinishedOutcome,
+    RunFinishedSuccessOutcome,
     RunStartedEvent,
+    StateCapabilities,
     StateDeltaEvent,
     StateSnapshotEvent,
     StepFinishedEvent,
     StepStartedEvent,
     SubagentErrorEvent,
     SubagentFinishedEvent,
+    SubagentInfo,
     SubagentStartedEvent,
     TextMessageContentEvent,
     TextMessageEndEvent,
     TextMessageStartEvent,
+    TokenUsage,
     ToolCallArgsEvent,
     ToolCallEndEvent,
     ToolCallResultEvent,
     ToolCallStartEvent,
+    ToolsCapabilities,
+    TransportCapabilities,
+    aggregate_token_usage,
 )
 
 from ..errors import GlmLiveError
-from ..protocols.agui import PROGRESS
+from ..protocols.agui import PROGRESS, token_usage
 from ..protocols.glm import Completion, GLMClient
 
 __all__ = ["Agent", "AgentContext", "Run", "Workflow", "WorkflowError"]
@@ -138,6 +170,44 @@ class Workflow:
 
         return register
 
+    def capabilities(self, version: str | None = None) -> AgentCapabilities:
+        """What a run of this workflow can do, as AG-UI 1.0's :class:`AgentCapabilities`
+        (``version``: the runtime's, for ``identity.version``).
+
+        Declared from what :class:`Run` and :class:`AgentContext` do for every workflow:
+        SSE streaming; tool calls (the agents', ``ctx.call_tool`` and the model's; not the
+        tools a client sends in ``RunAgentInput.tools``); a state snapshot then JSON Patch
+        deltas, not kept between runs; the agents as subagents the run delegates to;
+        reasoning streamed when the model thinks; people who pause, resume, cancel and
+        answer agents mid-run (interventions, through the runtime's ``control:<runId>``
+        room); and progress as activity of type ``progress`` (``custom.activityTypes``).
+        ``humanInTheLoop.interrupts`` is ``false`` until runs end with an interrupt outcome.
+        """
+        return AgentCapabilities(
+            identity=IdentityCapabilities(
+                name=self.name,
+                type="glm_live",
+                description=self.description or None,
+                version=version,
+            ),
+            transport=TransportCapabilities(streaming=True),
+            tools=ToolsCapabilities(supported=True, client_provided=False),
+            state=StateCapabilities(snapshots=True, deltas=True, persistent_state=False),
+            multi_agent=MultiAgentCapabilities(
+                supported=True,
+                delegation=True,
+                subagents=[
+                    SubagentInfo(name=a.name, description=a.description.strip() or None)
+                    for a in self.agents.values()
+                ],
+            ),
+            reasoning=ReasoningCapabilities(supported=True, streaming=True),
+            human_in_the_loop=HumanInTheLoopCapabilities(
+                supported=True, interventions=True, interrupts=False
+            ),
+            custom={"activityTypes": [PROGRESS]},
+        )
+
     def ready(self, waiting: Iterable[str], done: AbstractSet[str]) -> list[str]:
         """Those of ``waiting`` whose dependencies are all in ``done``, in the order given.
 
@@ -192,6 +262,8 @@ class AgentContext:
         self.name = agent.name
         self.id = subagent_run_id
         self._control = control
+        # The agent's progress activity as last sent (None: no snapshot yet).
+        self._activity: dict[str, Any] | None = None
 
     @property
     def inputs(self) -> dict[str, Any]:
@@ -229,14 +301,35 @@ class AgentContext:
             self._emit(StepFinishedEvent(step_name=step))
 
     async def progress(self, fraction: float, message: str = "") -> None:
-        """Report progress, 0 to 1, with a short message."""
+        """Report progress, 0 to 1, with a short message.
+
+        Goes out as the agent's ``progress`` activity message (id ``progress-<subagent run
+        id>``, content ``{"agent", "fraction", "message"}``): an ``ACTIVITY_SNAPSHOT`` the
+        first time, then an ``ACTIVITY_DELTA`` with what changed (nothing when nothing did).
+        """
         await self.checkpoint()
-        fraction = min(1.0, max(0.0, float(fraction)))
-        self._emit(
-            CustomEvent(
-                name=PROGRESS, value={"agent": self.name, "fraction": fraction, "message": message}
+        content = {
+            "agent": self.name,
+            "fraction": min(1.0, max(0.0, float(fraction))),
+            "message": message,
+        }
+        message_id = f"{PROGRESS}-{self.id}"
+        if self._activity is None:
+            self._emit(
+                ActivitySnapshotEvent(
+                    message_id=message_id, activity_type=PROGRESS, content=dict(content)
+                )
             )
-        )
+        else:
+            operations = jsonpatch.make_patch(self._activity, content).patch
+            if not operations:
+                return
+            self._emit(
+                ActivityDeltaEvent.model_validate(
+                    {"messageId": message_id, "activityType": PROGRESS, "patch": operations}
+                )
+            )
+        self._activity = content
 
     async def update(self, changes: Mapping[str, Any]) -> None:
         """Merge ``changes`` into the shared state's top level (sent as a JSON Patch)."""
@@ -314,6 +407,7 @@ class AgentContext:
                 await self.checkpoint()
         finally:
             await stream.aclose()
+            self.run.count_usage(stream.completion.usage, stream.completion.model)
             if reasoning_id is not None:
                 self._close_reasoning(reasoning_id)
             if text_open:
@@ -396,6 +490,8 @@ class Run:
         self._queue: asyncio.Queue[BaseEvent] | None = None
         self._main: asyncio.Task[Any] | None = None
         self.finished = False
+        #: Token usage of each model call so far (summed per model at the run's end).
+        self.calls: list[TokenUsage] = []
 
     # -- for the run's agents (their AgentContext) and the run itself ---------------------------
 
@@ -428,6 +524,19 @@ class Run:
             if subagent_run_id is not None:
                 event.subagent_run_id = subagent_run_id
             self.emit(event)
+
+    def count_usage(self, usage: dict[str, Any] | None, model: str | None = None) -> None:
+        """Add one model call's usage (OpenAI/GLM ``usage``) to the run's: meant for
+        :meth:`AgentContext.chat`, and for agents that call a model some other way. A call
+        that reported no usage adds nothing."""
+        entry = token_usage(usage, model)
+        if entry is not None:
+            self.calls.append(entry)
+
+    @property
+    def usage(self) -> list[TokenUsage] | None:
+        """The run's usage so far, one entry per model; ``None`` before any call reported."""
+        return aggregate_token_usage(self.calls) or None
 
     def deliver(self, agent: str, message: Any) -> None:
         """Put ``message`` in ``agent``'s inbox (it reads it with :meth:`AgentContext.receive`).
@@ -491,7 +600,11 @@ class Run:
     async def execute(self) -> Any:
         """Run to the end; returns the results by agent. Cancelling this cancels every agent
         and ends the stream with ``RUN_FINISHED`` (outcome ``cancelled``)."""
-        self.emit(RunStartedEvent(thread_id=self.thread_id, run_id=self.run_id))
+        self.emit(
+            RunStartedEvent(
+                thread_id=self.thread_id, run_id=self.run_id, protocol_version=PROTOCOL_VERSION
+            )
+        )
         self.emit(StateSnapshotEvent(snapshot=copy.deepcopy(self.state)))
         try:
             waves = self.workflow.order()
@@ -532,12 +645,7 @@ class Run:
                 self._finish_error(f"agents did not finish: {', '.join(failed)}", "agent_failed")
                 return self.results
             self._orchestrate("report", f"All {len(self.results)} agents finished.")
-            self.emit(
-                RunFinishedEvent(
-                    thread_id=self.thread_id, run_id=self.run_id, result=_jsonable(self.results)
-                )
-            )
-            self.finished = True
+            self._finish(RunFinishedSuccessOutcome(), _jsonable(self.results))
             return self.results
         except asyncio.CancelledError:
             for task in self._tasks.values():
@@ -546,21 +654,29 @@ class Run:
                 await asyncio.gather(*self._tasks.values(), return_exceptions=True)
             # Every agent has ended, and its steps, messages and tool calls were closed as
             # it unwound (the context's finally blocks): nothing is left open here.
-            self.emit(
-                RunFinishedEvent(
-                    thread_id=self.thread_id,
-                    run_id=self.run_id,
-                    outcome=RunFinishedCancelledOutcome(),
-                )
-            )
-            self.finished = True
+            self._finish(RunFinishedCancelledOutcome())
             raise
         except Exception as exc:
             self._finish_error(f"{type(exc).__name__}: {exc}", "orchestrator")
             raise
 
+    def _finish(self, outcome: RunFinishedOutcome, result: Any = None) -> None:
+        """End the run with ``RUN_FINISHED``: ``outcome`` (success with its ``result``,
+        cancelled, or, once runs can wait for a person, an interrupt with what they wait
+        for) and the run's usage. Nothing may be open: the callers close it first."""
+        self.emit(
+            RunFinishedEvent(
+                thread_id=self.thread_id,
+                run_id=self.run_id,
+                result=result,
+                outcome=outcome,
+                usage=self.usage,
+            )
+        )
+        self.finished = True
+
     def _finish_error(self, message: str, code: str) -> None:
-        self.emit(RunErrorEvent(message=message, code=code))
+        self.emit(RunErrorEvent(message=message, code=code, usage=self.usage))
         self.finished = True
 
     def _orchestrate(self, step: str, text: str) -> None:

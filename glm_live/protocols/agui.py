@@ -7,8 +7,16 @@ and RFC 6902 ``STATE_DELTA`` patches (a failed patch is counted and skipped; the
 resynchronises, as AG-UI clients do), one :class:`AgentStatus` per subagent (status, progress,
 current step, last message, timings), and the messages.
 
-Progress travels as ``CUSTOM`` events named ``progress`` with ``{"fraction", "message"}``,
-attributed to the subagent by ``subagentRunId``.
+Progress travels as AG-UI 1.0 activity: one activity message of type ``progress`` per agent
+invocation, created by an ``ACTIVITY_SNAPSHOT`` (content ``{"agent", "fraction", "message"}``)
+and amended by ``ACTIVITY_DELTA`` (RFC 6902 patches against that content), attributed to the
+subagent by ``subagentRunId``. Both fold into the agent's :attr:`AgentStatus.progress` and
+:attr:`AgentStatus.message`; so does the ``CUSTOM`` event named ``progress`` that runtimes
+before 1.0 sent, so a client still reads their runs.
+
+``RUN_STARTED`` carries the producer's ``protocolVersion`` (:attr:`RunState.protocol_version`);
+``RUN_FINISHED`` and ``RUN_ERROR`` carry the run's token ``usage``, one entry per model
+(:attr:`RunState.usage`; :func:`token_usage` maps a chat completion's usage to an entry).
 
 How a run ends (one method, :meth:`RunState.end`, whoever ends it):
 
@@ -35,7 +43,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import jsonpatch
-from ag_ui.core import BaseEvent, Event
+from ag_ui.core import BaseEvent, Event, TokenUsage
 from pydantic import TypeAdapter
 
 from ..wire._html import table
@@ -49,9 +57,11 @@ __all__ = [
     "encode_event",
     "event_dict",
     "parse_event",
+    "token_usage",
 ]
 
-#: Name of the CUSTOM event that carries an agent's progress.
+#: The ``activityType`` of an agent's progress activity (and, before AG-UI 1.0, the name of
+#: the ``CUSTOM`` event that carried it).
 PROGRESS = "progress"
 
 _EVENTS: TypeAdapter[Any] = TypeAdapter(Event)
@@ -75,6 +85,48 @@ def event_dict(event: BaseEvent) -> dict[str, Any]:
 def encode_event(event: BaseEvent) -> bytes:
     """The event as one SSE frame, as AG-UI's encoder writes it."""
     return encode(event.model_dump_json(by_alias=True, exclude_none=True))
+
+
+def token_usage(usage: Mapping[str, Any] | None, model: str | None = None) -> TokenUsage | None:
+    """One model call's usage (OpenAI/GLM ``usage``) as an AG-UI :class:`TokenUsage`.
+
+    GLM counts as OpenAI does, which is also AG-UI's accounting: ``prompt_tokens`` includes
+    the cached ones (``prompt_tokens_details.cached_tokens``), ``completion_tokens`` the
+    reasoning ones (``completion_tokens_details.reasoning_tokens``), so every count passes
+    through as it is; the total is computed (input plus output), as the spec allows. ``None``
+    when the call reported no count (a stream cut before its usage arrived): no entry rather
+    than zeros, which would read as a measured zero.
+    """
+    if not usage:
+        return None
+
+    def count(value: Any) -> int | None:
+        # A count AG-UI cannot carry (negative, not whole, past JSON's safe integers) is
+        # dropped here: TokenUsage would refuse it at the run's very last event.
+        ok = isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**53
+        return value if ok else None
+
+    def detail(group: str, key: str) -> int | None:
+        details = usage.get(group)
+        return count(details.get(key)) if isinstance(details, Mapping) else None
+
+    prompt, completion = count(usage.get("prompt_tokens")), count(usage.get("completion_tokens"))
+    counts = {
+        "input_tokens": prompt,
+        "output_tokens": completion,
+        "total_tokens": (
+            prompt + completion
+            if prompt is not None and completion is not None
+            else count(usage.get("total_tokens"))
+        ),
+        "reasoning_tokens": detail("completion_tokens_details", "reasoning_tokens"),
+        "cached_input_tokens": detail("prompt_tokens_details", "cached_tokens"),
+    }
+    if all(value is None for value in counts.values()):
+        return None
+    return TokenUsage.model_validate(
+        {"model": model, **{k: v for k, v in counts.items() if v is not None}}
+    )
 
 
 @dataclass
@@ -133,6 +185,14 @@ class RunState:
     error: str | None = None
     events: int = 0
     patch_failures: int = 0
+    #: The ``protocolVersion`` the producer declared on ``RUN_STARTED`` (``None``: before 1.0).
+    protocol_version: str | None = None
+    #: The ``outcome`` of ``RUN_FINISHED`` (wire JSON; ``None`` until then, or if absent).
+    outcome: dict[str, Any] | None = None
+    #: Token usage of the run, one entry per model (wire JSON), from its terminal event.
+    usage: list[dict[str, Any]] = field(default_factory=list)
+    #: Activity messages by ``messageId``: ``{"activityType", "content"}``.
+    activities: dict[str, dict[str, Any]] = field(default_factory=dict)
     _by_run: dict[str, AgentStatus] = field(default_factory=dict, repr=False)
     _open: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
 
@@ -144,12 +204,16 @@ class RunState:
         agent = self._by_run.get(e.get("subagentRunId") or "")
         if kind == "RUN_STARTED":
             self.run_id, self.thread_id = e.get("runId"), e.get("threadId")
+            self.protocol_version = e.get("protocolVersion")
             self.status = "running"
         elif kind == "RUN_FINISHED":
             self.result = e.get("result")
-            cancelled = (e.get("outcome") or {}).get("type") == "cancelled"
+            self.outcome = e.get("outcome")
+            self.usage = list(e.get("usage") or [])
+            cancelled = (self.outcome or {}).get("type") == "cancelled"
             self.end("cancelled" if cancelled else "finished")
         elif kind == "RUN_ERROR":
+            self.usage = list(e.get("usage") or [])
             self.end("error", e.get("message"))
         elif kind == "STATE_SNAPSHOT":
             self.state = copy.deepcopy(e.get("snapshot"))
@@ -165,6 +229,8 @@ class RunState:
             status.run_id = e.get("subagentRunId")
             self.agents[name] = status
             self._by_run[status.run_id or ""] = status
+        elif kind in ("ACTIVITY_SNAPSHOT", "ACTIVITY_DELTA"):
+            self._apply_activity(kind, e)
         elif agent is not None and kind in _AGENT_EVENTS:
             self._apply_agent(agent, kind, e)
         if kind == "TEXT_MESSAGE_START":
@@ -200,9 +266,45 @@ class RunState:
         elif kind == "STEP_FINISHED":
             agent.step = None
         elif kind == "CUSTOM" and e.get("name") == PROGRESS:
-            value = e.get("value") or {}
-            agent.progress = float(value.get("fraction", agent.progress))
-            agent.message = str(value.get("message", agent.message))
+            # Runtimes before AG-UI 1.0 sent progress this way.
+            _progress(agent, e.get("value") or {})
+
+    def _apply_activity(self, kind: str, e: Mapping[str, Any]) -> None:
+        """Fold an activity event into :attr:`activities`, and a ``progress`` activity into
+        its agent (by ``subagentRunId``, else by the content's ``agent`` name).
+
+        As the spec says: a snapshot creates or (unless ``replace: false``) replaces its
+        message; a delta for an unknown message, or one whose patch does not apply, is
+        skipped (the latter counted in :attr:`patch_failures`); the next snapshot repairs.
+        """
+        message_id = str(e.get("messageId"))
+        activity = self.activities.get(message_id)
+        if kind == "ACTIVITY_SNAPSHOT":
+            if activity is None or e.get("replace") is not False:  # absent means replace
+                activity = {
+                    "activityType": e.get("activityType"),
+                    "content": copy.deepcopy(e.get("content") or {}),
+                }
+                self.activities[message_id] = activity
+        elif activity is None:
+            return
+        else:
+            try:
+                activity["content"] = jsonpatch.apply_patch(
+                    activity["content"], e.get("patch") or []
+                )
+            except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException):
+                self.patch_failures += 1
+                return
+            activity["activityType"] = e.get("activityType")  # a delta may retype
+        if activity["activityType"] != PROGRESS or not isinstance(activity["content"], dict):
+            return
+        content = activity["content"]
+        agent = self._by_run.get(e.get("subagentRunId") or "") or self.agents.get(
+            str(content.get("agent"))
+        )
+        if agent is not None:
+            _progress(agent, content)
 
     def end(self, status: str, error: str | None = None) -> bool:
         """End the run with ``status`` (``finished``, ``cancelled``, ``error`` or
@@ -267,6 +369,12 @@ class RunState:
             grid=grid,
             footer=_report_head(self),
         )
+
+
+def _progress(agent: AgentStatus, value: Mapping[str, Any]) -> None:
+    """Set an agent's progress and message from a progress payload (fraction, message)."""
+    agent.progress = float(value.get("fraction", agent.progress))
+    agent.message = str(value.get("message", agent.message))
 
 
 def _report_head(run: RunState, lines: int = 6) -> str:

@@ -130,7 +130,9 @@ class Runtime:
             Route("/health", self._health, methods=["GET"]),
             Route("/metrics", self._metrics, methods=["GET"]),
             WebSocketRoute("/ws", self.hub.endpoint),
-            Route("/agents/{name}", self.runs.endpoint, methods=["POST"]),
+            Route("/agents", self.runs.listing, methods=["GET"]),
+            # One route for both methods, so that a 405 there allows both.
+            Route("/agents/{name}", self.runs.agent_route, methods=["GET", "POST"]),
             Route("/runs/{run_id}", self.runs.status, methods=["GET"]),
             Route("/auth/tokens", tokens.tokens, methods=["POST"]),
             Route("/auth/revoke", tokens.revoke, methods=["POST"]),

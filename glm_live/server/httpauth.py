@@ -10,6 +10,7 @@ Route                  Who
 =====================  ==========================================================
 chat completions       any valid token (admin or scoped)
 ``POST /agents/{n}``   any valid token; the caller owns the run it starts
+``GET /agents[/{n}]``  any valid token (the workflows served, their capabilities)
 ``GET /runs/{id}``     the run's owner, the admin, a token reading ``run:<id>``
 ``POST /auth/ws-ticket``  any valid token
 ``POST /auth/tokens``  the admin

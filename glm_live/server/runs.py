@@ -1,4 +1,5 @@
-"""``POST /agents/{name}``: run a registered workflow, AG-UI over SSE out.
+"""``POST /agents/{name}``: run a registered workflow, AG-UI over SSE out; ``GET /agents``:
+the workflows served, with their AG-UI capabilities.
 
 The body is an AG-UI ``RunAgentInput`` (camelCase JSON), so a CopilotKit ``HttpAgent`` can
 drive it. The run's inputs are ``forwardedProps.inputs`` (plus ``prompt``: the last user
@@ -10,6 +11,13 @@ published to ``control:<runId>`` (``{"command": "pause" | "resume" | "cancel" | 
 cancelled: its agents stop on the server. A run that stays silent (an agent waiting for a
 person) gets an SSE comment every ``sse_keepalive_s`` seconds (:mod:`.keepalive`).
 
+Discovery: ``GET /agents`` answers in the shape of CopilotKit's runtime info (``GET
+<runtime>/info``: ``{"version", "agents": {id: {"name", "description", ...}}}``, the map a
+CopilotKit frontend reads to list agents), each agent with what a client needs to drive it
+remotely: its ``url`` (for a CopilotKit ``HttpAgent``) and its AG-UI 1.0 ``capabilities``
+(:meth:`~glm_live.agents.core.Workflow.capabilities`); ``protocolVersion`` says which AG-UI the
+runs speak. ``GET /agents/{name}`` answers one agent's entry. Both need any valid token.
+
 Who may do what: the identity that starts a run (the caller's token's name) owns it: only it
 and the admin command it through ``control:<runId>`` (the hub's rule), and ``GET
 /runs/{id}`` answers it, the admin, and tokens reading ``run:<id>``; to anyone else the run
@@ -20,18 +28,19 @@ running now, is refused with 409.
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import json
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from ag_ui.core import BaseEvent, RunAgentInput
+from ag_ui.core import PROTOCOL_VERSION, BaseEvent, RunAgentInput
 from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from ..agents.core import Run, Workflow
-from ..protocols.agui import RunState, encode_event, event_dict
+from ..protocols.agui import PROGRESS, RunState, encode_event, event_dict
 from ..protocols.glm import GLMClient
 from ..wire.auth import Grant
 from ..wire.hub.access import read_refusal
@@ -42,6 +51,11 @@ from .hub.store import HubStoreError
 from .keepalive import with_keepalive
 
 __all__ = ["RunService"]
+
+try:
+    _VERSION: str | None = importlib.metadata.version("glm_live")
+except importlib.metadata.PackageNotFoundError:  # run from a source tree, not installed
+    _VERSION = None
 
 
 class RunService:
@@ -66,6 +80,44 @@ class RunService:
         self.runs: dict[str, Run] = {}
         # Folded state of recent runs and their owners, for GET /runs/{id} (HTTP polling).
         self.states: dict[str, tuple[RunState, list[int], str]] = {}
+
+    def describe(self, name: str, base_url: str) -> dict[str, Any]:
+        """One workflow's entry in ``GET /agents`` (``base_url``: where the caller reached
+        the runtime, for the agent's ``url``)."""
+        workflow = self.workflows[name]
+        capabilities = workflow.capabilities(_VERSION)
+        return {
+            "name": name,
+            "description": workflow.description,
+            "url": f"{base_url.rstrip('/')}/agents/{name}",
+            "capabilities": capabilities.model_dump(mode="json", by_alias=True, exclude_none=True),
+        }
+
+    async def listing(self, request: Request) -> Response:
+        """``GET /agents``: every workflow served, as CopilotKit's runtime info lists agents."""
+        base = str(request.base_url)
+        body = {
+            "version": _VERSION,
+            "protocolVersion": PROTOCOL_VERSION,
+            "agents": {name: self.describe(name, base) for name in sorted(self.workflows)},
+        }
+        return Response(json.dumps(body), media_type="application/json")
+
+    async def agent_route(self, request: Request) -> Response:
+        """``/agents/{name}``: ``POST`` runs the workflow (:meth:`endpoint`), ``GET``
+        describes it (:meth:`agent`)."""
+        if request.method == "POST":
+            return await self.endpoint(request)
+        return await self.agent(request)
+
+    async def agent(self, request: Request) -> Response:
+        """``GET /agents/{name}``: one workflow's entry of :meth:`listing`."""
+        name = request.path_params["name"]
+        if name not in self.workflows:
+            known = ", ".join(sorted(self.workflows)) or "none"
+            return _error(404, "1211", f"no workflow named {name!r}; this runtime has: {known}")
+        body = {"protocolVersion": PROTOCOL_VERSION, **self.describe(name, str(request.base_url))}
+        return Response(json.dumps(body), media_type="application/json")
 
     async def endpoint(self, request: Request) -> Response:
         name = request.path_params["name"]
@@ -102,7 +154,7 @@ class RunService:
             folded.apply(data)
             updated[0] = time.time_ns()
             self.hub.publish(room, data)
-            status = _agent_status(data, agents, run_input.run_id)
+            status = _agent_status(data, agents, run_input.run_id, folded)
             if status is not None:
                 self.hub.publish("agents", status)
 
@@ -192,9 +244,10 @@ class RunService:
 
 
 def _agent_status(
-    event: dict[str, Any], names: dict[str, str], run_id: str
+    event: dict[str, Any], names: dict[str, str], run_id: str, folded: RunState
 ) -> dict[str, Any] | None:
-    """A compact status line for the ``agents`` room, for the events that change one."""
+    """A compact status line for the ``agents`` room, for the events that change one
+    (``folded``: the run with ``event`` applied, where an activity delta's result is)."""
     kind = event["type"]
     if kind == "SUBAGENT_STARTED":
         names[event["subagentRunId"]] = event["name"]
@@ -207,14 +260,16 @@ def _agent_status(
         return {"run": run_id, "agent": agent, "status": "done"}
     if kind == "SUBAGENT_ERROR":
         return {"run": run_id, "agent": agent, "status": "error", "message": event["message"]}
-    if kind == "CUSTOM" and event.get("name") == "progress":
-        value = event.get("value") or {}
+    if kind in ("ACTIVITY_SNAPSHOT", "ACTIVITY_DELTA") and event["activityType"] == PROGRESS:
+        status = folded.agents.get(agent)
+        if status is None:
+            return None
         return {
             "run": run_id,
             "agent": agent,
             "status": "running",
-            "progress": value.get("fraction"),
-            "message": value.get("message"),
+            "progress": status.progress,
+            "message": status.message,
         }
     return None
 
