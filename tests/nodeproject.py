@@ -123,3 +123,24 @@ def run(config: dict[str, Any], timeout: float = 60.0, folder: Path = FOLDER) ->
         command(config, folder), capture_output=True, text=True, timeout=timeout, check=False
     )
     return outcome(done.returncode, done.stdout, done.stderr)
+
+
+def bundle(entry: str, outfile: Path, folder: Path = FOLDER, timeout: float = 60.0) -> Path:
+    """``folder/entry`` and everything it imports, as one ES module for a browser (esbuild)."""
+    argv = [
+        str(folder / "node_modules" / ".bin" / "esbuild"),
+        str(folder / entry),
+        "--bundle",
+        "--format=esm",
+        "--platform=browser",
+        "--target=es2022",
+        "--log-level=warning",
+        f"--outfile={outfile}",
+    ]
+    done = subprocess.run(
+        argv, cwd=folder, capture_output=True, text=True, timeout=timeout, check=False
+    )
+    if done.returncode != 0:
+        msg = f"esbuild {entry} failed ({done.returncode}):\n{done.stderr[-3000:]}"
+        raise NodeMissing(msg)
+    return outfile

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import shutil
 import time
 import uuid
 from collections.abc import Iterator
@@ -229,3 +231,89 @@ def test_install_names_the_missing_tools(monkeypatch: pytest.MonkeyPatch, tmp_pa
     monkeypatch.setenv("PATH", str(tmp_path))  # neither node nor npm there
     with pytest.raises(nodeproject.NodeMissing, match=r"node and npm not found on the PATH"):
         nodeproject.install(tmp_path)
+
+
+# --- in a browser: a page on another origin runs the agent and draws it -----------------------
+
+APP = "https://app.example"
+PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>glm_live agents</title>
+<script type="module" src="/agui_page.js"></script></head>
+<body style="margin:0;background:#eef1f5"><main id="root"></main></body></html>"""
+
+
+@pytest.fixture(scope="module")
+def page_bundle(node_project: Path, tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    out = tmp_path_factory.mktemp("bundle") / "agui_page.js"
+    try:
+        return nodeproject.bundle("agui_page.mjs", out, node_project).read_bytes()
+    except nodeproject.NodeMissing as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+@pytest.mark.browser
+def test_a_page_on_another_origin_runs_the_agent_with_the_official_client(
+    page_bundle: bytes, tmp_path: Path
+) -> None:
+    """Chromium loads a page at ``https://app.example`` (listed in the runtime's
+    ``cors_origins``; see tests/test_browser_cors.py for why https and the local-network-access
+    permission) whose bundled ``HttpAgent`` runs ``/agents/account-review`` on loopback and
+    draws the agents' progress, the conversation and the final state."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from tests.test_browser import launch_chromium
+
+    shot = tmp_path / "copilotkit-style.png"
+    with serve(token=TOKEN, cors_origins=[APP]) as handle, sync_playwright() as p:
+        browser = launch_chromium(p)
+        context = browser.new_context(
+            permissions=["local-network-access"], viewport={"width": 820, "height": 760}
+        )
+        page = context.new_page()
+        page.set_default_timeout(30_000)
+        logged: list[str] = []
+        page.on("console", lambda m: logged.append(f"{m.type}: {m.text}"))
+        page.on("pageerror", lambda e: logged.append(f"pageerror: {e}"))
+
+        def fulfil(route: Any) -> None:
+            if route.request.url.endswith("/agui_page.js"):
+                route.fulfill(status=200, content_type="text/javascript", body=page_bundle)
+            else:
+                route.fulfill(status=200, content_type="text/html", body=PAGE)
+
+        page.route(f"{APP}/**", fulfil)
+        page.goto(APP + "/")
+        page.wait_for_function("() => typeof window.runAgentPanel === 'function'")
+        summary = page.evaluate(
+            "(args) => window.runAgentPanel({...args, root: document.getElementById('root')})",
+            {
+                "url": handle.url + "/agents/account-review",
+                "token": TOKEN,
+                "account": "Initech",
+                "sim": {"ttft_ms": 5, "itl_ms": 2},
+            },
+        )
+        assert summary["ok"], (summary["error"], logged)
+        assert summary["kinds"][0] == "RUN_STARTED"
+        assert summary["kinds"][-1] == "RUN_FINISHED"
+        assert summary["state"]["account"] == "Initech"
+        # The client warned about nothing (no stripped fields, no dropped events).
+        assert not [line for line in logged if line.startswith(("warning", "error", "page"))]
+
+        expect(page.locator("#run-status")).to_have_text("done")
+        cards = page.locator(".agent")
+        expect(cards).to_have_count(3)
+        for name in sorted(AGENTS):
+            card = page.locator(f'.agent[data-agent="{name}"]')
+            expect(card).to_have_attribute("data-status", "done")
+            expect(card).to_have_attribute("data-progress", "1")
+            expect(card.locator(".bar > div")).to_have_attribute("style", "width: 100%;")
+        expect(page.locator('#state dd[data-key="account"]')).to_have_text("Initech")
+        expect(page.locator('#state dd[data-key="report"]')).to_have_text("done")
+        expect(page.locator('.msg[data-name="orchestrator"]').first).to_contain_text("Plan")
+        expect(page.locator('.msg[data-name="report-writer"]')).to_contain_text("Initech")
+        page.locator(".glm-live-agui").screenshot(path=str(shot))
+        browser.close()
+    keep = os.environ.get("GLM_LIVE_SCREENSHOTS")
+    if keep:
+        Path(keep).mkdir(parents=True, exist_ok=True)
+        shutil.copy(shot, Path(keep) / shot.name)
