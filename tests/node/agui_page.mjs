@@ -88,6 +88,15 @@ async function runAgentPanel({ url, token, account, sim, root }) {
   const bubbles = new Map();
   const kinds = /** @type {string[]} */ ([]);
 
+  /** Activity content by message id (AG-UI 1.0 progress). @type {Map<string, any>} */
+  const activities = new Map();
+  /** @param {any} e @param {any} c */
+  const showActivity = (e, c) => {
+    // The runtime names a progress activity "progress-<subagent run id>".
+    const id = e.subagentRunId ?? String(e.messageId ?? "").replace(/^progress-/, "");
+    const fraction = typeof c.fraction === "number" ? c.fraction : c.progress;
+    if (id) update(id, { fraction, message: c.message });
+  };
   /** @param {string} id @param {{fraction?: number, message?: string, status?: string}} what */
   const update = (id, what) => {
     const card = cards.get(id);
@@ -152,11 +161,23 @@ async function runAgentPanel({ url, token, account, sim, root }) {
           if (e.name === "progress" && e.subagentRunId) update(e.subagentRunId, e.value ?? {});
         },
         onActivitySnapshotEvent({ event }) {
-          // Progress as AG-UI 1.0 activity (when the runtime sends it that way).
+          // Progress as AG-UI 1.0 activity: a snapshot, then deltas (JSON Patch) to it.
           const e = /** @type {any} */ (event);
-          const c = e.content ?? {};
-          const fraction = typeof c.fraction === "number" ? c.fraction : c.progress;
-          if (e.subagentRunId) update(e.subagentRunId, { fraction, message: c.message });
+          const content = { ...(e.content ?? {}) };
+          activities.set(e.messageId, content);
+          showActivity(e, content);
+        },
+        onActivityDeltaEvent({ event }) {
+          const e = /** @type {any} */ (event);
+          const content = activities.get(e.messageId);
+          if (!content) return; // a delta before its snapshot: nothing to apply it to
+          for (const op of e.patch ?? []) {
+            const key = String(op.path ?? "").replace(/^\//, "");
+            if ((op.op === "replace" || op.op === "add") && key && !key.includes("/")) {
+              content[key] = op.value;
+            }
+          }
+          showActivity(e, content);
         },
         onStepStartedEvent({ event }) {
           const e = /** @type {any} */ (event);
