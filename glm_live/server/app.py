@@ -62,6 +62,7 @@ from .proxy import Proxy
 from .runs import RunService
 from .sim.engine import Answer, HTTPFault, Simulator
 from .sim.pacer import LagHistogram, PacedStream, Pacer
+from .threads import MemoryThreadStore
 from .tokens import TokenService
 
 __all__ = ["CHAT_PATHS", "Runtime", "create_app"]
@@ -122,6 +123,7 @@ class Runtime:
             self._agents_client,
             config.sse_keepalive_s,
             sim_seed=config.sim.seed,
+            threads=MemoryThreadStore(config.threads_max, config.threads_ttl_s),
         )
         self._admin_header = f"Bearer {config.token}".encode() if config.auth else None
         self._admin = admin_grant()
