@@ -3,8 +3,10 @@ run on the same thread with ``resume`` continues it; against a real runtime, raw
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import json
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,7 +24,7 @@ from glm_live.agents.interrupts import (
     schema_errors,
 )
 from glm_live.protocols.agui import event_dict, parse_event
-from glm_live.server import ServerHandle, serve
+from glm_live.server import RuntimeConfig, ServerHandle, serve
 from glm_live.server.threads import MemoryThreadStore, ThreadRecord
 from glm_live.wire.sse import Decoder
 from tests.agui_checker import check_run, run_input
@@ -378,3 +380,55 @@ def test_questions_replay_by_order() -> None:
     again.answer([{"interruptId": iid, "status": "resolved", "payload": 42}])
     assert again.ask("a", "s2", "q?", reason="r", schema=None, timeout=None, metadata=None) == 42
     assert again.open == {}
+
+
+# --- threads in Redis: resumed on another runtime, after the first one is gone -----------------
+
+
+@pytest.mark.redis
+def test_a_run_interrupted_on_one_runtime_resumes_on_another_through_redis() -> None:
+    from tests.test_redis_hub import TOKEN, _free_port, start_redis
+
+    port = _free_port()
+    process = start_redis(port)
+    url = f"redis://127.0.0.1:{port}/0"
+    config = RuntimeConfig(redis=url, redis_prefix=f"t-{uuid.uuid4().hex[:8]}")
+    try:
+        with serve(token=TOKEN, config=config, sim=FAST) as first:
+            interrupt = interrupted(first, "redis")
+        # The first runtime (and its memory) is gone; the thread is in Redis.
+        entry = {"interruptId": interrupt["id"], "status": "resolved"}
+        entry["payload"] = {"approved": True}
+        with serve(token=TOKEN, config=config, sim=FAST) as second:
+            status, events, _ = post(second, resume("redis-2", "redis", entry))
+            assert status == 200
+            assert started(events) == ["report-writer"]
+            assert "report-writer" in events[-1]["result"]
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+@pytest.mark.redis
+async def test_redis_thread_store_is_bounded_and_expires() -> None:
+    from glm_live.server.redis_threads import RedisThreadStore
+    from tests.test_redis_hub import _free_port, start_redis
+
+    port = _free_port()
+    process = start_redis(port)
+    store = RedisThreadStore(f"redis://127.0.0.1:{port}/0", max_threads=2, ttl_s=1)
+    try:
+        for key in ("a", "b"):
+            await store.put(key, ThreadRecord("w", key))
+        assert await store.get("a") is not None  # a is now the most recently used
+        await store.put("c", ThreadRecord("w", "c"))
+        assert await store.get("b") is None
+        assert (await store.get("c")).run_id == "c"  # type: ignore[union-attr]
+        await store.delete("c")
+        assert await store.get("c") is None
+        await asyncio.sleep(1.2)
+        assert await store.get("a") is None  # expired
+    finally:
+        await store.aclose()
+        process.terminate()
+        process.wait(10)

@@ -85,12 +85,15 @@ class Questions:
             ``payload``, ``metadata``); kept until the execution ends, for the replays.
         open: Every question not answered yet, by id (wire JSON of its ``Interrupt``).
         raised: The questions this run raised (its interrupt outcome).
+        expiry_s: How long a question without its own ``timeout`` can be answered (the
+            runtime sets how long it keeps a thread): its ``expiresAt``. ``None``: forever.
     """
 
     asked: dict[str, list[str]] = field(default_factory=dict)
     answers: dict[str, dict[str, Any]] = field(default_factory=dict)
     open: dict[str, dict[str, Any]] = field(default_factory=dict)
     raised: list[Interrupt] = field(default_factory=list)
+    expiry_s: float | None = None
     _count: dict[str, int] = field(default_factory=dict, init=False, repr=False)
 
     def ask(
@@ -125,6 +128,8 @@ class Questions:
             ids.append(interrupt_id)
         known = self.open.get(interrupt_id) or {}
         expires_at = known.get("expiresAt")
+        if timeout is None:
+            timeout = self.expiry_s
         if expires_at is None and timeout is not None:
             when = _now() + datetime.timedelta(seconds=float(timeout))
             expires_at = when.isoformat().replace("+00:00", "Z")

@@ -63,7 +63,7 @@ class RunService:
     ) -> None:
         self.hub = hub
         #: The threads' records, for runs that resume interrupted ones (:mod:`.threads`).
-        self.threads = Threads(threads)
+        self.threads = Threads(threads, live=lambda run_id: run_id in self.runs)
         #: The simulator's default seed: a run's chats get it unless ``forwardedProps.sim``
         #: names one, so that agents drawing an account's facts know the seed it is drawn at.
         self.sim_seed = sim_seed
@@ -101,6 +101,9 @@ class RunService:
             thread = await self.threads.begin(name, run_input, grant_of(request))
         except Refused as exc:
             return Response(exc.body(), status_code=exc.status, media_type="application/json")
+        except HubStoreError:
+            status, body = unavailable("start the run (its thread cannot be read)")
+            return Response(body, status_code=status, media_type="application/json")
         refused = await self._claim(run_input.run_id, grant_of(request))
         if refused is not None:
             self.threads.release(thread)

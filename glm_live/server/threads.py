@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import abc
 import json
+import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -34,8 +35,11 @@ from ..agents.core import Run
 from ..agents.interrupts import Questions, resume_errors
 from ..wire.auth import Grant
 from .chatreq import error_body
+from .hub.store import HubStoreError
 
 __all__ = ["MemoryThreadStore", "ThreadRecord", "ThreadStore", "Threads"]
+
+logger = logging.getLogger("glm_live.server")
 
 
 @dataclass
@@ -69,6 +73,9 @@ class ThreadRecord:
 class ThreadStore(abc.ABC):
     """Where thread records live, by key (the identity and the ``threadId``)."""
 
+    #: Seconds a thread is kept after its last use (its questions' ``expiresAt`` by default).
+    ttl_s: float | None = None
+
     @abc.abstractmethod
     async def get(self, key: str) -> ThreadRecord | None:
         """The record, or ``None`` if there is none (never was, evicted, or expired)."""
@@ -80,6 +87,9 @@ class ThreadStore(abc.ABC):
     @abc.abstractmethod
     async def delete(self, key: str) -> None:
         """Forget the thread."""
+
+    async def aclose(self) -> None:  # noqa: B027 - optional: most stores hold nothing
+        """Let go of connections, if any (the runtime calls this as it stops)."""
 
 
 class MemoryThreadStore(ThreadStore):
@@ -93,7 +103,7 @@ class MemoryThreadStore(ThreadStore):
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.max_threads = max_threads
-        self.ttl_s = ttl_s
+        self.ttl_s: float = ttl_s
         self._clock = clock
         self._records: OrderedDict[str, tuple[float, str]] = OrderedDict()
 
@@ -172,9 +182,14 @@ class Threads:
     """The runtime's threads: checks each run's input against its thread, prepares resumed
     runs, and keeps what the next run needs when a run ends."""
 
-    def __init__(self, store: ThreadStore | None = None) -> None:
+    def __init__(
+        self, store: ThreadStore | None = None, live: Callable[[str], bool] | None = None
+    ) -> None:
         self.store = store or MemoryThreadStore()
-        self._busy: set[str] = set()
+        # Threads being resumed: key -> (run id, when). A claim holds while its run is live
+        # (``live(run_id)``), and for a few seconds before it starts streaming.
+        self._busy: dict[str, tuple[str, float]] = {}
+        self._live = live or (lambda run_id: False)
 
     @staticmethod
     def key(grant: Grant, thread_id: str) -> str:
@@ -216,7 +231,7 @@ class Threads:
                 f"thread {thread!r} was interrupted by workflow {record.workflow!r}: resume it "
                 f"with POST /agents/{record.workflow}",
             )
-        if key in self._busy:
+        if self._resuming(key):
             raise Refused(
                 409, f"thread {thread!r} is being resumed by another run: wait for it to end"
             )
@@ -230,7 +245,7 @@ class Threads:
         messages = list(record.messages)
         known = {m.get("id") for m in messages}
         messages.extend(m for m in given if m.get("id") not in known)
-        self._busy.add(key)
+        self._busy[key] = (run_input.run_id, time.monotonic())
         return ThreadRun(key, workflow, messages, resumed=record, entries=entries)
 
     def restore(self, run: Run, thread: ThreadRun, state_given: bool) -> None:
@@ -238,16 +253,16 @@ class Threads:
         (the input's own, when it sent one), finished agents' results and questions, with
         the answers; it sends the thread's messages as ``MESSAGES_SNAPSHOT``."""
         record = thread.resumed
-        if record is None:
-            return
-        run.inputs = dict(record.inputs)
-        run.chat_defaults = dict(record.chat_defaults)
-        if not state_given:
-            run.state = record.state
-        run.results = dict(record.results)
-        run.questions = Questions.from_json(record.questions)
-        run.questions.answer(thread.entries)
-        run.messages_snapshot = list(thread.messages)
+        if record is not None:
+            run.inputs = dict(record.inputs)
+            run.chat_defaults = dict(record.chat_defaults)
+            if not state_given:
+                run.state = record.state
+            run.results = dict(record.results)
+            run.questions = Questions.from_json(record.questions)
+            run.questions.answer(thread.entries)
+            run.messages_snapshot = list(thread.messages)
+        run.questions.expiry_s = self.store.ttl_s  # a question lives as long as its thread
 
     async def finish(self, run: Run, thread: ThreadRun, event: RunFinishedEvent) -> None:
         """Keep what the next run on the thread needs, as ``run`` finishes with ``event``
@@ -267,9 +282,20 @@ class Threads:
             results=json.loads(json.dumps(run.results, default=str)) if interrupted else {},
             questions=run.questions.to_json() if interrupted else {},
         )
-        await self.store.put(thread.key, record)
+        try:
+            await self.store.put(thread.key, record)
+        except HubStoreError as exc:
+            # The run's end still goes out; a resume of it will say there is nothing to resume.
+            logger.warning("thread %s not kept: %s", thread.key, exc)
 
     def release(self, thread: ThreadRun) -> None:
         """The run has ended: its thread may be resumed again."""
         if thread.resumed is not None:
-            self._busy.discard(thread.key)
+            self._busy.pop(thread.key, None)
+
+    def _resuming(self, key: str) -> bool:
+        claim = self._busy.get(key)
+        if claim is None:
+            return False
+        run_id, since = claim
+        return self._live(run_id) or time.monotonic() - since < 10.0
