@@ -313,6 +313,9 @@ def test_a_sub_agent_asks_twice_and_is_replayed(runtime: ServerHandle) -> None:
     (second,) = events[-1]["outcome"]["interrupts"]
     assert second["message"] == "Which size?"
     assert second["id"] != first["id"]
+    # The suspended invocation is continued under its id (AG-UI allows it in a later run).
+    (again,) = [e for e in events if e["type"] == "SUBAGENT_STARTED"]
+    assert again["subagentRunId"] == second["subagentRunId"] == first["subagentRunId"]
     assert counts == {"gather": 1, "decide": 2, "bystander": 1}
     # The second question expired at once: it can only be abandoned now.
     late = {"interruptId": second["id"], "status": "resolved", "payload": 3}
@@ -325,6 +328,46 @@ def test_a_sub_agent_asks_twice_and_is_replayed(runtime: ServerHandle) -> None:
     assert started(events) == ["decide"]
     assert events[-1]["result"]["decide"] == {"colour": "blue", "size": None, "facts": "facts"}
     assert counts == {"gather": 1, "decide": 3, "bystander": 1}
+
+
+def test_parallel_agents_ask_together_and_every_question_needs_an_entry(
+    runtime: ServerHandle,
+) -> None:
+    flow = Workflow("two-askers")
+
+    async def asker(ctx: AgentContext) -> Any:
+        return await ctx.ask(f"{ctx.name}: go?", reason="confirm")
+
+    flow.add("left", asker)
+    flow.add("right", asker)
+    flow.add("after", _noop, after=["left", "right"])
+    runtime.runtime.register(flow)
+    status, events, _ = post(runtime, run_input("two-1", FAST, thread_id="two"), "two-askers")
+    assert status == 200
+    interrupts = events[-1]["outcome"]["interrupts"]
+    assert sorted(i["message"] for i in interrupts) == ["left: go?", "right: go?"]
+    assert {i["reason"] for i in interrupts} == {"confirm"}
+    assert all("expiresAt" in i for i in interrupts)  # as long as the runtime keeps the thread
+    assert "after" not in started(events)
+    ids = {i["message"].split(":")[0]: i["id"] for i in interrupts}
+    one = {"interruptId": ids["left"], "status": "resolved", "payload": "L"}
+    status, _, error = post(runtime, resume("two-half", "two", one), "two-askers")
+    assert status == 422
+    assert f"no answer for interrupt(s) {ids['right']}" in error
+    other = {"interruptId": ids["right"], "status": "resolved", "payload": "R"}
+    status, events, _ = post(runtime, resume("two-2", "two", one, other), "two-askers")
+    assert status == 200
+    assert sorted(started(events)) == ["after", "left", "right"]
+    assert events[-1]["result"] == {"left": "L", "right": "R", "after": "ok"}
+
+
+def test_thread_limits_are_checked_in_the_config() -> None:
+    from glm_live.server import ConfigError
+
+    with pytest.raises(ConfigError, match="threads_max"):
+        RuntimeConfig(threads_max=0)
+    with pytest.raises(ConfigError, match="threads_ttl_s"):
+        RuntimeConfig(threads_ttl_s=-1)
 
 
 # --- the pieces, without a runtime ------------------------------------------------------------

@@ -648,7 +648,8 @@ class Run:
         self.emit(StepFinishedEvent(step_name=name))
 
     async def _run_agent(self, agent: Agent) -> Any:
-        subagent_run_id = uuid.uuid4().hex
+        # A suspended invocation (ctx.ask) is continued under its id; a new one gets its own.
+        subagent_run_id = self.questions.invocations.pop(agent.name, None) or uuid.uuid4().hex
         self.emit(
             SubagentStartedEvent(
                 subagent_run_id=subagent_run_id,

@@ -85,6 +85,9 @@ class Questions:
             ``payload``, ``metadata``); kept until the execution ends, for the replays.
         open: Every question not answered yet, by id (wire JSON of its ``Interrupt``).
         raised: The questions this run raised (its interrupt outcome).
+        invocations: Per suspended agent, its ``subagentRunId``: the run that continues it
+            announces it again under that id (AG-UI: a suspended invocation's id may reappear
+            in the later run that continues it), so its questions' ``subagentRunId`` names it.
         expiry_s: How long a question without its own ``timeout`` can be answered (the
             runtime sets how long it keeps a thread): its ``expiresAt``. ``None``: forever.
     """
@@ -93,6 +96,7 @@ class Questions:
     answers: dict[str, dict[str, Any]] = field(default_factory=dict)
     open: dict[str, dict[str, Any]] = field(default_factory=dict)
     raised: list[Interrupt] = field(default_factory=list)
+    invocations: dict[str, str] = field(default_factory=dict)
     expiry_s: float | None = None
     _count: dict[str, int] = field(default_factory=dict, init=False, repr=False)
 
@@ -146,6 +150,7 @@ class Questions:
             mode="json", by_alias=True, exclude_none=True
         )
         self.raised.append(interrupt)
+        self.invocations[agent] = subagent_run_id
         raise Suspended(interrupt)
 
     def answer(self, entries: list[dict[str, Any]]) -> None:
@@ -158,7 +163,12 @@ class Questions:
             self.open.pop(interrupt_id, None)
 
     def to_json(self) -> dict[str, Any]:
-        return {"asked": self.asked, "answers": self.answers, "open": self.open}
+        return {
+            "asked": self.asked,
+            "answers": self.answers,
+            "open": self.open,
+            "invocations": self.invocations,
+        }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Questions:
@@ -166,6 +176,7 @@ class Questions:
             asked={k: list(v) for k, v in dict(data.get("asked") or {}).items()},
             answers=dict(data.get("answers") or {}),
             open=dict(data.get("open") or {}),
+            invocations=dict(data.get("invocations") or {}),
         )
 
 
