@@ -475,3 +475,32 @@ async def test_redis_thread_store_is_bounded_and_expires() -> None:
         await store.aclose()
         process.terminate()
         process.wait(10)
+
+
+async def test_a_thread_is_resumed_by_one_run_at_a_time() -> None:
+    from ag_ui.core import RunAgentInput
+
+    from glm_live.server.threads import Refused, Threads
+    from glm_live.wire.auth import admin_grant
+
+    live: set[str] = set()
+    threads = Threads(MemoryThreadStore(), live=lambda run_id: run_id in live)
+    grant = admin_grant()
+    question = {"id": "ask-1", "reason": "r"}
+    record = ThreadRecord("w", "r0", questions={"open": {"ask-1": question}})
+    await threads.store.put(threads.key(grant, "t"), record)
+
+    def resuming(run_id: str) -> RunAgentInput:
+        entry = {"interruptId": "ask-1", "status": "cancelled"}
+        return RunAgentInput.model_validate(
+            {"threadId": "t", "runId": run_id, "messages": [], "resume": [entry]}
+        )
+
+    first = await threads.begin("w", resuming("r1"), grant)
+    live.add("r1")
+    with pytest.raises(Refused, match="being resumed by another run") as refused:
+        await threads.begin("w", resuming("r2"), grant)
+    assert refused.value.status == 409
+    live.discard("r1")
+    threads.release(first)
+    await threads.begin("w", resuming("r3"), grant)

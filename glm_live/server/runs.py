@@ -227,6 +227,10 @@ def _agent_status(
     if kind == "SUBAGENT_STARTED":
         return {"run": run_id, "agent": agent, "status": "running"}
     if kind == "SUBAGENT_FINISHED":
+        outcome = event.get("outcome") or {}
+        if outcome.get("type") == "suspended":  # ctx.ask: waiting for a person (a resume)
+            waiting = outcome.get("interruptIds") or []
+            return {"run": run_id, "agent": agent, "status": "waiting", "interrupts": waiting}
         return {"run": run_id, "agent": agent, "status": "done"}
     if kind == "SUBAGENT_ERROR":
         return {"run": run_id, "agent": agent, "status": "error", "message": event["message"]}

@@ -26,7 +26,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from ag_ui.core import RunAgentInput, RunFinishedEvent, RunFinishedInterruptOutcome
@@ -67,7 +67,10 @@ class ThreadRecord:
 
     @classmethod
     def from_json(cls, text: str | bytes) -> ThreadRecord:
-        return cls(**json.loads(text))
+        data = json.loads(text)
+        # Keys a later version added are left out, so that runtimes of two versions can share
+        # a Redis while one replaces the other.
+        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
 
 
 class ThreadStore(abc.ABC):
