@@ -14,6 +14,7 @@ from typing import Any
 
 from . import _compat, errors
 from .agents.core import AgentContext, Run, Workflow, WorkflowError
+from .agents.interrupts import Rejected
 from .errors import (
     AuthenticationError,
     Cancelled,
@@ -111,6 +112,7 @@ __all__ = [
     "ModelInfo",
     "Observer",
     "RateLimitError",
+    "Rejected",
     "ResponseError",
     "RetriesExhausted",
     "Run",

@@ -39,6 +39,8 @@
     worker that died); ``partial`` holds what the other workers returned.
   - ``WorkflowError`` (:mod:`glm_live.agents.core`): a workflow is malformed or an agent
     failed.
+  - ``Rejected`` (:mod:`glm_live.agents.interrupts`): a person declined to answer an agent's
+    ``ctx.ask`` (the AG-UI resume entry said ``cancelled``).
   - ``HubFrameError`` (:mod:`glm_live.wire.hub.frames`, also a ``ValueError``): a hub frame
     that is not valid JSON or not a valid frame.
 

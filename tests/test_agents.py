@@ -782,7 +782,7 @@ def test_get_agents_lists_each_workflow_with_its_capabilities(session: Session) 
     assert [a.name for a in subagents] == ["data-analyzer", "risk-assessor", "report-writer"]
     assert all(a.description for a in subagents)
     assert capabilities.human_in_the_loop is not None
-    assert capabilities.human_in_the_loop.interrupts is False  # not yet: an honest false
+    assert capabilities.human_in_the_loop.interrupts is True  # ctx.ask: the interrupt outcome
     assert capabilities.custom == {"activityTypes": ["progress"]}
     # The wire is camelCase, as every AG-UI object.
     assert "multiAgent" in review["capabilities"]

@@ -7,6 +7,12 @@ stand-in for a CRM), drawn once per account and simulator seed: the state the ag
 their one-line summaries, the figures in their prompts, and (on the simulator) every answer
 they get all quote the same ones. The seed is the run's ``sim.seed`` (the runtime puts its
 own default there); the agents pin it on every chat, so a run never mixes two seeds.
+
+With the input ``approval`` (``forwardedProps.approval: true``), the report writer asks a person
+for approval before writing (``ctx.ask``: the run ends with an AG-UI interrupt, and a run on
+the same thread with ``resume`` answers it). Approved: the report is written (with the
+person's note, if any); declined (``approved: false``, or the interrupt abandoned): the run
+finishes without a report, and says so.
 """
 
 from __future__ import annotations
@@ -15,10 +21,18 @@ from typing import Any
 
 from ..wire.accounts import AccountFacts, facts, find_account
 from .core import AgentContext, Workflow
+from .interrupts import Rejected
 
-__all__ = ["account_review", "builtin_workflows"]
+__all__ = ["APPROVAL_SCHEMA", "account_review", "builtin_workflows"]
 
 DEFAULT_ACCOUNT = "Globex"
+
+#: What the report writer's approval question expects as its answer.
+APPROVAL_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"approved": {"type": "boolean"}, "note": {"type": "string"}},
+    "required": ["approved"],
+}
 
 
 def _account(ctx: AgentContext) -> str:
@@ -110,19 +124,45 @@ async def report_writer(ctx: AgentContext) -> str:
     """Writes the account review from the analysis and the risk assessment."""
     f = _facts(ctx)
     findings = ctx.results
+    note = ""
+    if ctx.inputs.get("approval"):
+        approved, note = await _approval(ctx, f)
+        if not approved:
+            text = f"Report not written: the review of {f.name} was not approved"
+            text += f" ({note})." if note else "."
+            await ctx.say(text)
+            await ctx.update({"report": {"status": "declined"}})
+            return text
     async with ctx.step("write report"):
         await ctx.progress(0.1, "drafting the report")
         completion = await ctx.chat(
             f"Write the account review report of the {f.name} account, with a table of the "
             f"key figures and a recommendation. Analysis: "
             f"{findings['data-analyzer']['summary']}. Risk: "
-            f"{findings['risk-assessor']['summary']}.",
+            f"{findings['risk-assessor']['summary']}."
+            + (f" The approver's note: {note}." if note else ""),
             # Room for the whole report: its summary, its table, its risks, its advice.
             sim=_sim(ctx, 300),
         )
     await ctx.update({"report": {"status": "done", "length": len(completion.text)}})
     await ctx.progress(1.0, report_summary(f))
     return completion.text
+
+
+async def _approval(ctx: AgentContext, f: AccountFacts) -> tuple[bool, str]:
+    """Ask a person to approve the report: whether they did, and their note (may be empty).
+    Abandoning the question (``status: cancelled``) declines."""
+    try:
+        answer = await ctx.ask(
+            f"Write the account review report of {f.name}? Analysis: "
+            f"{ctx.results['data-analyzer']['summary']}. Risk: "
+            f"{ctx.results['risk-assessor']['summary']}.",
+            reason="approval",
+            schema=APPROVAL_SCHEMA,
+        )
+    except Rejected:
+        return False, ""
+    return bool(answer.get("approved")), str(answer.get("note") or "")
 
 
 def account_review() -> Workflow:

@@ -31,6 +31,9 @@ yet; it is one more caller of :meth:`Run._finish`.
 
 An agent can be paused, resumed, cancelled or given human input (:meth:`Run.control`): it waits
 at its next checkpoint (every context call is one).
+
+An agent can also ask a person (:meth:`AgentContext.ask`): the run then ends with the AG-UI
+interrupt outcome, and a later run on the same thread answers (:mod:`.interrupts`).
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ from ag_ui.core import (
     BaseEvent,
     HumanInTheLoopCapabilities,
     IdentityCapabilities,
+    MessagesSnapshotEvent,
     MultiAgentCapabilities,
     ReasoningCapabilities,
     ReasoningEndEvent,
@@ -64,6 +68,7 @@ from ag_ui.core import (
     RunErrorEvent,
     RunFinishedCancelledOutcome,
     RunFinishedEvent,
+    RunFinishedInterruptOutcome,
     RunFinishedOutcome,
     RunFinishedSuccessOutcome,
     RunStartedEvent,
@@ -74,6 +79,7 @@ from ag_ui.core import (
     StepStartedEvent,
     SubagentErrorEvent,
     SubagentFinishedEvent,
+    SubagentFinishedSuspendedOutcome,
     SubagentInfo,
     SubagentStartedEvent,
     TextMessageContentEvent,
@@ -92,6 +98,7 @@ from ag_ui.core import (
 from ..errors import GlmLiveError
 from ..protocols.agui import PROGRESS, token_usage
 from ..protocols.glm import Completion, GLMClient
+from .interrupts import INPUT_REQUIRED, Questions, Suspended
 
 __all__ = ["Agent", "AgentContext", "Run", "Workflow", "WorkflowError"]
 
@@ -203,7 +210,7 @@ class Workflow:
             ),
             reasoning=ReasoningCapabilities(supported=True, streaming=True),
             human_in_the_loop=HumanInTheLoopCapabilities(
-                supported=True, interventions=True, interrupts=False
+                supported=True, interventions=True, interrupts=True
             ),
             custom={"activityTypes": [PROGRESS]},
         )
@@ -450,6 +457,41 @@ class AgentContext:
         """The next message for this agent (from an agent or a person: human input)."""
         return await asyncio.wait_for(self._control.inbox.get(), timeout)
 
+    # -- people in the loop (AG-UI interrupts; see .interrupts) ----------------------------
+
+    async def ask(
+        self,
+        message: str,
+        *,
+        reason: str = INPUT_REQUIRED,
+        schema: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Any:
+        """Ask a person; returns their answer (the resume entry's ``payload``).
+
+        The first time, nobody has answered: the agent stops here (its steps close, its
+        ``SUBAGENT_FINISHED`` says ``suspended``), the agents that do not need it go on, and
+        the run ends with ``RUN_FINISHED`` whose outcome is ``interrupt``, this question one
+        of its ``Interrupt`` objects (``message``, ``reason``, ``responseSchema`` = ``schema``,
+        ``expiresAt`` = now + ``timeout`` seconds, ``subagentRunId``). A new run on the same
+        thread with ``resume`` runs this agent again from its start, and this call (the
+        agent's same question, matched by order) returns the answer.
+
+        Raises:
+            Rejected: The person declined (``status: cancelled``).
+        """
+        await self.checkpoint()
+        return self.run.questions.ask(
+            self.name,
+            self.id,
+            message,
+            reason=reason,
+            schema=schema,
+            timeout=timeout,
+            metadata=metadata,
+        )
+
 
 class Run:
     """One execution of a workflow, emitting AG-UI events to ``emit``.
@@ -492,6 +534,10 @@ class Run:
         self.finished = False
         #: Token usage of each model call so far (summed per model at the run's end).
         self.calls: list[TokenUsage] = []
+        # -- people in the loop: the questions asked (and answered) on this run's thread, and
+        # the thread's messages to send as MESSAGES_SNAPSHOT when a run resumes (.interrupts).
+        self.questions = Questions()
+        self.messages_snapshot: list[dict[str, Any]] | None = None
 
     # -- for the run's agents (their AgentContext) and the run itself ---------------------------
 
@@ -606,6 +652,8 @@ class Run:
             )
         )
         self.emit(StateSnapshotEvent(snapshot=copy.deepcopy(self.state)))
+        if self.messages_snapshot is not None:  # a resumed run: the thread's messages so far
+            self.emit(MessagesSnapshotEvent.model_validate({"messages": self.messages_snapshot}))
         try:
             waves = self.workflow.order()
         except WorkflowError as exc:
@@ -618,7 +666,8 @@ class Run:
             )
             agents = self.workflow.agents
             failed: list[str] = []
-            pending = list(agents)
+            pending = [name for name in agents if name not in self.results]  # resumed: done
+            suspended: list[str] = []  # asked a person (ctx.ask): wait for a resuming run
             running: dict[asyncio.Task[Any], str] = {}
             while pending or running:
                 for name in list(pending):
@@ -636,13 +685,18 @@ class Run:
                 done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
                 for task in done:
                     name = running.pop(task)
-                    if task.cancelled() or task.exception() is not None:
+                    if not task.cancelled() and isinstance(task.exception(), Suspended):
+                        suspended.append(name)
+                    elif task.cancelled() or task.exception() is not None:
                         failed.append(name)
                     else:
                         self.results[name] = task.result()
             if failed:
                 self._orchestrate("report", f"Stopped: {', '.join(failed)} did not finish.")
                 self._finish_error(f"agents did not finish: {', '.join(failed)}", "agent_failed")
+                return self.results
+            if suspended:
+                self._finish_interrupted(suspended)
                 return self.results
             self._orchestrate("report", f"All {len(self.results)} agents finished.")
             self._finish(RunFinishedSuccessOutcome(), _jsonable(self.results))
@@ -660,10 +714,19 @@ class Run:
             self._finish_error(f"{type(exc).__name__}: {exc}", "orchestrator")
             raise
 
+    def _finish_interrupted(self, suspended: list[str]) -> None:
+        """End with the interrupt outcome: one ``Interrupt`` per question asked."""
+        waiting = ", ".join(suspended)
+        self._orchestrate("report", f"Waiting for a person to answer {waiting}.")
+        self._finish(
+            RunFinishedInterruptOutcome(interrupts=list(self.questions.raised)),
+            _jsonable(self.results),
+        )
+
     def _finish(self, outcome: RunFinishedOutcome, result: Any = None) -> None:
         """End the run with ``RUN_FINISHED``: ``outcome`` (success with its ``result``,
-        cancelled, or, once runs can wait for a person, an interrupt with what they wait
-        for) and the run's usage. Nothing may be open: the callers close it first."""
+        cancelled, or an interrupt with the questions a person must answer) and the run's
+        usage. Nothing may be open: the callers close it first."""
         self.emit(
             RunFinishedEvent(
                 thread_id=self.thread_id,
@@ -696,7 +759,8 @@ class Run:
         self.emit(StepFinishedEvent(step_name=name))
 
     async def _run_agent(self, agent: Agent) -> Any:
-        subagent_run_id = uuid.uuid4().hex
+        # A suspended invocation (ctx.ask) is continued under its id; a new one gets its own.
+        subagent_run_id = self.questions.invocations.pop(agent.name, None) or uuid.uuid4().hex
         self.emit(
             SubagentStartedEvent(
                 subagent_run_id=subagent_run_id,
@@ -707,6 +771,14 @@ class Run:
         ctx = AgentContext(self, agent, subagent_run_id, self._controls[agent.name])
         try:
             result = await agent.function(ctx)
+        except Suspended as asked:  # ctx.ask: nobody has answered yet
+            self.emit(
+                SubagentFinishedEvent(
+                    subagent_run_id=subagent_run_id,
+                    outcome=SubagentFinishedSuspendedOutcome(interrupt_ids=[asked.interrupt.id]),
+                )
+            )
+            raise
         except asyncio.CancelledError:
             self.emit(
                 SubagentErrorEvent(

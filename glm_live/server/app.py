@@ -62,6 +62,7 @@ from .proxy import Proxy
 from .runs import RunService
 from .sim.engine import Answer, HTTPFault, Simulator
 from .sim.pacer import LagHistogram, PacedStream, Pacer
+from .threads import MemoryThreadStore, ThreadStore
 from .tokens import TokenService
 
 __all__ = ["CHAT_PATHS", "Runtime", "create_app"]
@@ -122,6 +123,7 @@ class Runtime:
             self._agents_client,
             config.sse_keepalive_s,
             sim_seed=config.sim.seed,
+            threads=_threads_for(config),
         )
         self._admin_header = f"Bearer {config.token}".encode() if config.auth else None
         self._admin = admin_grant()
@@ -158,6 +160,7 @@ class Runtime:
             await self.proxy.aclose()
         if self._agent_client is not None:
             await self._agent_client.aclose()
+        await self.runs.threads.store.aclose()
 
     def _agents_client(self) -> GLMClient:
         """The GLM client agents chat through: this runtime itself (simulator or proxy)."""
@@ -405,6 +408,21 @@ async def _until_done_or_gone(done: asyncio.Future[str], receive: Receive) -> st
 def _methods(route: Route) -> str:
     """A route's methods as the 404 message lists them (HEAD goes without saying)."""
     return "/".join(sorted(m for m in route.methods or () if m != "HEAD"))
+
+
+def _threads_for(config: RuntimeConfig) -> ThreadStore:
+    """Where the AG-UI threads live: in memory, or with ``config.redis`` in that Redis (so
+    that a run interrupted on one runtime resumes on another, or after a restart)."""
+    if config.redis is None:
+        return MemoryThreadStore(config.threads_max, config.threads_ttl_s)
+    from .redis_threads import RedisThreadStore  # redis-py is an optional dependency
+
+    return RedisThreadStore(
+        config.redis,
+        prefix=config.redis_prefix,
+        max_threads=config.threads_max,
+        ttl_s=config.threads_ttl_s,
+    )
 
 
 def _hub_for(config: RuntimeConfig, origins: OriginPolicy) -> Hub:

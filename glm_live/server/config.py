@@ -264,6 +264,10 @@ class RuntimeConfig:
     # third of the hub's send path), plus a compressor's state (hundreds of KiB) per
     # connection. Turn it on for large messages over slow links.
     ws_compression: bool = False
+    # Threads kept for AG-UI resumes (a run that asked a person, answered by a later run):
+    # at most this many (least recently used go first), each forgotten after this long.
+    threads_max: int = 1000
+    threads_ttl_s: float = 24 * 3600.0
     sim: SimConfig = field(default_factory=SimConfig)
 
     def __post_init__(self) -> None:
@@ -274,6 +278,12 @@ class RuntimeConfig:
             object.__setattr__(
                 self, "sse_keepalive_s", _non_negative(keepalive, "sse_keepalive_s") or None
             )
+        if not isinstance(self.threads_max, int) or self.threads_max < 1:
+            msg = f"threads_max must be a positive integer, got {self.threads_max!r}"
+            raise ConfigError(msg)
+        if not isinstance(self.threads_ttl_s, int | float) or self.threads_ttl_s <= 0:
+            msg = f"threads_ttl_s must be a positive number of seconds, got {self.threads_ttl_s!r}"
+            raise ConfigError(msg)
         if not isinstance(self.ws_compression, bool):
             msg = f"ws_compression must be true or false, got {self.ws_compression!r}"
             raise ConfigError(msg)

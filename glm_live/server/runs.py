@@ -23,6 +23,10 @@ and the admin command it through ``control:<runId>`` (the hub's rule), and ``GET
 /runs/{id}`` answers it, the admin, and tokens reading ``run:<id>``; to anyone else the run
 does not exist (404). AG-UI clients choose run ids: a run id another identity owns, or one
 running now, is refused with 409.
+
+People in the loop: an agent's ``ctx.ask`` ends the run with the interrupt outcome; a run on
+the same thread with ``resume`` continues it (:mod:`.threads` keeps the threads and checks
+the resume lists). ``forwardedProps.approval`` is the run's input ``approval``.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from ag_ui.core import PROTOCOL_VERSION, BaseEvent, RunAgentInput
+from ag_ui.core import PROTOCOL_VERSION, BaseEvent, RunAgentInput, RunFinishedEvent
 from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -49,6 +53,7 @@ from .httpauth import grant_of, unavailable
 from .hub.service import Hub
 from .hub.store import HubStoreError
 from .keepalive import with_keepalive
+from .threads import Refused, ThreadRun, Threads, ThreadStore
 
 __all__ = ["RunService"]
 
@@ -68,8 +73,11 @@ class RunService:
         client: Callable[[], GLMClient],
         keepalive_s: float | None = None,
         sim_seed: int = 0,
+        threads: ThreadStore | None = None,
     ) -> None:
         self.hub = hub
+        #: The threads' records, for runs that resume interrupted ones (:mod:`.threads`).
+        self.threads = Threads(threads, live=lambda run_id: run_id in self.runs)
         #: The simulator's default seed: a run's chats get it unless ``forwardedProps.sim``
         #: names one, so that agents drawing an account's facts know the seed it is drawn at.
         self.sim_seed = sim_seed
@@ -137,10 +145,20 @@ class RunService:
             if getattr(message, "role", None) == "user":
                 inputs.setdefault("prompt", getattr(message, "content", ""))
                 break
+        if "approval" in props:  # ask a person before acting (the builtin workflow does)
+            inputs.setdefault("approval", props["approval"])
         sim = props.get("sim")
         room = f"run:{run_input.run_id}"
+        try:
+            thread = await self.threads.begin(name, run_input, grant_of(request))
+        except Refused as exc:
+            return Response(exc.body(), status_code=exc.status, media_type="application/json")
+        except HubStoreError:
+            status, body = unavailable("start the run (its thread cannot be read)")
+            return Response(body, status_code=status, media_type="application/json")
         refused = await self._claim(run_input.run_id, grant_of(request))
         if refused is not None:
+            self.threads.release(thread)
             return refused
 
         agents: dict[str, str] = {}
@@ -151,6 +169,7 @@ class RunService:
 
         def emit(event: BaseEvent) -> None:
             data = event_dict(event)
+            thread.observe(data)
             folded.apply(data)
             updated[0] = time.time_ns()
             self.hub.publish(room, data)
@@ -170,8 +189,9 @@ class RunService:
                 "sim": {"seed": self.sim_seed, **(sim if isinstance(sim, dict) else {})}
             },
         )
+        self.threads.restore(run, thread, state_given=bool(run_input.state))
         return StreamingResponse(
-            with_keepalive(self._stream(run), self.keepalive_s),
+            with_keepalive(self._stream(run, thread), self.keepalive_s),
             media_type="text/event-stream",
             headers={"cache-control": "no-cache"},
         )
@@ -193,16 +213,19 @@ class RunService:
             )
         return None
 
-    async def _stream(self, run: Run) -> AsyncIterator[bytes]:
+    async def _stream(self, run: Run, thread: ThreadRun) -> AsyncIterator[bytes]:
         self.runs[run.run_id] = run
         unlisten = self.hub.listen(f"control:{run.run_id}", lambda data: self._control(run, data))
         try:
             async for event in run.events():
+                if isinstance(event, RunFinishedEvent):  # kept before the client can resume
+                    await self.threads.finish(run, thread, event)
                 yield encode_event(event)
         finally:
             # Ended, or the client went away: run.events() has cancelled what was running.
             unlisten()
             self.runs.pop(run.run_id, None)
+            self.threads.release(thread)
 
     async def status(self, request: Request) -> Response:
         """``GET /runs/{id}``: the run's folded state, for clients that poll."""
@@ -257,6 +280,10 @@ def _agent_status(
     if kind == "SUBAGENT_STARTED":
         return {"run": run_id, "agent": agent, "status": "running"}
     if kind == "SUBAGENT_FINISHED":
+        outcome = event.get("outcome") or {}
+        if outcome.get("type") == "suspended":  # ctx.ask: waiting for a person (a resume)
+            waiting = outcome.get("interruptIds") or []
+            return {"run": run_id, "agent": agent, "status": "waiting", "interrupts": waiting}
         return {"run": run_id, "agent": agent, "status": "done"}
     if kind == "SUBAGENT_ERROR":
         return {"run": run_id, "agent": agent, "status": "error", "message": event["message"]}
