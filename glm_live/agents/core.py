@@ -718,10 +718,8 @@ class Run:
         """End with the interrupt outcome: one ``Interrupt`` per question asked."""
         waiting = ", ".join(suspended)
         self._orchestrate("report", f"Waiting for a person to answer {waiting}.")
-        self._finish(
-            RunFinishedInterruptOutcome(interrupts=list(self.questions.raised)),
-            _jsonable(self.results),
-        )
+        # No result: 1.0 gives one to a success only (the thread keeps the results so far).
+        self._finish(RunFinishedInterruptOutcome(interrupts=list(self.questions.raised)))
 
     def _finish(self, outcome: RunFinishedOutcome, result: Any = None) -> None:
         """End the run with ``RUN_FINISHED``: ``outcome`` (success with its ``result``,
