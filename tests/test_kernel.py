@@ -328,3 +328,85 @@ def test_quick_start_under_nest_asyncio(fresh_kernel: BlockingKernelClient) -> N
     models.feed(after)
     assert models.state[view_id]["status"] == "done"
     assert models.state[view_id]["text"]
+
+
+# -- a person answers a run (AG-UI 1.0 interrupts; needs the runtime's side: agui-interrupts) ---
+
+FAST_RUN = "sim={'ttft_ms': 1, 'itl_ms': 1}"
+
+
+def send_widget_message(client: BlockingKernelClient, model_id: str, content: Any) -> None:
+    """What a widget's ``model.send(content)`` in the browser sends to the kernel."""
+    data = {"method": "custom", "content": content}
+    client.shell_channel.send(client.session.msg("comm_msg", {"comm_id": model_id, "data": data}))
+
+
+def test_a_person_approves_a_run_on_its_board(kernel: BlockingKernelClient) -> None:
+    run(kernel, "import glm_live\nsession = glm_live.connect(hub=False)")
+    models = Models()
+    _, messages = run(
+        kernel,
+        f"review = session.run('account-review', account='Globex', approval=True, {FAST_RUN})",
+    )
+    models.feed(messages)
+    (board,) = displayed(messages)
+    _, messages = run(
+        kernel,
+        "state = await review\n"
+        "print(state.status, review.status, len(review.interrupts), review.interrupts[0].reason)",
+        timeout=120,
+    )
+    assert _stdout(messages).split() == ["waiting", "waiting", "1", "approval"]
+    models.feed(messages)
+    models.feed(drain(kernel, 0.5))
+    assert models.state[board]["status"] == "waiting"
+    (question,) = models.state[board]["interrupts"]
+    assert question["schema"]["properties"]["approved"] == {"type": "boolean"}
+    assert question["message"]
+    assert question["answered"] == ""
+
+    # The Approve button, with a note.
+    answer = {"approved": True, "note": "ship it"}
+    send_widget_message(
+        kernel,
+        board,
+        {"type": "answer", "id": question["id"], "status": "resolved", "payload": answer},
+    )
+    _, messages = run(
+        kernel,
+        "state = await review\nimport time; time.sleep(0.3)\n"
+        "print(state.status, review.status, len(state.run_ids), len(review.interrupts))\n"
+        "print('report' if 'Globex' in review.view.report else 'no report')",
+        timeout=120,
+    )
+    assert _stdout(messages).split() == ["finished", "done", "2", "0", "report"]
+    models.feed(messages)
+    models.feed(drain(kernel, 0.5))
+    assert models.state[board]["status"] == "finished"
+    assert models.state[board]["interrupts"] == []
+    assert "Globex" in models.state[board]["report"]
+
+
+def test_a_cell_answers_a_waiting_run(kernel: BlockingKernelClient) -> None:
+    run(kernel, "import glm_live\nsession = glm_live.connect(hub=False)")
+    _, messages = run(
+        kernel,
+        "review = session.run('account-review', account='Globex', approval=True, "
+        f"display=False, {FAST_RUN})\n"
+        "state = await review\n"
+        "print(state.status, review.interrupts[0].response_schema['required'])\n"
+        "try:\n    review.resume({'note': 'no decision'})\n"
+        "except ValueError as exc:\n    print('refused', 'approved' in str(exc))\n"
+        "state = await review.resume({'approved': True})\n"
+        "print(state.status, review.status, 'Globex' in str(state.result))",
+        timeout=120,
+    )
+    assert _stdout(messages).split() == [
+        "waiting",
+        "['approved']",
+        "refused",
+        "True",
+        "finished",
+        "done",
+        "True",
+    ]

@@ -123,6 +123,24 @@ class Handle(ABC, Generic[T, R]):
         self._started = True
         self._future = self._loop.submit(self._main())
 
+    def _restart(self) -> None:
+        """Produce again on this handle, once it has ended: a continuation of the same work
+        (a run resumed after it waited for a person). The items go on from where they were
+        (iterating anew replays them all), :attr:`status` is ``running`` again, and
+        awaiting or waiting gives the new end; listeners and finishers are called again.
+
+        Raises:
+            RuntimeError: The work has not ended.
+        """
+        if not self._future.done():
+            msg = f"this {self.noun} is still running: it can only be continued once it ended"
+            raise RuntimeError(msg)
+        with self._lock:
+            self._finished = False
+        self._ended, self._ended_at, self._error, self._value = False, None, None, None
+        self._cancel_requested, self._task = False, None
+        self._start()
+
     async def _main(self) -> R:
         self._task = asyncio.current_task()
         result: R | None = None
@@ -199,7 +217,8 @@ class Handle(ABC, Generic[T, R]):
                 on_item(item)
             if self._ended:
                 on_done(self._value, self._error)
-                return
+            # Kept after the end too: a handle that :meth:`_restart` continues goes on
+            # calling them (a run resumed after it waited for a person).
             self._listeners.append(on_item)
             self._finishers.append(on_done)
 

@@ -5,7 +5,7 @@ A :class:`Session` holds a GLM client, a hub connection, a :class:`~glm_live.met
 URL it uses the process's embedded runtime (simulated GLM-4.6, on a free loopback port),
 started on first use and shared by the sessions that ask for the same options. Its calls
 return at once with a live handle (see :mod:`glm_live.aio`), whose ``status`` is ``running``
-and then ``done``, ``cancelled``, ``error`` or ``interrupted``:
+and then ``done``, ``cancelled``, ``error`` or ``interrupted`` (a run also ``waiting``):
 
 - ``session.chat(prompt, **params)`` → :class:`ChatHandle`: iterate the chunks, ``await`` or
   ``.wait()`` for the completion, ``.cancel()``;
@@ -13,6 +13,12 @@ and then ``done``, ``cancelled``, ``error`` or ``interrupted``:
   AG-UI events; ``.state``, ``.agents``, ``.messages`` follow them; ``.control(...)`` pauses,
   resumes, cancels an agent or gives it input; ``.cancel()`` stops the run on the server.
   A :class:`~glm_live.agents.Workflow` object runs in this process instead, on the same loop.
+
+A run that asks a person (an AG-UI 1.0 interrupt) ends ``waiting``: ``await run`` returns
+then (the cell ends, so the board's buttons can be clicked), ``run.interrupts`` lists the
+questions, and ``run.resume(answer)`` (or the board's buttons) answers them. The same handle
+then runs the continuation (a new run on the same thread) and folds it into the same
+:class:`RunState` and board: ``await run`` again gives the final state.
 """
 
 from __future__ import annotations
@@ -28,7 +34,15 @@ from ag_ui.core import BaseEvent
 from ..agents.core import Run, Workflow
 from ..errors import Cancelled, SSEError, TransportError
 from ..measure.recorder import Recorder
-from ..protocols.agui import AgentStatus, RunState, event_dict, parse_event
+from ..protocols.agui import (
+    AgentStatus,
+    Interrupt,
+    RunState,
+    check_answer,
+    event_dict,
+    parse_event,
+    resume_entry,
+)
 from ..protocols.glm import ChatStream, Chunk, Completion, GLMClient
 from ..protocols.runtime import find_token
 from ..transport.hub_client import Connection
@@ -124,15 +138,25 @@ _RUN_TO_HANDLE = {
     "cancelled": "cancelled",
     "error": "error",
     "interrupted": "interrupted",
+    "waiting": "waiting",
 }
+
+#: Inputs that are also run options AG-UI runtimes read at the top of ``forwardedProps``
+#: (``approval``: ask a person before the report), besides ``forwardedProps.inputs``.
+_RUN_OPTIONS = ("approval",)
 
 
 class RunHandle(Handle[BaseEvent, RunState]):
     """A workflow run: AG-UI events as they come; the folded :class:`RunState` at the end.
 
     ``status`` is the handle's (``running``, ``done``, ``cancelled``, ``error``,
-    ``interrupted``); the run's own is ``folded.status``. As a cell's last expression it shows
-    its :class:`~glm_live.widgets.AgentBoard`, unless this cell showed it already.
+    ``interrupted``, ``waiting``); the run's own is ``folded.status``. As a cell's last
+    expression it shows its :class:`~glm_live.widgets.AgentBoard`, unless this cell showed it
+    already.
+
+    ``waiting`` is an end of the handle's current stream, not of the work: the run asked a
+    person (:attr:`interrupts`), and :meth:`resume` answers and continues it on this handle
+    (``run_id`` becomes the new run's; ``elapsed`` counts the time spent waiting).
     """
 
     noun = "run"
@@ -154,6 +178,12 @@ class RunHandle(Handle[BaseEvent, RunState]):
         self.thread_id = uuid.uuid4().hex
         self.folded = RunState()
         self._local: Run | None = None
+        self._message_id = uuid.uuid4().hex
+        #: Answers given so far to the questions of the waiting run: ``resume`` entries by
+        #: interrupt id (sent together once every question has one).
+        self.answers: dict[str, dict[str, Any]] = {}
+        self._resume: list[dict[str, Any]] | None = None
+        self._parent_run_id: str | None = None
         self.recorder = session.recorder
         self.name = workflow if isinstance(workflow, str) else workflow.name
         self.title = self.name
@@ -179,6 +209,120 @@ class RunHandle(Handle[BaseEvent, RunState]):
     def messages(self) -> list[dict[str, Any]]:
         """The run's text messages: ``id``, ``role``, ``name`` (the agent), ``content``."""
         return self.folded.messages
+
+    @property
+    def interrupts(self) -> list[Interrupt]:
+        """The questions the waiting run asks that have no answer yet (``[]`` otherwise)."""
+        if not self.folded.waiting or not self.done:
+            return []
+        return [i for i in self.folded.interrupts if i.id not in self.answers]
+
+    def resume(
+        self,
+        answer: Any = None,
+        *,
+        interrupt_id: str | None = None,
+        reject: bool = False,
+        answers: Mapping[str, Any] | None = None,
+    ) -> RunHandle:
+        """Answer the waiting run's questions and continue it; returns this handle.
+
+        The common case is one question: ``run.resume({"approved": True})``, or
+        ``run.resume(reject=True)`` to decline it. With several, name the question
+        (``interrupt_id=...``; ``reject=True`` alone declines all that are left), or answer
+        many at once with ``answers={interrupt_id: answer}``. Answers are kept in
+        :attr:`answers` until every question has one; then the continuation starts: a new run
+        (new ``runId``) on the same thread, posted with the ``resume`` entries, folded into
+        the same :class:`RunState` and board, so ``await run`` gives its end (finished, or
+        ``waiting`` again if it asks more). Call it from a cell or the board, not from the
+        background loop.
+
+        Each answer is checked against its question's ``response_schema`` (its type, required
+        keys, the types and enums of its properties) before anything is sent.
+
+        Raises:
+            RuntimeError: Nothing waits for an answer: the run is still running (or already
+                resumed), or it ended otherwise.
+            ValueError: The question is unknown, or ambiguous (several wait and none was
+                named), or the answer does not fit its schema.
+        """
+        if isinstance(self.workflow, Workflow):
+            msg = (
+                "a workflow run in this process cannot be resumed yet: register it with "
+                "session.register(workflow) and run it by name"
+            )
+            raise RuntimeError(msg)
+        if not self.done or not self.folded.waiting:
+            if not self.done:
+                resumed = self._resume is not None
+                msg = (
+                    f"the run {self.name!r} was already resumed: its continuation is running"
+                    if resumed
+                    else f"the run {self.name!r} is still running: answer it once it waits "
+                    "(run.status == 'waiting', run.interrupts)"
+                )
+            else:
+                msg = (
+                    f"the run {self.name!r} ended {self.status!r}, not waiting for an answer: "
+                    "there is nothing to resume"
+                )
+            raise RuntimeError(msg)
+        pending = {i.id: i for i in self.interrupts}
+        given: dict[str, dict[str, Any]] = {}
+        if answers is not None:
+            if answer is not None or interrupt_id is not None or reject:
+                msg = "give answers={id: answer} alone, or one answer (with interrupt_id=)"
+                raise ValueError(msg)
+            for key, value in answers.items():
+                given[key] = self._entry(pending, key, value, reject=False)
+        elif interrupt_id is None and reject and answer is None:
+            given = {key: resume_entry(key, reject=True) for key in pending}
+        else:
+            if interrupt_id is None:
+                if len(pending) != 1:
+                    ids = ", ".join(repr(k) for k in pending)
+                    msg = (
+                        f"{len(pending)} questions wait ({ids}): name one with "
+                        "interrupt_id=, or answer them all with answers={id: answer}"
+                    )
+                    raise ValueError(msg)
+                interrupt_id = next(iter(pending))
+            given[interrupt_id] = self._entry(pending, interrupt_id, answer, reject=reject)
+        self.answers.update(given)
+        if any(i.id not in self.answers for i in self.folded.interrupts):
+            return self  # more questions to answer first
+        self._continue()
+        return self
+
+    def _entry(
+        self, pending: Mapping[str, Interrupt], key: str, answer: Any, *, reject: bool
+    ) -> dict[str, Any]:
+        """The resume entry for one question, checked against its schema."""
+        question = pending.get(key)
+        if question is None:
+            known = ", ".join(repr(k) for k in pending) or "none"
+            state = "was answered already" if key in self.answers else "is not asked"
+            msg = f"the question {key!r} {state}: waiting for an answer are {known}"
+            raise ValueError(msg)
+        if reject:
+            return resume_entry(key, reject=True)
+        problems = check_answer(answer, question.response_schema)
+        if problems:
+            msg = (
+                f"the answer {answer!r} to {key!r} does not fit its schema: "
+                f"{'; '.join(problems)} (schema: {question.response_schema})"
+            )
+            raise ValueError(msg)
+        return resume_entry(key, answer)
+
+    def _continue(self) -> None:
+        """Post the answers as a new run on the same thread, on this handle."""
+        entries = [self.answers[i.id] for i in self.folded.interrupts]
+        self._resume, self._parent_run_id = entries, self.folded.run_id or self.run_id
+        self.answers = {}
+        self.run_id = uuid.uuid4().hex
+        self.request = self.recorder.begin(self.name, kind="run")
+        self._restart()
 
     def _status_of(self, error: BaseException | None) -> str:
         if isinstance(error, Cancelled | asyncio.CancelledError):
@@ -227,21 +371,30 @@ class RunHandle(Handle[BaseEvent, RunState]):
             async for event in self._run_here(self.workflow):
                 yield event
             return
-        body = {
+        props: dict[str, Any] = {"inputs": self.inputs}
+        props.update({k: self.inputs[k] for k in _RUN_OPTIONS if k in self.inputs})
+        if self.sim:
+            props["sim"] = self.sim
+        body: dict[str, Any] = {
             "threadId": self.thread_id,
             "runId": self.run_id,
             "state": {},
             "messages": [
                 {
-                    "id": uuid.uuid4().hex,
+                    "id": self._message_id,
                     "role": "user",
                     "content": str(self.inputs.get("prompt", "")),
                 }
             ],
             "tools": [],
             "context": [],
-            "forwardedProps": {"inputs": self.inputs, **({"sim": self.sim} if self.sim else {})},
+            "forwardedProps": props,
         }
+        if self._resume is not None:
+            # The continuation of a waiting run: the same thread, a new run, the answers.
+            body["resume"] = self._resume
+            body["parentRunId"] = self._parent_run_id
+            body["state"] = self.folded.state if isinstance(self.folded.state, dict) else {}
         source = EventSource(
             f"{self.session.url}/agents/{self.workflow}",
             "POST",
@@ -306,6 +459,13 @@ class RunHandle(Handle[BaseEvent, RunState]):
     def __repr__(self) -> str:
         status = self.status
         agents = len(self.agents)
+        if status == "waiting":
+            asks = len(self.interrupts)
+            return (
+                f"<RunHandle {self.name} waiting for {asks} answer{'s' * (asks != 1)} "
+                f"(run.resume(...)) after {len(self.items)} events, {agents} agents, "
+                f"{self.elapsed:.1f} s>"
+            )
         if status == "running":
             return (
                 f"<RunHandle {self.name} running, {agents} agents, "
@@ -496,7 +656,10 @@ class Session:
         """An AgentBoard following ``handle`` (from its start, or from where it is)."""
         from .widgets import AgentBoard
 
-        board = AgentBoard(title=handle.title)
+        def answer(interrupt_id: str, payload: Any, reject: bool) -> None:
+            handle.resume(payload, interrupt_id=interrupt_id, reject=reject)
+
+        board = AgentBoard(title=handle.title, on_answer=answer)
 
         def finished(result: RunState | None, error: BaseException | None) -> None:
             # The run ends once (RunState.end): here only if nothing ended it yet.

@@ -28,10 +28,21 @@ RUN_FINISHED cancelled  ``cancelled``    ``cancelled``
 RUN_ERROR               ``error``        ``error``
 cancelled locally       ``cancelled``    ``cancelled``
 stream lost             ``interrupted``  ``interrupted`` (the run may go on server-side)
+RUN_FINISHED interrupt  ``waiting``      ``waiting`` (for a person to answer)
 ======================  ===============  ==================================================
 
 Each closed agent gets a ``finished_at``, so its clock stops. A run ends once: a later
 ``end`` (a stream that drops after RUN_FINISHED) changes nothing.
+
+Interrupts (AG-UI 1.0): a run that needs a person ends with ``RUN_FINISHED`` whose ``outcome``
+is ``{"type": "interrupt", "interrupts": [...]}``. The run is then ``waiting`` (not
+``interrupted``, which means the client lost the stream), and :attr:`RunState.interrupts`
+lists the questions, each an :class:`Interrupt` (the agent that asked is found by its
+``subagentRunId``). The client answers with a new run on the same thread (``resume``
+entries, see :func:`resume_entry`); one :class:`RunState` folds the whole thread, so that
+run's ``RUN_STARTED`` reopens a ``waiting`` state: it runs again, its waiting agents run again,
+and the pending interrupts are cleared (answered). Only ``waiting`` reopens: every other end
+is final.
 """
 
 from __future__ import annotations
@@ -53,10 +64,13 @@ __all__ = [
     "END_STATES",
     "PROGRESS",
     "AgentStatus",
+    "Interrupt",
     "RunState",
+    "check_answer",
     "encode_event",
     "event_dict",
     "parse_event",
+    "resume_entry",
     "token_usage",
 ]
 
@@ -135,8 +149,9 @@ class AgentStatus:
 
     Attributes:
         name: The agent's name.
-        status: ``pending``, ``running``, ``done``, ``error``, ``cancelled`` or
-            ``interrupted`` (the client lost the run's stream while it ran).
+        status: ``pending``, ``running``, ``done``, ``error``, ``cancelled``,
+            ``interrupted`` (the client lost the run's stream while it ran) or ``waiting``
+            (the run stopped to ask a person; it runs again once answered).
         progress: 0 to 1.
         step: The step it is in, if any.
         message: The last thing it said (progress message or text).
@@ -162,13 +177,123 @@ class AgentStatus:
         return (self.finished_at or time.time()) - self.started_at
 
 
-#: A run's end states, and what its unfinished agents become.
+#: A run's end states, and what its unfinished agents become. ``waiting`` is the one end a
+#: later run on the same thread reopens (see the module's docstring).
 END_STATES = {
     "finished": "done",
     "cancelled": "cancelled",
     "error": "error",
     "interrupted": "interrupted",
+    "waiting": "waiting",
 }
+
+
+@dataclass(frozen=True)
+class Interrupt:
+    """A question a run asks a person (an AG-UI 1.0 interrupt), as the client needs it.
+
+    Attributes:
+        id: The interrupt's id: the ``interruptId`` of the answer.
+        reason: Why it asks (the runtime's word, e.g. ``approval``).
+        message: What to show the person.
+        response_schema: The JSON Schema the answer must fit, or ``None`` (any answer).
+        expires_at: When the question lapses (ISO 8601, as sent), or ``None``.
+        agent: The name of the agent that asked, when its ``subagentRunId`` is one of the
+            run's agents.
+        subagent_run_id, tool_call_id: As sent.
+        metadata: As sent (``{}`` when absent).
+    """
+
+    id: str
+    reason: str = ""
+    message: str = ""
+    response_schema: dict[str, Any] | None = None
+    expires_at: str | None = None
+    agent: str | None = None
+    subagent_run_id: str | None = None
+    tool_call_id: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_wire(cls, data: Mapping[str, Any], agent: str | None = None) -> Interrupt:
+        """One entry of an interrupt outcome's ``interrupts`` (wire JSON, camelCase)."""
+        schema = data.get("responseSchema")
+        return cls(
+            id=str(data.get("id")),
+            reason=str(data.get("reason") or ""),
+            message=str(data.get("message") or ""),
+            response_schema=dict(schema) if isinstance(schema, Mapping) else None,
+            expires_at=None if data.get("expiresAt") is None else str(data["expiresAt"]),
+            agent=agent,
+            subagent_run_id=data.get("subagentRunId"),
+            tool_call_id=data.get("toolCallId"),
+            metadata=dict(data.get("metadata") or {}),
+        )
+
+
+_JSON_TYPES: dict[str, tuple[type, ...]] = {
+    "string": (str,),
+    "boolean": (bool,),
+    "integer": (int,),
+    "number": (int, float),
+    "object": (dict,),
+    "array": (list, tuple),
+    "null": (type(None),),
+}
+
+
+def _fits(value: Any, kind: Any) -> bool:
+    kinds = kind if isinstance(kind, list) else [kind]
+    for name in kinds:
+        types = _JSON_TYPES.get(str(name))
+        if types is None:
+            return True  # a type this check does not know: the runtime decides
+        if isinstance(value, bool) and name in ("integer", "number"):
+            continue  # JSON Schema: true is not a number
+        if isinstance(value, types):
+            return True
+    return False
+
+
+def check_answer(answer: Any, schema: Mapping[str, Any] | None) -> list[str]:
+    """What is wrong with ``answer`` for ``schema`` (an interrupt's ``responseSchema``).
+
+    A first check in the client, so a person learns before the answer is sent: the top-level
+    ``type``, ``required`` keys, each known property's ``type`` and ``enum``. Not a full JSON
+    Schema validator: the runtime has the last word. Returns the problems, ``[]`` if none.
+    """
+    if not schema:
+        return []
+    problems: list[str] = []
+    kind = schema.get("type")
+    if kind is not None and not _fits(answer, kind):
+        problems.append(f"the answer must be of type {kind}, not {type(answer).__name__}")
+        return problems
+    if "enum" in schema and answer not in schema["enum"]:
+        problems.append(f"the answer must be one of {schema['enum']!r}")
+    if not isinstance(answer, dict):
+        return problems
+    for key in schema.get("required") or []:
+        if key not in answer:
+            problems.append(f"missing required {key!r}")
+    properties = schema.get("properties") or {}
+    for key, value in answer.items():
+        spec = properties.get(key)
+        if not isinstance(spec, Mapping):
+            continue
+        if "type" in spec and not _fits(value, spec["type"]):
+            problems.append(f"{key!r} must be of type {spec['type']}, not {type(value).__name__}")
+        elif "enum" in spec and value not in spec["enum"]:
+            problems.append(f"{key!r} must be one of {spec['enum']!r}")
+    return problems
+
+
+def resume_entry(interrupt_id: str, payload: Any = None, *, reject: bool = False) -> dict[str, Any]:
+    """One ``resume`` entry of a ``RunAgentInput`` (wire JSON): ``resolved`` with ``payload``,
+    or ``cancelled`` (``reject``: the person declined)."""
+    if reject:
+        return {"interruptId": interrupt_id, "status": "cancelled"}
+    return {"interruptId": interrupt_id, "status": "resolved", "payload": payload}
 
 
 @dataclass(repr=False)
@@ -177,7 +302,7 @@ class RunState:
 
     run_id: str | None = None
     thread_id: str | None = None
-    status: str = "pending"  # running, finished, error, cancelled, interrupted
+    status: str = "pending"  # running, finished, error, cancelled, interrupted, waiting
     state: Any = field(default_factory=dict)
     agents: dict[str, AgentStatus] = field(default_factory=dict)
     messages: list[dict[str, Any]] = field(default_factory=list)  # id, role, name, content
@@ -193,6 +318,11 @@ class RunState:
     usage: list[dict[str, Any]] = field(default_factory=list)
     #: Activity messages by ``messageId``: ``{"activityType", "content"}``.
     activities: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: The questions a ``waiting`` run asks (``[]`` otherwise): cleared when the run on the
+    #: same thread that answers them starts.
+    interrupts: list[Interrupt] = field(default_factory=list)
+    #: Every run of the thread folded here, in order (a resumed thread has several).
+    run_ids: list[str] = field(default_factory=list)
     _by_run: dict[str, AgentStatus] = field(default_factory=dict, repr=False)
     _open: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
 
@@ -203,15 +333,26 @@ class RunState:
         kind = e.get("type")
         agent = self._by_run.get(e.get("subagentRunId") or "")
         if kind == "RUN_STARTED":
+            if self.status == "waiting":
+                self._reopen()
             self.run_id, self.thread_id = e.get("runId"), e.get("threadId")
+            if self.run_id:
+                self.run_ids.append(self.run_id)
             self.protocol_version = e.get("protocolVersion")
             self.status = "running"
         elif kind == "RUN_FINISHED":
             self.result = e.get("result")
             self.outcome = e.get("outcome")
             self.usage = list(e.get("usage") or [])
-            cancelled = (self.outcome or {}).get("type") == "cancelled"
-            self.end("cancelled" if cancelled else "finished")
+            outcome = (self.outcome or {}).get("type")
+            if outcome == "interrupt" and not self.done:
+                self.interrupts = [
+                    Interrupt.from_wire(entry, self._agent_of(entry))
+                    for entry in (self.outcome or {}).get("interrupts") or []
+                    if isinstance(entry, Mapping)
+                ]
+            ended = {"cancelled": "cancelled", "interrupt": "waiting"}
+            self.end(ended.get(str(outcome), "finished"))
         elif kind == "RUN_ERROR":
             self.usage = list(e.get("usage") or [])
             self.end("error", e.get("message"))
@@ -306,11 +447,24 @@ class RunState:
         if agent is not None:
             _progress(agent, content)
 
+    def _agent_of(self, entry: Mapping[str, Any]) -> str | None:
+        agent = self._by_run.get(str(entry.get("subagentRunId") or ""))
+        return None if agent is None else agent.name
+
+    def _reopen(self) -> None:
+        """A run on the same thread answers this ``waiting`` one: run again."""
+        self.status, self.error, self.result, self.outcome = "running", None, None, None
+        self.interrupts = []
+        for agent in self.agents.values():
+            if agent.status == "waiting":
+                agent.status, agent.finished_at = "running", None
+
     def end(self, status: str, error: str | None = None) -> bool:
-        """End the run with ``status`` (``finished``, ``cancelled``, ``error`` or
-        ``interrupted``): every agent still pending or running ends too (see the module's
-        table), with a ``finished_at``. Returns whether it ended now: a run that had already
-        ended keeps its first end.
+        """End the run with ``status`` (``finished``, ``cancelled``, ``error``,
+        ``interrupted`` or ``waiting``): every agent still pending or running ends too (see
+        the module's table), with a ``finished_at``. Returns whether it ended now: a run that
+        had already ended keeps its first end (``waiting`` too: only the next run's
+        ``RUN_STARTED`` reopens it).
 
         Raises:
             ValueError: ``status`` is not an end state.
@@ -332,8 +486,14 @@ class RunState:
 
     @property
     def done(self) -> bool:
-        """Whether the run has ended (in any of the end states)."""
+        """Whether the run has ended (in any of the end states, ``waiting`` included: its
+        stream is over, and what comes next is another run)."""
         return self.status in END_STATES
+
+    @property
+    def waiting(self) -> bool:
+        """Whether the run waits for a person to answer :attr:`interrupts`."""
+        return self.status == "waiting"
 
     def __repr__(self) -> str:
         counts: dict[str, int] = {}
@@ -342,15 +502,21 @@ class RunState:
         agents = ", ".join(f"{n} {status}" for status, n in counts.items())
         detail = f" ({agents})" if agents else ""
         error = f", error: {self.error[:80]!r}" if self.error else ""
+        asks = len(self.interrupts)
+        asking = f", {asks} question{'s' * (asks != 1)} for a person" if asks else ""
         return (
             f"<RunState {self.status}, {len(self.agents)} agents{detail}, "
-            f"{len(self.messages)} messages, {self.events} events{error}>"
+            f"{len(self.messages)} messages, {self.events} events{error}{asking}>"
         )
 
     def _repr_html_(self) -> str:
         rows: list[tuple[str, object]] = [("status", self.status)]
         if self.error:
             rows.append(("error", self.error))
+        rows += [
+            (f"asks{f' ({i.agent})' if i.agent else ''}", i.message or i.reason)
+            for i in self.interrupts
+        ]
         rows += [("events", self.events), ("messages", len(self.messages))]
         grid = [
             (

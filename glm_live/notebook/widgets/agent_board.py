@@ -6,22 +6,42 @@ Ended agents and ended runs show their elapsed time as ``finished - started`` an
 clock stops for them. When an ended run still lists an agent as pending or running (an older
 runtime that did not close it), the card shows the run's end state instead, with the time
 frozen at the moment the board learned of the end.
+
+A run that asks a person (``waiting``) shows its questions under the cards, each with
+controls to answer in place, made from the question's ``responseSchema`` in JS: Approve /
+Reject (and a note box) for a boolean ``approved``; a small form of the top-level properties
+otherwise; a text box without a schema. The browser sends the answer as a custom message
+(``model.send``)::
+
+    {"type": "answer", "id": <interrupt id>, "status": "resolved", "payload": <answer>}
+    {"type": "answer", "id": <interrupt id>, "status": "cancelled"}   # Reject
+
+and :meth:`AgentBoard._message` calls ``on_answer(id, payload, reject)`` (the session wires it
+to :meth:`~glm_live.notebook.session.RunHandle.resume`). The question then shows
+``answered: ...`` with its controls disabled until the continuation arrives; a refused answer
+(it does not fit the schema, the run is not waiting) shows the refusal and the controls again.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import logging
 import re
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from typing import Any
 
 import traitlets
 
-from ...protocols.agui import RunState
+from ...protocols.agui import Interrupt, RunState
 from ._base import LiveWidget, esm, static
 
 __all__ = ["AgentBoard", "plain_summary", "rounded"]
+
+logger = logging.getLogger("glm_live.widgets")
+
+#: ``on_answer(interrupt_id, payload, reject)``: what answering on the board calls.
+AnswerCallback = Callable[[str, Any, bool], None]
 
 _FENCE = re.compile(r"^\s*(```|~~~)")
 _TABLE_RULE = re.compile(r"^\s*\|?[\s:|-]+\|?\s*$")
@@ -121,13 +141,27 @@ class AgentBoard(LiveWidget):
     _css = static("widgets.css")
 
     title = traitlets.Unicode("").tag(sync=True)
-    #: pending, running, finished, cancelled, error or interrupted.
+    #: pending, running, finished, cancelled, error, interrupted or waiting.
     status = traitlets.Unicode("pending").tag(sync=True)
     error = traitlets.Unicode("").tag(sync=True)
     agents: traitlets.List[Any] = traitlets.List().tag(sync=True)
     state = traitlets.Unicode("{}").tag(sync=True)  # JSON, shown as it is
     #: The finished run's result, as markdown (empty until the run has finished).
     report = traitlets.Unicode("").tag(sync=True)
+    #: The questions of a waiting run: ``id``, ``reason``, ``message``, ``agent``, ``schema``
+    #: (the response schema, or ``None``), ``expires_at``, ``answered`` (the answer given
+    #: here, as text; ``""`` until then), ``refused`` (why an answer was not taken) and
+    #: ``tries`` (answers sent: a refusal repeated still redraws the controls).
+    interrupts: traitlets.List[Any] = traitlets.List().tag(sync=True)
+
+    def __init__(self, on_answer: AnswerCallback | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._on_answer = on_answer
+        self._questions: list[Interrupt] = []
+        self._answered: dict[str, str] = {}
+        self._refused: dict[str, str] = {}
+        self._tries: dict[str, int] = {}  # answers sent per question: each redraws it
+        self.on_msg(self._message)
 
     def show(self, run: RunState) -> None:
         """Bring the board up to ``run`` at the next flush."""
@@ -140,7 +174,76 @@ class AgentBoard(LiveWidget):
             agents=[_card(a, texts.get(a.name)) for a in run.agents.values()],
             state=json.dumps(rounded(run.state), indent=1, default=str)[:20_000],
             report=report_markdown(run.result, run.agents) if run.status == "finished" else "",
+            interrupts=self._interrupts(run.interrupts if run.waiting else []),
         )
+
+    def _interrupts(self, questions: list[Interrupt]) -> list[dict[str, Any]]:
+        if [q.id for q in questions] != [q.id for q in self._questions]:
+            asked = {q.id for q in questions}  # new questions: earlier marks are moot
+            self._answered = {k: v for k, v in self._answered.items() if k in asked}
+            self._refused = {k: v for k, v in self._refused.items() if k in asked}
+            self._tries = {k: v for k, v in self._tries.items() if k in asked}
+        self._questions = list(questions)
+        return [
+            {
+                "id": q.id,
+                "reason": q.reason,
+                "message": q.message,
+                "agent": q.agent or "",
+                "schema": q.response_schema,
+                "expires_at": q.expires_at or "",
+                "answered": self._answered.get(q.id, ""),
+                "refused": self._refused.get(q.id, ""),
+                "tries": self._tries.get(q.id, 0),
+            }
+            for q in questions
+        ]
+
+    # -- from the browser ----------------------------------------------------------------------
+
+    def _message(self, widget: Any, content: Any, buffers: Any) -> None:
+        if not isinstance(content, dict) or content.get("type") != "answer":
+            return
+        interrupt_id = str(content.get("id", ""))
+        reject = content.get("status") == "cancelled"
+        payload = None if reject else content.get("payload")
+        self.answer(interrupt_id, payload, reject=reject)
+
+    def answer(self, interrupt_id: str, payload: Any = None, *, reject: bool = False) -> None:
+        """Answer a question as its controls do: call ``on_answer`` and mark the question
+        answered (or refused, with the reason, when ``on_answer`` raises)."""
+        self._tries[interrupt_id] = self._tries.get(interrupt_id, 0) + 1
+        if self._on_answer is None:
+            self._refused[interrupt_id] = "this board is not connected to its run"
+        else:
+            try:
+                self._on_answer(interrupt_id, payload, reject)
+            except (RuntimeError, ValueError) as exc:
+                self._refused[interrupt_id] = str(exc)
+            except Exception as exc:  # the comm handler must not raise into the kernel
+                logger.exception("answering %s failed", interrupt_id)
+                self._refused[interrupt_id] = f"{type(exc).__name__}: {exc}"
+            else:
+                self._refused.pop(interrupt_id, None)
+                self._answered[interrupt_id] = _answer_text(payload, reject)
+        # At once, not at the next flush: the person is looking at this question. Through
+        # the coalescer too, so a value it still holds from before cannot undo the mark.
+        interrupts = self._interrupts(self._questions)
+        self.update(interrupts=interrupts)
+        self.apply_flush({"interrupts": interrupts}, None)
+
+
+def _answer_text(payload: Any, reject: bool) -> str:
+    """An answer as the board repeats it: ``rejected``, ``approved — note``, or the JSON."""
+    if reject:
+        return "rejected"
+    if isinstance(payload, dict) and isinstance(payload.get("approved"), bool):
+        word = "approved" if payload["approved"] else "rejected"
+        note = payload.get("note")
+        return f"{word} — {note}" if note else word
+    if isinstance(payload, str):
+        return payload
+    return json.dumps(payload, default=str, ensure_ascii=False)[:200]
 
 
 def _card(agent: Any, full: str | None = None) -> dict[str, Any]:
