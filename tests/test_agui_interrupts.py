@@ -23,7 +23,7 @@ from glm_live.agents.interrupts import (
     resume_errors,
     schema_errors,
 )
-from glm_live.protocols.agui import event_dict, parse_event
+from glm_live.protocols.agui import RunState, event_dict, parse_event
 from glm_live.server import RuntimeConfig, ServerHandle, serve
 from glm_live.server.threads import MemoryThreadStore, ThreadRecord
 from glm_live.wire.sse import Decoder
@@ -112,6 +112,14 @@ def test_approval_run_ends_with_the_interrupt_outcome(runtime: ServerHandle) -> 
     assert suspended[0]["outcome"] == {"type": "suspended", "interruptIds": [interrupt.id]}
     # No result: AG-UI 1.0 gives one to a success only (the thread keeps the analysts' results).
     assert "result" not in last
+    # Folded as a client sees it: the writer waits for a person, the analysts are done.
+    folded = RunState()
+    for event in events:
+        folded.apply(event)
+    assert folded.status == "waiting"
+    assert folded.agents["report-writer"].status == "waiting"
+    assert folded.agents["data-analyzer"].status == "done"
+    assert [q.id for q in folded.interrupts] == [interrupt.id]
 
 
 def test_resume_approved_writes_the_report_without_running_the_analysts_again(

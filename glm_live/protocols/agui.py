@@ -395,7 +395,10 @@ class RunState:
     @staticmethod
     def _apply_agent(agent: AgentStatus, kind: str, e: Mapping[str, Any]) -> None:
         if kind == "SUBAGENT_FINISHED":
-            agent.status, agent.finished_at, agent.progress = "done", time.time(), 1.0
+            if (e.get("outcome") or {}).get("type") == "suspended":  # it asked a person
+                agent.status, agent.finished_at = "waiting", time.time()
+            else:
+                agent.status, agent.finished_at, agent.progress = "done", time.time(), 1.0
             agent.step = None
         elif kind == "SUBAGENT_ERROR":
             agent.status, agent.finished_at = "error", time.time()
