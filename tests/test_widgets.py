@@ -197,6 +197,9 @@ def test_plain_summary_strips_markdown_to_one_line() -> None:
     assert "\n" not in summary
     assert plain_summary("snake_case_name and 5 * 3") == "snake_case_name and 5 * 3"
     assert plain_summary("### Title only") == "Title only"
+    # a heading cut by streaming before its text (the stream stopped at "##")
+    assert plain_summary("Seven open tickets.\n\n##") == "Seven open tickets."
+    assert plain_summary("Seven open tickets.\n#") == "Seven open tickets."
     assert plain_summary("word " * 100, limit=20) == "word word word word…"
     assert plain_summary("") == ""
 
