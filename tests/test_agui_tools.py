@@ -213,9 +213,21 @@ def test_the_continuation_gives_the_agent_the_result(runtime: ServerHandle) -> N
     assert set(last["result"]) == AGENTS
     assert CHART_RESULT in last["result"]["report-writer"]
     snapshot = next(e for e in events if e["type"] == "MESSAGES_SNAPSHOT")["messages"]
-    calls = [m for m in snapshot if m.get("toolCalls")]
-    assert calls[0]["id"] == call["parentMessageId"]
-    assert calls[0]["toolCalls"][0]["id"] == call["id"]
+    # The thread's messages, as a client folds them: each call in its assistant message, and
+    # its result (the analysts' risk_score from the server, show_chart from the client).
+    holder = next(m for m in snapshot if m["id"] == call["parentMessageId"])
+    assert holder["role"] == "assistant"
+    assert [c["id"] for c in holder["toolCalls"]] == [call["id"]]
+    assert holder["toolCalls"][0]["function"] == {
+        "name": "show_chart",
+        "arguments": call["arguments"],
+    }
+    server_side = next(m for m in snapshot if m.get("toolCalls") and m is not holder)
+    assert server_side["toolCalls"][0]["function"]["name"] == "risk_score"
+    assert any(
+        m["role"] == "tool" and m["toolCallId"] == server_side["toolCalls"][0]["id"]
+        for m in snapshot
+    )
     assert any(m["role"] == "tool" and m["toolCallId"] == call["id"] for m in snapshot)
 
     # The conversation goes on: the next run repeats it all, tool messages included.

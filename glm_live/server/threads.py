@@ -190,8 +190,9 @@ class ThreadRun:
     _calls: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def observe(self, event: dict[str, Any]) -> None:
-        """Fold one emitted event (wire JSON): the run's text messages and the model's tool
-        calls (into the assistant message of their ``parentMessageId``) join the thread's."""
+        """Fold one emitted event (wire JSON) into the thread's messages, as the AG-UI clients
+        fold them: text messages; tool calls into the assistant message of their
+        ``parentMessageId`` (one of their own without it); results as ``tool`` messages."""
         kind = event["type"]
         if kind == "TEXT_MESSAGE_START":
             message = self._message(event["messageId"])
@@ -203,18 +204,29 @@ class ThreadRun:
             message["content"] = (message.get("content") or "") + event["delta"]
         elif kind == "TEXT_MESSAGE_END":
             self._open_text.pop(event["messageId"], None)
-        elif kind == "TOOL_CALL_START" and event.get("parentMessageId"):
+        elif kind == "TOOL_CALL_START":
             call = {
                 "id": event["toolCallId"],
                 "type": "function",
                 "function": {"name": event["toolCallName"], "arguments": ""},
             }
-            self._message(event["parentMessageId"]).setdefault("toolCalls", []).append(call)
+            # Without a parent, the call gets an assistant message of its own, under its id.
+            holder = self._message(event.get("parentMessageId") or event["toolCallId"])
+            holder.setdefault("toolCalls", []).append(call)
             self._calls[event["toolCallId"]] = call
         elif kind == "TOOL_CALL_ARGS" and event["toolCallId"] in self._calls:
             self._calls[event["toolCallId"]]["function"]["arguments"] += event["delta"]
         elif kind == "TOOL_CALL_END":
             self._calls.pop(event["toolCallId"], None)
+        elif kind == "TOOL_CALL_RESULT":  # a tool the runtime ran: its result, as clients keep it
+            self.messages.append(
+                {
+                    "id": event["messageId"],
+                    "role": "tool",
+                    "toolCallId": event["toolCallId"],
+                    "content": event["content"],
+                }
+            )
 
     def _message(self, message_id: str) -> dict[str, Any]:
         """The thread's assistant message ``message_id``, made (empty) if it is new."""
