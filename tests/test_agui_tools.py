@@ -440,3 +440,28 @@ def test_tool_rounds_replay_by_chat_order() -> None:
     n, rounds = again.next_chat("a")
     assert n == 1
     assert rounds == [{"assistant": assistant, "calls": ["c1"], "results": {"c1": "drawn"}}]
+
+
+def test_an_approval_then_a_frontend_tool_on_one_thread(runtime: ServerHandle) -> None:
+    """Both kinds of waiting in one review: the person approves, the writer calls the tool,
+    the client's result comes back; the replay keeps the approval (asked once)."""
+    first = tool_run("both-1", "both")
+    first["forwardedProps"]["approval"] = True
+    status, events, error = post(runtime, first)
+    assert status == 200, error
+    (interrupt,) = events[-1]["outcome"]["interrupts"]
+    answer = {"interruptId": interrupt["id"], "status": "resolved", "payload": {"approved": True}}
+    status, events, error = post(runtime, tool_run("both-2", "both") | {"resume": [answer]})
+    assert status == 200, error
+    (start,) = [e for e in events if e["type"] == "TOOL_CALL_START"]
+    assert events[-1]["outcome"] == {"type": "success", "pendingToolCallIds": [start["toolCallId"]]}
+    call = {
+        "id": start["toolCallId"],
+        "name": start["toolCallName"],
+        "arguments": "{}",
+        "parentMessageId": start["parentMessageId"],
+    }
+    status, events, error = post(runtime, continuation("both-3", "both", call))
+    assert status == 200, error
+    assert events[-1]["outcome"] == {"type": "success"}
+    assert CHART_RESULT in events[-1]["result"]["report-writer"]
