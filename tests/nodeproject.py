@@ -93,10 +93,19 @@ class Outcome:
         """The events that passed the client's verification, in order."""
         return [line["event"] for line in self.of("event")]
 
+    def events_of(self, run: int) -> list[dict[str, Any]]:
+        """The events of the script's ``run``-th run (1, then 2 with ``then``)."""
+        return [line["event"] for line in self.of("event") if line.get("run") == run]
+
+    @property
+    def results(self) -> list[dict[str, Any]]:
+        """The client's view after each run, in order."""
+        return self.of("result")
+
     @property
     def result(self) -> dict[str, Any]:
-        (result,) = self.of("result")
-        return result
+        """The client's view after the last run."""
+        return self.results[-1]
 
     def __str__(self) -> str:
         """Everything but the events, for assertion messages."""

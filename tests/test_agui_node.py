@@ -152,6 +152,101 @@ def test_abort_run_cancels_the_run_on_the_server(runtime: ServerHandle, node_pro
     assert not all(a.status == "done" for a in folded.agents.values())
 
 
+# --- interrupts and frontend tools through HttpAgent -----------------------------------------
+
+SHOW_CHART = {
+    "name": "show_chart",
+    "description": "Show a chart of the account's key figures; returns what was shown.",
+    "parameters": {
+        "type": "object",
+        "properties": {"title": {"type": "string"}},
+        "required": ["title"],
+    },
+    "returns": "chart-7 shown to the reader",
+}
+
+
+def clean(got: nodeproject.Outcome) -> None:
+    """The script ran to its end with no error, no console error and no client warning, and
+    every event the client accepted is AG-UI for the Python SDK too, each run in order."""
+    assert got.returncode == 0, str(got)
+    assert not got.of("error"), str(got)
+    assert not got.of("console-error"), str(got)
+    assert not got.of("warning"), str(got)
+    for run in (1, 2):
+        events = got.events_of(run)
+        for event in events:
+            parse_event(event)
+        check_run(events)
+
+
+def test_official_client_resumes_an_interrupt(runtime: ServerHandle, node_project: Path) -> None:
+    cfg = config(runtime, "Initech", FAST, then="resume", threadId=f"nt-{uuid.uuid4().hex[:8]}")
+    cfg["forwardedProps"]["approval"] = True
+    got = nodeproject.run(cfg, folder=node_project)
+    clean(got)
+    first, second = got.events_of(1), got.events_of(2)
+    outcome = first[-1]["outcome"]
+    assert outcome["type"] == "interrupt"
+    (interrupt,) = outcome["interrupts"]
+    assert interrupt["reason"] == "approval"
+    before, after = got.results
+    assert [i["id"] for i in before["pendingInterrupts"]] == [interrupt["id"]]
+    assert "report" not in before["state"]
+    # The second runAgent({resume}) is a new run on the same thread, and it writes the report.
+    assert second[0]["runId"] == cfg["runId"] + "-2"
+    assert second[0]["threadId"] == cfg["threadId"]
+    assert second[-1]["outcome"] == {"type": "success"}
+    assert after["pendingInterrupts"] == []
+    assert after["state"]["report"]["status"] == "done"
+    assert "Initech" in after["result"]["report-writer"]
+    started = [e["name"] for e in second if e["type"] == "SUBAGENT_STARTED"]
+    assert started == ["report-writer"]
+
+
+def test_official_client_runs_a_frontend_tool_round_trip(
+    runtime: ServerHandle, node_project: Path
+) -> None:
+    cfg = config(
+        runtime,
+        "Initech",
+        FAST,
+        then="tools",
+        tools=[SHOW_CHART],
+        threadId=f"nt-{uuid.uuid4().hex[:8]}",
+    )
+    cfg["forwardedProps"]["useTools"] = True
+    got = nodeproject.run(cfg, folder=node_project)
+    clean(got)
+    first, second = got.events_of(1), got.events_of(2)
+    (start,) = [
+        e for e in first if e["type"] == "TOOL_CALL_START" and e["toolCallName"] == "show_chart"
+    ]
+    call_id = start["toolCallId"]
+    assert not [e for e in first if e["type"] == "TOOL_CALL_RESULT" and e["toolCallId"] == call_id]
+    assert first[-1]["outcome"] == {"type": "success", "pendingToolCallIds": [call_id]}
+    # The client folded the call into the assistant message it names, and the script ran it.
+    (ran,) = got.of("tool")
+    assert ran["toolCallId"] == call_id
+    assert ran["name"] == "show_chart"
+    assert ran["args"]["title"]
+    before = got.results[0]
+    holder = next(m for m in before["messages"] if m["id"] == start["parentMessageId"])
+    assert holder["toolCalls"][0]["id"] == call_id
+    # The second run carried the tool message; the writer went on with the tool's result.
+    assert second[0]["runId"] == cfg["runId"] + "-2"
+    assert second[-1]["outcome"] == {"type": "success"}
+    report = got.result["result"]["report-writer"]
+    assert "chart-7 shown to the reader" in report
+    assert "Initech" in report
+    messages = got.result["messages"]
+    # The script's tool message, once (the analysts' risk_score result is the server's own).
+    mine = [m for m in messages if m["role"] == "tool" and m["toolCallId"] == call_id]
+    assert [m["content"] for m in mine] == [ran["content"]]
+    writer = [m for m in got.result["newMessages"] if m.get("name") == "report-writer"]
+    assert "chart-7 shown to the reader" in "".join(m.get("content") or "" for m in writer)
+
+
 # --- the client's verification is on: it rejects a broken stream ------------------------------
 
 

@@ -13,6 +13,18 @@ for approval before writing (``ctx.ask``: the run ends with an AG-UI interrupt, 
 the same thread with ``resume`` answers it). Approved: the report is written (with the
 person's note, if any); declined (``approved: false``, or the interrupt abandoned): the run
 finishes without a report, and says so.
+
+Frontend tools: the report writer offers the model the tools the client sends
+(``RunAgentInput.tools``, e.g. ``show_chart`` or ``notify``) when the run's input ``useTools``
+is true (``forwardedProps.useTools: true``), and its prompt asks it to use the first of them
+(the simulator then calls it, every time; a real model decides). The run ends with the tool
+call pending; the client runs the tool and runs again on the same thread with the result, and
+the report is written with it. Without ``useTools`` no agent offers them: a client that
+registers tools for other purposes (CopilotKit sends all of its frontend tools) gets its
+review as before. The data analyst and the risk assessor never offer them.
+
+The account reviewed is the input ``account``, else the one the last user message names
+(``Review the Initech account``), else Globex.
 """
 
 from __future__ import annotations
@@ -88,6 +100,7 @@ async def data_analyzer(ctx: AgentContext) -> dict[str, Any]:
             f"revenue {f.revenue} ({f.revenue_last_year} a year ago), {f.active_seats} of "
             f"{f.seats} seats active. Describe the trends and what drives them.",
             sim=_sim(ctx, 90),
+            frontend_tools=False,
         )
     metrics = f.metrics()
     await ctx.update({"analysis": {"status": "done", "metrics": metrics}})
@@ -113,6 +126,7 @@ async def risk_assessor(ctx: AgentContext) -> dict[str, Any]:
             f"Assess the renewal, adoption and concentration risks of the {f.name} account: "
             f"risk score {score}, renewal on {f.renewal}, {f.open_tickets} open tickets.",
             sim=_sim(ctx, 100),
+            frontend_tools=False,
         )
     await ctx.patch([{"op": "add", "path": "/risk/level", "value": f.churn_risk}])
     summary = risk_summary(f)
@@ -133,6 +147,13 @@ async def report_writer(ctx: AgentContext) -> str:
             await ctx.say(text)
             await ctx.update({"report": {"status": "declined"}})
             return text
+    tools = ctx.frontend_tools if ctx.inputs.get("useTools") else []
+    ask_tool = (
+        f" First use the tool {tools[0]['name']} to show the key figures of {f.name} to the "
+        "reader, then write the report with what it returns."
+        if tools
+        else ""
+    )
     async with ctx.step("write report"):
         await ctx.progress(0.1, "drafting the report")
         completion = await ctx.chat(
@@ -140,9 +161,11 @@ async def report_writer(ctx: AgentContext) -> str:
             f"key figures and a recommendation. Analysis: "
             f"{findings['data-analyzer']['summary']}. Risk: "
             f"{findings['risk-assessor']['summary']}."
-            + (f" The approver's note: {note}." if note else ""),
+            + (f" The approver's note: {note}." if note else "")
+            + ask_tool,
             # Room for the whole report: its summary, its table, its risks, its advice.
             sim=_sim(ctx, 300),
+            frontend_tools=bool(tools),
         )
     await ctx.update({"report": {"status": "done", "length": len(completion.text)}})
     await ctx.progress(1.0, report_summary(f))

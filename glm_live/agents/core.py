@@ -16,24 +16,27 @@ closed before the run ends, as AG-UI's ordering rules need.
 
 How a run ends (:meth:`Run._finish` is the one place a ``RUN_FINISHED`` is made):
 
-==================  ==========================================================
-what happened       terminal event
-==================  ==========================================================
-every agent done    ``RUN_FINISHED``, outcome ``success``, ``result`` by agent
-cancelled           ``RUN_FINISHED``, outcome ``cancelled`` (no result)
-an agent failed     ``RUN_ERROR`` code ``agent_failed``
-==================  ==========================================================
+=======================  ==========================================================
+what happened            terminal event
+=======================  ==========================================================
+every agent done         ``RUN_FINISHED``, outcome ``success``, ``result`` by agent
+an agent asked a person  ``RUN_FINISHED``, outcome ``interrupt`` (``ctx.ask``)
+frontend tools called    ``RUN_FINISHED``, outcome ``success`` with
+                         ``pendingToolCallIds`` (no result)
+cancelled                ``RUN_FINISHED``, outcome ``cancelled`` (no result)
+an agent failed          ``RUN_ERROR`` code ``agent_failed``
+=======================  ==========================================================
 
 Each carries ``usage``: the run's model calls (every ``ctx.chat`` of its agents) summed per
 model as AG-UI :class:`~ag_ui.core.TokenUsage`, calls cut before their usage arrived left out.
-An ``interrupt`` outcome (a run that waits for a person, resumed by a new run) is not made
-yet; it is one more caller of :meth:`Run._finish`.
 
 An agent can be paused, resumed, cancelled or given human input (:meth:`Run.control`): it waits
 at its next checkpoint (every context call is one).
 
 An agent can also ask a person (:meth:`AgentContext.ask`): the run then ends with the AG-UI
-interrupt outcome, and a later run on the same thread answers (:mod:`.interrupts`).
+interrupt outcome, and a later run on the same thread answers (:mod:`.interrupts`). A model
+that calls one of the client's tools (``RunAgentInput.tools``) in :meth:`AgentContext.chat`
+suspends its agent the same way, until a later run brings the tool's result.
 """
 
 from __future__ import annotations
@@ -182,9 +185,9 @@ class Workflow:
         (``version``: the runtime's, for ``identity.version``).
 
         Declared from what :class:`Run` and :class:`AgentContext` do for every workflow:
-        SSE streaming; tool calls (the agents', ``ctx.call_tool`` and the model's; not the
-        tools a client sends in ``RunAgentInput.tools``); a state snapshot then JSON Patch
-        deltas, not kept between runs; the agents as subagents the run delegates to;
+        SSE streaming; tool calls (the agents', ``ctx.call_tool`` and the model's, and the
+        tools a client sends in ``RunAgentInput.tools``: frontend tools); a state snapshot
+        then JSON Patch deltas, not kept between runs; the agents as subagents the run delegates to;
         reasoning streamed when the model thinks; people who pause, resume, cancel and
         answer agents mid-run (interventions, through the runtime's ``control:<runId>``
         room); and progress as activity of type ``progress`` (``custom.activityTypes``).
@@ -198,7 +201,7 @@ class Workflow:
                 version=version,
             ),
             transport=TransportCapabilities(streaming=True),
-            tools=ToolsCapabilities(supported=True, client_provided=False),
+            tools=ToolsCapabilities(supported=True, client_provided=True),
             state=StateCapabilities(snapshots=True, deltas=True, persistent_state=False),
             multi_agent=MultiAgentCapabilities(
                 supported=True,
@@ -357,19 +360,106 @@ class AgentContext:
             self._emit(TextMessageContentEvent(message_id=message_id, delta=text))
         self._emit(TextMessageEndEvent(message_id=message_id))
 
-    async def chat(self, prompt: str | list[dict[str, Any]], **params: Any) -> Completion:
+    @property
+    def context(self) -> list[dict[str, str]]:
+        """The client's context (``RunAgentInput.context``: ``{"description", "value"}``
+        each); :meth:`chat` gives it to the model in the system prompt."""
+        return [dict(entry) for entry in self.run.context]
+
+    @property
+    def frontend_tools(self) -> list[dict[str, Any]]:
+        """The tools the client runs (``RunAgentInput.tools``: ``{"name", "description",
+        "parameters"}`` each); :meth:`chat` offers them to the model."""
+        return [dict(tool) for tool in self.run.frontend_tools]
+
+    def prompt_messages(self, prompt: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The messages :meth:`chat` sends for ``prompt``: a string becomes a user message,
+        and the client's :attr:`context`, if any, joins the system prompt (appended to the
+        first message when it is a system one, else a system message of its own first)."""
+        messages = (
+            [{"role": "user", "content": prompt}]
+            if isinstance(prompt, str)
+            else [dict(m) for m in prompt]
+        )
+        if not self.run.context:
+            return messages
+        lines = "\n".join(f"- {e['description']}: {e['value']}" for e in self.run.context)
+        text = f"Context from the client:\n{lines}"
+        first = messages[0] if messages else {}
+        if first.get("role") == "system" and isinstance(first.get("content"), str):
+            messages[0] = {**first, "content": f"{first['content']}\n\n{text}"}
+        else:
+            messages.insert(0, {"role": "system", "content": text})
+        return messages
+
+    async def chat(
+        self,
+        prompt: str | list[dict[str, Any]],
+        *,
+        frontend_tools: bool | None = None,
+        **params: Any,
+    ) -> Completion:
         """Ask GLM (through the run's client), streaming the answer out as it comes.
 
         Reasoning goes out as ``REASONING_*`` events, the answer as ``TEXT_MESSAGE_*``, tool
-        calls as ``TOOL_CALL_*``. Returns the finished completion.
+        calls as ``TOOL_CALL_*``. Returns the finished completion. The messages sent are
+        :meth:`prompt_messages` (the client's context in the system prompt).
+
+        Frontend tools: the client's tools (:attr:`frontend_tools`) are offered to the model
+        (GLM function calling, ``tools``) when ``frontend_tools`` is true, or by default when
+        the call names no ``tools`` of its own (``frontend_tools=False`` opts out). If the
+        model calls one, the runtime cannot run it: the call's ``TOOL_CALL_*`` events go out
+        with no result, this agent is suspended here (``SUBAGENT_FINISHED`` says
+        ``suspended``), and the run ends with outcome ``success`` and ``pendingToolCallIds``.
+        The run on the same thread that brings the results (``tool`` messages) replays the
+        agent, and this chat (the agent's same chat, matched by order, as :meth:`ask`
+        matches questions) sends the model the conversation with the assistant's calls and
+        the results, and returns what the model answers then (:mod:`.interrupts`).
         """
         await self.checkpoint()
         params = {**self.run.chat_defaults, **params}
+        messages = self.prompt_messages(prompt)
+        offer = frontend_tools if frontend_tools is not None else "tools" not in params
+        names: set[str] = set()
+        if offer and self.run.frontend_tools:
+            own = list(params.get("tools") or [])
+            taken = {(t.get("function") or {}).get("name") for t in own}
+            for tool in self.run.frontend_tools:
+                if tool["name"] in taken:
+                    continue  # the agent's own tool of that name wins: it runs it itself
+                names.add(tool["name"])
+                own.append(_function_tool(tool))
+            params["tools"] = own
+        index, rounds = self.run.questions.next_chat(self.name)
+        for round_ in rounds:  # a replay: the calls made before, with the client's results
+            messages.append(round_["assistant"])
+            messages.extend(
+                {"role": "tool", "tool_call_id": call_id, "content": round_["results"][call_id]}
+                for call_id in round_["calls"]
+            )
+        completion, ids = await self._stream(messages, params)
+        called = [
+            (ids.get(call.index) or call.id or "", call.name)
+            for call in completion.tool_calls
+            if call.name in names
+        ]
+        if called:
+            assistant = completion.to_message()
+            for entry, call in zip(assistant["tool_calls"], completion.tool_calls, strict=True):
+                entry["id"] = ids.get(call.index) or call.id  # the id the events carried
+            self.run.questions.call_tools(self.name, self.id, index, assistant, called)
+        return completion
+
+    async def _stream(
+        self, messages: list[dict[str, Any]], params: dict[str, Any]
+    ) -> tuple[Completion, dict[int, str]]:
+        """One model call, streamed out as events; the completion, and the id each tool
+        call (by index) was announced under."""
         message_id = uuid.uuid4().hex
         reasoning_id: str | None = None
         text_open = False
         calls: dict[int, str] = {}
-        stream = self.run.client.stream(prompt, **params)
+        stream = self.run.client.stream(messages, **params)
         try:
             async for chunk in stream:
                 if chunk.reasoning:
@@ -421,7 +511,7 @@ class AgentContext:
                 self._emit(TextMessageEndEvent(message_id=message_id))
             for call_id in calls.values():
                 self._emit(ToolCallEndEvent(tool_call_id=call_id))
-        return stream.completion
+        return stream.completion, calls
 
     def _close_reasoning(self, reasoning_id: str) -> None:
         self._emit(ReasoningMessageEndEvent(message_id=reasoning_id))
@@ -504,6 +594,10 @@ class Run:
         state: Initial shared state (the workflow's initial state is merged under it).
         run_id, thread_id: Ids (random by default).
         chat_defaults: Parameters added to every ``ctx.chat`` (e.g. simulator knobs).
+        tools: The client's tools (AG-UI ``Tool``, wire JSON: ``name``, ``description``,
+            ``parameters``), offered to the model by the agents' chats (frontend tools).
+        context: The client's context (AG-UI ``Context``: ``description``, ``value``), in
+            the system prompt of the agents' chats.
     """
 
     def __init__(
@@ -517,8 +611,15 @@ class Run:
         run_id: str | None = None,
         thread_id: str | None = None,
         chat_defaults: Mapping[str, Any] | None = None,
+        tools: Iterable[Mapping[str, Any]] = (),
+        context: Iterable[Mapping[str, Any]] = (),
     ) -> None:
         self.workflow = workflow
+        self.frontend_tools = [dict(t) for t in tools]
+        self.context = [
+            {"description": str(c.get("description", "")), "value": str(c.get("value", ""))}
+            for c in context
+        ]
         self.client = client
         self._sink = emit
         self.inputs = dict(inputs or {})
@@ -695,8 +796,11 @@ class Run:
                 self._orchestrate("report", f"Stopped: {', '.join(failed)} did not finish.")
                 self._finish_error(f"agents did not finish: {', '.join(failed)}", "agent_failed")
                 return self.results
-            if suspended:
+            if suspended and self.questions.raised:
                 self._finish_interrupted(suspended)
+                return self.results
+            if suspended:  # only frontend tool calls: the client runs them, then a new run
+                self._finish_tools_pending(suspended)
                 return self.results
             self._orchestrate("report", f"All {len(self.results)} agents finished.")
             self._finish(RunFinishedSuccessOutcome(), _jsonable(self.results))
@@ -720,6 +824,21 @@ class Run:
         self._orchestrate("report", f"Waiting for a person to answer {waiting}.")
         # No result: 1.0 gives one to a success only (the thread keeps the results so far).
         self._finish(RunFinishedInterruptOutcome(interrupts=list(self.questions.raised)))
+
+    def _finish_tools_pending(self, suspended: list[str]) -> None:
+        """End with outcome ``success`` and ``pendingToolCallIds``: the frontend tool calls
+        this run made, whose results the next run on the thread brings (AG-UI 1.0: a run
+        that handed tool calls to the client is over; the client runs them and runs again)."""
+        calls = self.questions.called
+        tools = sorted(
+            {self.questions.calls[i]["name"] for i in calls if i in self.questions.calls}
+        )
+        self._orchestrate(
+            "report",
+            f"Waiting for the client's tools ({', '.join(tools)}) for {', '.join(suspended)}.",
+        )
+        # No result: the work is not done; the thread keeps the results so far.
+        self._finish(RunFinishedSuccessOutcome(pending_tool_call_ids=list(calls)))
 
     def _finish(self, outcome: RunFinishedOutcome, result: Any = None) -> None:
         """End the run with ``RUN_FINISHED``: ``outcome`` (success with its ``result``,
@@ -769,11 +888,12 @@ class Run:
         ctx = AgentContext(self, agent, subagent_run_id, self._controls[agent.name])
         try:
             result = await agent.function(ctx)
-        except Suspended as asked:  # ctx.ask: nobody has answered yet
+        except Suspended as asked:  # ctx.ask unanswered, or frontend tools called
+            waiting = [asked.interrupt.id] if asked.interrupt is not None else None
             self.emit(
                 SubagentFinishedEvent(
                     subagent_run_id=subagent_run_id,
-                    outcome=SubagentFinishedSuspendedOutcome(interrupt_ids=[asked.interrupt.id]),
+                    outcome=SubagentFinishedSuspendedOutcome(interrupt_ids=waiting),
                 )
             )
             raise
@@ -795,6 +915,14 @@ class Run:
             raise
         self.emit(SubagentFinishedEvent(subagent_run_id=subagent_run_id))
         return result
+
+
+def _function_tool(tool: Mapping[str, Any]) -> dict[str, Any]:
+    """An AG-UI ``Tool`` (wire JSON) as a GLM/OpenAI function tool."""
+    function: dict[str, Any] = {"name": tool["name"], "description": tool.get("description", "")}
+    parameters = tool.get("parameters")
+    function["parameters"] = parameters if parameters else {"type": "object", "properties": {}}
+    return {"type": "function", "function": function}
 
 
 def _jsonable(value: Any) -> Any:

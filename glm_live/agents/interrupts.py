@@ -15,9 +15,20 @@ the resuming run starts only the agents that had not finished, from their start.
 So an agent must ask the same questions in the same order when it is replayed; what it did
 before its first unanswered question is done again (keep side effects after the answers).
 
-This module is pure bookkeeping (no I/O): :class:`Questions` is the run's book of questions,
-:func:`schema_errors` the small JSON-schema check of an answer, :func:`resume_errors` the
-check of a resume list against the questions pending.
+Frontend tools (``RunAgentInput.tools``: tools the client runs) use the same machinery. When
+the model calls one in an agent's ``ctx.chat``, the runtime cannot run it: the call goes out as
+``TOOL_CALL_START``/``ARGS``/``END`` with no ``TOOL_CALL_RESULT``, the agent is suspended, and
+the run ends with ``RUN_FINISHED`` whose outcome is ``success`` with ``pendingToolCallIds``
+(AG-UI 1.0: the run is over, the client owes the results). The next run on the thread carries
+the assistant message with the calls and one ``tool`` message per call; the agent is replayed,
+and its same chat (matched by order, as questions are) sends the model the conversation with
+the assistant's calls and their results, then goes on. :class:`Questions` keeps these rounds
+too (:meth:`Questions.call_tools`, :meth:`Questions.deliver`).
+
+This module is pure bookkeeping (no I/O): :class:`Questions` is the run's book of questions
+and frontend tool calls, :func:`schema_errors` the small JSON-schema check of an answer,
+:func:`resume_errors` the check of a resume list against the questions pending,
+:func:`tool_result_errors` the check of a run's tool messages against the calls pending.
 """
 
 from __future__ import annotations
@@ -32,7 +43,15 @@ from ag_ui.core import Interrupt
 
 from ..errors import GlmLiveError
 
-__all__ = ["INPUT_REQUIRED", "Questions", "Rejected", "Suspended", "resume_errors", "schema_errors"]
+__all__ = [
+    "INPUT_REQUIRED",
+    "Questions",
+    "Rejected",
+    "Suspended",
+    "resume_errors",
+    "schema_errors",
+    "tool_result_errors",
+]
 
 #: The default ``Interrupt.reason`` of :meth:`AgentContext.ask` (the spec's reason is an open
 #: string; this one says "a person must answer").
@@ -63,15 +82,19 @@ class Rejected(GlmLiveError):
 
 
 class Suspended(BaseException):  # a signal, like CancelledError, not an error
-    """Unwinds an agent that asked a question nobody has answered yet.
+    """Unwinds an agent that asked a question nobody has answered yet (``interrupt``), or
+    that called frontend tools whose results the client owes (``tool_call_ids``).
 
     A :class:`BaseException`, as :class:`asyncio.CancelledError` is, so that an agent's
     ``except Exception`` does not swallow it; its ``finally`` blocks still run.
     """
 
-    def __init__(self, interrupt: Interrupt) -> None:
-        super().__init__(interrupt.id)
+    def __init__(
+        self, interrupt: Interrupt | None = None, tool_call_ids: list[str] | None = None
+    ) -> None:
+        super().__init__(interrupt.id if interrupt is not None else tool_call_ids)
         self.interrupt = interrupt
+        self.tool_call_ids = list(tool_call_ids or ())
 
 
 @dataclass
@@ -90,6 +113,13 @@ class Questions:
             in the later run that continues it), so its questions' ``subagentRunId`` names it.
         expiry_s: How long a question without its own ``timeout`` can be answered (the
             runtime sets how long it keeps a thread): its ``expiresAt``. ``None``: forever.
+        rounds: Per agent, per chat (its index among the agent's ``ctx.chat`` calls, as a
+            string: JSON keys), the frontend-tool rounds of that chat: each the assistant
+            message that called (GLM wire form), the call ids, and the results received
+            (``{id: content}``); replayed into the chat's conversation.
+        calls: The frontend tool calls whose results the client owes, by tool call id:
+            ``{"agent", "chat", "name"}``.
+        called: The calls this run made (its ``pendingToolCallIds``).
     """
 
     asked: dict[str, list[str]] = field(default_factory=dict)
@@ -98,7 +128,11 @@ class Questions:
     raised: list[Interrupt] = field(default_factory=list)
     invocations: dict[str, str] = field(default_factory=dict)
     expiry_s: float | None = None
+    rounds: dict[str, dict[str, list[dict[str, Any]]]] = field(default_factory=dict)
+    calls: dict[str, dict[str, Any]] = field(default_factory=dict)
+    called: list[str] = field(default_factory=list)
     _count: dict[str, int] = field(default_factory=dict, init=False, repr=False)
+    _chats: dict[str, int] = field(default_factory=dict, init=False, repr=False)
 
     def ask(
         self,
@@ -153,6 +187,50 @@ class Questions:
         self.invocations[agent] = subagent_run_id
         raise Suspended(interrupt)
 
+    def next_chat(self, agent: str) -> tuple[int, list[dict[str, Any]]]:
+        """Number ``agent``'s next chat (0, 1, ... in the order it chats, replays included)
+        and return its frontend-tool rounds so far (each with every result: a run starts
+        only once the client sent them all)."""
+        n = self._chats.get(agent, 0)
+        self._chats[agent] = n + 1
+        return n, list(self.rounds.get(agent, {}).get(str(n), ()))
+
+    def call_tools(
+        self,
+        agent: str,
+        subagent_run_id: str,
+        chat: int,
+        assistant: Mapping[str, Any],
+        calls: list[tuple[str, str]],
+    ) -> None:
+        """Record that ``agent``'s chat number ``chat`` called frontend tools (``calls``:
+        ``(id, name)``, in the ``assistant`` message that called them), and suspend it.
+
+        Raises:
+            Suspended: Always: the client runs the tools, a later run brings the results.
+        """
+        ids = [call_id for call_id, _ in calls]
+        chats = self.rounds.setdefault(agent, {})
+        chats.setdefault(str(chat), []).append(
+            {"assistant": dict(assistant), "calls": ids, "results": {}}
+        )
+        for call_id, name in calls:
+            self.calls[call_id] = {"agent": agent, "chat": chat, "name": name}
+        self.called.extend(ids)
+        self.invocations[agent] = subagent_run_id
+        raise Suspended(tool_call_ids=ids)
+
+    def deliver(self, results: Mapping[str, str]) -> None:
+        """Take the client's results of pending calls (``{tool call id: content}``, checked
+        with :func:`tool_result_errors`): their rounds get them, they are no longer owed."""
+        for call_id, content in results.items():
+            call = self.calls.pop(call_id, None)
+            if call is None:
+                continue
+            for round_ in self.rounds.get(call["agent"], {}).get(str(call["chat"]), ()):
+                if call_id in round_["calls"]:
+                    round_["results"][call_id] = content
+
     def answer(self, entries: list[dict[str, Any]]) -> None:
         """Take checked resume entries (wire JSON): their questions are no longer open."""
         for entry in entries:
@@ -168,6 +246,8 @@ class Questions:
             "answers": self.answers,
             "open": self.open,
             "invocations": self.invocations,
+            "rounds": self.rounds,
+            "calls": self.calls,
         }
 
     @classmethod
@@ -177,6 +257,8 @@ class Questions:
             answers=dict(data.get("answers") or {}),
             open=dict(data.get("open") or {}),
             invocations=dict(data.get("invocations") or {}),
+            rounds={k: dict(v) for k, v in dict(data.get("rounds") or {}).items()},
+            calls=dict(data.get("calls") or {}),
         )
 
 
@@ -226,6 +308,30 @@ def resume_errors(
         errors.append(
             f"no answer for interrupt(s) {', '.join(missing)}: answer each (status resolved) "
             "or abandon it (status cancelled)"
+        )
+    return errors
+
+
+def tool_result_errors(
+    pending: Mapping[str, Mapping[str, Any]], results: Mapping[str, Any]
+) -> list[str]:
+    """What is wrong with ``results`` (a run's new ``tool`` messages: ``{toolCallId:
+    content}``) as the results of the frontend tool calls ``pending`` (by id: ``{"agent",
+    "name", ...}``); empty when nothing is.
+
+    The rules: every pending call has its result (a run cannot go on without it); no result
+    names a call that is not pending.
+    """
+    errors = [
+        f"tool message for {call_id!r}: no frontend tool call with that id is pending"
+        for call_id in results
+        if call_id not in pending
+    ]
+    missing = [f"{i} ({pending[i].get('name')})" for i in pending if i not in results]
+    if missing:
+        errors.append(
+            f"no tool message for the pending call(s) {', '.join(missing)}: send the assistant "
+            "message with the calls and one tool message (role tool, toolCallId, content) each"
         )
     return errors
 

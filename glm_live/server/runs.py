@@ -2,14 +2,18 @@
 the workflows served, with their AG-UI capabilities.
 
 The body is an AG-UI ``RunAgentInput`` (camelCase JSON), so a CopilotKit ``HttpAgent`` can
-drive it. The run's inputs are ``forwardedProps.inputs`` (plus ``prompt``: the last user
-message); ``forwardedProps.sim`` is passed to every agent's chat, with the simulator's default
-``seed`` unless it names one. Every event also goes to the hub room ``run:<runId>``, and a
-status line per agent change to the room ``agents``. Commands
-published to ``control:<runId>`` (``{"command": "pause" | "resume" | "cancel" | "input",
-"agent": name or null, "data": ...}``) reach the run. When the client disconnects, the run is
-cancelled: its agents stop on the server. A run that stays silent (an agent waiting for a
-person) gets an SSE comment every ``sse_keepalive_s`` seconds (:mod:`.keepalive`).
+drive it. The run's inputs are ``forwardedProps.inputs`` and the other top-level keys of
+``forwardedProps`` (plus ``prompt``: the last user message; :func:`run_inputs`);
+``forwardedProps.sim`` is passed to every agent's chat, with the simulator's default ``seed``
+unless it names one. ``tools`` (frontend tools) are offered to the model by the agents' chats
+and ``context`` joins their system prompts (:meth:`~glm_live.agents.core.AgentContext.chat`).
+
+Every event also goes to the hub room ``run:<runId>``, and a status line per agent change to
+the room ``agents``. Commands published to ``control:<runId>`` (``{"command": "pause" |
+"resume" | "cancel" | "input", "agent": name or null, "data": ...}``) reach the run. When the
+client disconnects, the run is cancelled: its agents stop on the server. A run that stays
+silent (an agent waiting for a person) gets an SSE comment every ``sse_keepalive_s`` seconds
+(:mod:`.keepalive`).
 
 Discovery: ``GET /agents`` answers in the shape of CopilotKit's runtime info (``GET
 <runtime>/info``: ``{"version", "agents": {id: {"name", "description", ...}}}``, the map a
@@ -26,7 +30,9 @@ running now, is refused with 409.
 
 People in the loop: an agent's ``ctx.ask`` ends the run with the interrupt outcome; a run on
 the same thread with ``resume`` continues it (:mod:`.threads` keeps the threads and checks
-the resume lists). ``forwardedProps.approval`` is the run's input ``approval``.
+the resume lists). ``forwardedProps.approval`` is the run's input ``approval``. A model that
+calls a frontend tool ends the run with outcome ``success`` and ``pendingToolCallIds``; the next
+run on the thread brings the results as ``tool`` messages and continues it (:mod:`.threads`).
 """
 
 from __future__ import annotations
@@ -140,13 +146,7 @@ class RunService:
             where = ".".join(str(p) for p in first["loc"])
             return _error(400, "1214", f"not an AG-UI RunAgentInput: {where}: {first['msg']}")
         props = run_input.forwarded_props if isinstance(run_input.forwarded_props, dict) else {}
-        inputs = dict(props.get("inputs") or {})
-        for message in reversed(run_input.messages):
-            if getattr(message, "role", None) == "user":
-                inputs.setdefault("prompt", getattr(message, "content", ""))
-                break
-        if "approval" in props:  # ask a person before acting (the builtin workflow does)
-            inputs.setdefault("approval", props["approval"])
+        inputs = run_inputs(props, run_input)
         sim = props.get("sim")
         room = f"run:{run_input.run_id}"
         try:
@@ -188,6 +188,8 @@ class RunService:
             chat_defaults={
                 "sim": {"seed": self.sim_seed, **(sim if isinstance(sim, dict) else {})}
             },
+            tools=[t.model_dump(mode="json", exclude_none=True) for t in run_input.tools or ()],
+            context=[c.model_dump(mode="json") for c in run_input.context or ()],
         )
         self.threads.restore(run, thread, state_given=bool(run_input.state))
         return StreamingResponse(
@@ -264,6 +266,29 @@ class RunService:
             return
         with contextlib.suppress(ValueError):
             run.control(agent, str(command), data.get("data"))
+
+
+#: ``forwardedProps`` keys that are not run inputs.
+_NOT_INPUTS = frozenset({"inputs", "sim"})
+
+
+def run_inputs(props: dict[str, Any], run_input: RunAgentInput) -> dict[str, Any]:
+    """The run's inputs: ``forwardedProps.inputs``, then the other top-level keys of
+    ``forwardedProps`` (but ``sim``) where ``inputs`` does not name them, then ``prompt``:
+    the text of the last user message (agents find what the conversation asks in it, e.g. the
+    account to review), unless the inputs name one."""
+    inputs = dict(props.get("inputs") or {})
+    for key, value in props.items():
+        if key not in _NOT_INPUTS:
+            inputs.setdefault(key, value)
+    for message in reversed(run_input.messages):
+        if getattr(message, "role", None) == "user":
+            content = getattr(message, "content", "")
+            if isinstance(content, list):  # parts: the text ones
+                content = " ".join(str(getattr(p, "text", "") or "") for p in content).strip()
+            inputs.setdefault("prompt", content)
+            break
+    return inputs
 
 
 def _agent_status(

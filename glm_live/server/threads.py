@@ -16,6 +16,14 @@ Redis one).
 thread's interrupted run, once, name no other, answer no expired one, and match each
 question's ``responseSchema``; a run without ``resume`` on a thread still waiting for answers
 is refused (omission is not abandonment).
+
+Frontend tools ride on the same records: a run that called the client's tools ends with
+``pendingToolCallIds`` and keeps its checkpoint; the next run on the thread must carry a
+``tool`` message (``toolCallId``, ``content``) for every pending call and none for a call that
+is not pending (422 otherwise; 409 for results sent to a thread with no call pending), and it
+continues the suspended agents. The thread's messages keep the runs' tool calls (folded into
+the assistant message of their ``parentMessageId``, as the AG-UI clients fold them), so a
+client's next run, which repeats the whole conversation, names no call the thread does not know.
 """
 
 from __future__ import annotations
@@ -32,7 +40,7 @@ from typing import Any
 from ag_ui.core import RunAgentInput, RunFinishedEvent, RunFinishedInterruptOutcome
 
 from ..agents.core import Run
-from ..agents.interrupts import Questions, resume_errors
+from ..agents.interrupts import Questions, resume_errors, tool_result_errors
 from ..wire.auth import Grant
 from .chatreq import error_body
 from .hub.store import HubStoreError
@@ -54,13 +62,25 @@ class ThreadRecord:
     chat_defaults: dict[str, Any] = field(default_factory=dict)
     #: The agents that finished, while questions are open (a resume does not run them again).
     results: dict[str, Any] = field(default_factory=dict)
-    #: :meth:`Questions.to_json` while questions are open.
+    #: :meth:`Questions.to_json` while questions are open or frontend tool calls pending.
     questions: dict[str, Any] = field(default_factory=dict)
+    #: The client's tools of the run that called them (a continuation without any reuses them).
+    tools: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def open(self) -> dict[str, dict[str, Any]]:
         """The questions waiting for an answer, by interrupt id (wire JSON)."""
         return dict(self.questions.get("open") or {})
+
+    @property
+    def pending(self) -> dict[str, dict[str, Any]]:
+        """The frontend tool calls waiting for their results, by tool call id."""
+        return dict(self.questions.get("calls") or {})
+
+    @property
+    def waiting(self) -> bool:
+        """Whether the thread's last run left work waiting (answers, or tool results)."""
+        return bool(self.open or self.pending)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), default=str)
@@ -164,21 +184,59 @@ class ThreadRun:
     messages: list[dict[str, Any]]
     resumed: ThreadRecord | None = None
     entries: list[dict[str, Any]] = field(default_factory=list)
+    #: The results of pending frontend tool calls this run brings: ``{toolCallId: content}``.
+    results: dict[str, str] = field(default_factory=dict)
     _open_text: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _calls: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def observe(self, event: dict[str, Any]) -> None:
-        """Fold one emitted event (wire JSON): the run's text messages join the thread's."""
+        """Fold one emitted event (wire JSON) into the thread's messages, as the AG-UI clients
+        fold them: text messages; tool calls into the assistant message of their
+        ``parentMessageId`` (one of their own without it); results as ``tool`` messages."""
         kind = event["type"]
         if kind == "TEXT_MESSAGE_START":
-            message = {"id": event["messageId"], "role": "assistant", "content": ""}
+            message = self._message(event["messageId"])
             if event.get("name"):
                 message["name"] = event["name"]
             self._open_text[event["messageId"]] = message
-            self.messages.append(message)
         elif kind == "TEXT_MESSAGE_CONTENT" and event["messageId"] in self._open_text:
-            self._open_text[event["messageId"]]["content"] += event["delta"]
+            message = self._open_text[event["messageId"]]
+            message["content"] = (message.get("content") or "") + event["delta"]
         elif kind == "TEXT_MESSAGE_END":
             self._open_text.pop(event["messageId"], None)
+        elif kind == "TOOL_CALL_START":
+            call = {
+                "id": event["toolCallId"],
+                "type": "function",
+                "function": {"name": event["toolCallName"], "arguments": ""},
+            }
+            # Without a parent, the call gets an assistant message of its own, under its id.
+            holder = self._message(event.get("parentMessageId") or event["toolCallId"])
+            holder.setdefault("toolCalls", []).append(call)
+            self._calls[event["toolCallId"]] = call
+        elif kind == "TOOL_CALL_ARGS" and event["toolCallId"] in self._calls:
+            self._calls[event["toolCallId"]]["function"]["arguments"] += event["delta"]
+        elif kind == "TOOL_CALL_END":
+            self._calls.pop(event["toolCallId"], None)
+        elif kind == "TOOL_CALL_RESULT":  # a tool the runtime ran: its result, as clients keep it
+            self.messages.append(
+                {
+                    "id": event["messageId"],
+                    "role": "tool",
+                    "toolCallId": event["toolCallId"],
+                    "content": event["content"],
+                }
+            )
+
+    def _message(self, message_id: str) -> dict[str, Any]:
+        """The thread's assistant message ``message_id``, made (empty) if it is new."""
+        for earlier in reversed(self.messages):
+            if earlier.get("id") == message_id:
+                found: dict[str, Any] = earlier
+                return found
+        message: dict[str, Any] = {"id": message_id, "role": "assistant", "content": ""}
+        self.messages.append(message)
+        return message
 
 
 class Threads:
@@ -211,23 +269,62 @@ class Threads:
         given = [
             m.model_dump(mode="json", by_alias=True, exclude_none=True) for m in run_input.messages
         ]
-        if not entries:
-            if record is not None and record.open:
-                raise Refused(
-                    409,
-                    f"thread {thread!r} is waiting for answers to interrupt(s) "
-                    f"{', '.join(record.open)} (run {record.run_id!r} of {record.workflow!r}): "
-                    "send a run with resume entries for them (status resolved, or cancelled to "
-                    "abandon one), or start a new thread",
-                )
-            return ThreadRun(key, workflow, given)
-        if record is None or not record.open:
+        known = {m.get("id") for m in record.messages} if record is not None else set()
+        answered = (
+            {
+                str(m["toolCallId"])
+                for m in record.messages
+                if m.get("role") == "tool" and "toolCallId" in m
+            }
+            if record is not None
+            else set()
+        )
+        # The tool messages this run brings: those the thread has not seen yet.
+        results = {
+            str(m["toolCallId"]): _text(m.get("content"))
+            for m in given
+            if m.get("role") == "tool"
+            and m.get("id") not in known
+            and str(m.get("toolCallId")) not in answered
+        }
+        if record is None and not (given and given[-1].get("role") == "tool"):
+            results = {}  # a thread this runtime does not know: its history is the client's
+        pending = record.pending if record is not None else {}
+        if not entries and record is not None and record.open:
+            raise Refused(
+                409,
+                f"thread {thread!r} is waiting for answers to interrupt(s) "
+                f"{', '.join(record.open)} (run {record.run_id!r} of {record.workflow!r}): "
+                "send a run with resume entries for them (status resolved, or cancelled to "
+                "abandon one), or start a new thread",
+            )
+        if entries and (record is None or not record.open):
             raise Refused(
                 409,
                 f"thread {thread!r} has no interrupted run waiting for answers, so there is "
                 "nothing to resume (a thread is forgotten after a while, and when the runtime "
                 "restarts): send the run without resume",
             )
+        if pending and not results:
+            owed = ", ".join(f"{i} ({c.get('name')})" for i, c in pending.items())
+            last = record.run_id if record is not None else "?"
+            raise Refused(
+                409,
+                f"thread {thread!r} is waiting for the results of the frontend tool call(s) "
+                f"{owed} (run {last!r}): send the conversation with "
+                "the assistant message that made the calls and one tool message (role tool, "
+                "toolCallId, content) per call, or start a new thread",
+            )
+        if results and not pending:
+            raise Refused(
+                409,
+                f"thread {thread!r} has no frontend tool call waiting for a result, so the "
+                f"tool message(s) for {', '.join(results)} continue nothing (a thread is "
+                "forgotten after a while, and when the runtime restarts): send the run "
+                "without them",
+            )
+        if record is None or not record.waiting:
+            return ThreadRun(key, workflow, given)
         if record.workflow != workflow:
             raise Refused(
                 409,
@@ -238,18 +335,24 @@ class Threads:
             raise Refused(
                 409, f"thread {thread!r} is being resumed by another run: wait for it to end"
             )
-        errors = resume_errors(record.open, entries)
+        errors = resume_errors(record.open, entries) if record.open else []
         if errors:
             raise Refused(
                 422,
                 f"cannot resume thread {thread!r}: {'; '.join(errors)}. The thread still waits "
                 f"for {', '.join(record.open)}; nothing was changed",
             )
+        errors = tool_result_errors(pending, results) if pending else []
+        if errors:
+            raise Refused(
+                422,
+                f"cannot continue thread {thread!r}: {'; '.join(errors)}. The thread still "
+                f"waits for the results of {', '.join(pending)}; nothing was changed",
+            )
         messages = list(record.messages)
-        known = {m.get("id") for m in messages}
         messages.extend(m for m in given if m.get("id") not in known)
         self._busy[key] = (run_input.run_id, time.monotonic())
-        return ThreadRun(key, workflow, messages, resumed=record, entries=entries)
+        return ThreadRun(key, workflow, messages, resumed=record, entries=entries, results=results)
 
     def restore(self, run: Run, thread: ThreadRun, state_given: bool) -> None:
         """Make ``run`` continue the thread's interrupted run: its inputs, settings, state
@@ -264,6 +367,9 @@ class Threads:
             run.results = dict(record.results)
             run.questions = Questions.from_json(record.questions)
             run.questions.answer(thread.entries)
+            run.questions.deliver(thread.results)
+            if not run.frontend_tools:  # the client sent its tools with the first run only
+                run.frontend_tools = [dict(t) for t in record.tools]
             run.messages_snapshot = list(thread.messages)
         run.questions.expiry_s = self.store.ttl_s  # a question lives as long as its thread
 
@@ -274,7 +380,8 @@ class Threads:
         outcome = event.outcome
         if outcome is not None and outcome.type == "cancelled":
             return
-        interrupted = isinstance(outcome, RunFinishedInterruptOutcome)
+        # Work left waiting: questions (the interrupt outcome), or frontend tool calls.
+        interrupted = isinstance(outcome, RunFinishedInterruptOutcome) or bool(run.questions.calls)
         record = ThreadRecord(
             workflow=thread.workflow,
             run_id=run.run_id,
@@ -284,6 +391,7 @@ class Threads:
             chat_defaults=run.chat_defaults,
             results=json.loads(json.dumps(run.results, default=str)) if interrupted else {},
             questions=run.questions.to_json() if interrupted else {},
+            tools=run.frontend_tools if interrupted else [],
         )
         try:
             await self.store.put(thread.key, record)
@@ -302,3 +410,12 @@ class Threads:
             return False
         run_id, since = claim
         return self._live(run_id) or time.monotonic() - since < 10.0
+
+
+def _text(content: Any) -> str:
+    """A tool message's content as text (a string, or parts with ``text``)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+    return json.dumps(content)

@@ -2,9 +2,20 @@
 //
 //   node agui_run.mjs '<json config>'
 //
-// config: {url, token?, runId?, threadId?, messages?, forwardedProps?,
+// config: {url, token?, runId?, threadId?, messages?, forwardedProps?, context?,
 //          abortAfter?: "<EVENT_TYPE>"   call agent.abortRun() when the first such event arrives,
-//          pipeline?: "runAgent" | "explicit"}
+//          pipeline?: "runAgent" | "explicit",
+//          tools?: [{name, description, parameters, returns}]   frontend tools: sent in every
+//                  run's `tools`; the script runs them itself (a JS function: `returns`, then
+//                  the arguments it was called with), as CopilotKit runs its frontend actions,
+//          then?: "resume" | "tools"    after the first run, run again on the same thread
+//                  (runId `<runId>-2`): "resume" answers every pending interrupt
+//                  (agent.pendingInterrupts) with `resume` (default {status: "resolved",
+//                  payload: {approved: true}}) through runAgent({resume}); "tools" runs each
+//                  pending tool call (RUN_FINISHED's outcome.pendingToolCallIds, found in
+//                  agent.messages) and appends its result with agent.addMessage({role: "tool",
+//                  toolCallId, content}) before running again,
+//          resume?: {status, payload}}
 //
 // Verification: with "runAgent" (the default, what CopilotKit and every app call),
 // AbstractAgent.runAgent pipes the wire events through the client's own stages, in this order
@@ -16,10 +27,13 @@
 // operators over agent.run(input) itself, so that a test can see each stage is there.
 //
 // Output, on stdout, one JSON object per line:
-//   {"kind": "event", "event": {...}}      every event that passed verification, in order
+//   {"kind": "run", "index": n, "runId": "..."}   a run starts (1, then 2 with `then`)
+//   {"kind": "event", "run": n, "event": {...}}    every event that passed verification, in order
+//   {"kind": "tool", "toolCallId", "name", "args", "content"}   a frontend tool the script ran
 //   {"kind": "warning", "text": "..."}     anything the client logged with console.warn
 //   {"kind": "aborted", "after": "TYPE"}   abortRun() was called
-//   {"kind": "result", "state": ..., "messages": [...], "newMessages": [...], "result": ...}
+//   {"kind": "result", "run": n, "state": ..., "messages": [...], "newMessages": [...],
+//    "result": ..., "pendingInterrupts": [...]}                  after each run
 //   {"kind": "error", "name": "...", "message": "..."}
 // Exit status: 0 when the run completed (or was aborted as asked), 1 on any error, 2 on a bad
 // invocation.
@@ -69,19 +83,44 @@ function maybeAbort(event) {
   }
 }
 
-const parameters = { runId: config.runId, forwardedProps: config.forwardedProps ?? {} };
+/** The frontend tools as the wire's `tools` (the script keeps `returns` to itself). */
+const tools = (config.tools ?? []).map(
+  (/** @type {{name: string, description: string, parameters: unknown}} */ t) => ({
+    name: t.name,
+    description: t.description,
+    parameters: t.parameters,
+  }),
+);
 
-async function viaRunAgent() {
+/**
+ * Run one frontend tool, as a frontend would: here, a JS function of its arguments.
+ * @param {string} name
+ * @param {Record<string, unknown>} args
+ */
+function runTool(name, args) {
+  const tool = (config.tools ?? []).find((/** @type {{name: string}} */ t) => t.name === name);
+  if (!tool) throw new Error(`[glm_live] the model called ${name}, which is not a tool here`);
+  return `${tool.returns} (${name} called with ${JSON.stringify(args)})`;
+}
+
+let runIndex = 0;
+/** @type {Record<string, any> | undefined} */
+let finished;
+
+/** @param {Record<string, unknown>} parameters */
+async function viaRunAgent(parameters) {
   const { newMessages, result } = await agent.runAgent(parameters, {
     onEvent({ event }) {
-      out({ kind: "event", event });
+      out({ kind: "event", run: runIndex, event });
+      if (event.type === "RUN_FINISHED") finished = event;
       maybeAbort(event);
     },
   });
   return { newMessages, result };
 }
 
-async function viaExplicitPipeline() {
+/** @param {Record<string, unknown>} parameters */
+async function viaExplicitPipeline(parameters) {
   // What runAgent does before applying events, spelled out with the exported stages.
   agent.abortController = new AbortController();
   const input = agent.prepareRunAgentInput(parameters);
@@ -91,7 +130,7 @@ async function viaExplicitPipeline() {
       transformChunks(),
       verifyEvents(),
       tap((event) => {
-        out({ kind: "event", event });
+        out({ kind: "event", run: runIndex, event });
         maybeAbort(event);
       }),
       toArray(),
@@ -100,10 +139,61 @@ async function viaExplicitPipeline() {
   return { newMessages: [], result: events.at(-1)?.result };
 }
 
-try {
+/** @param {Record<string, unknown>} extra */
+async function runOnce(extra) {
+  runIndex += 1;
+  const runId = runIndex === 1 ? config.runId : `${config.runId}-${runIndex}`;
+  out({ kind: "run", index: runIndex, runId });
+  finished = undefined;
+  const parameters = {
+    runId,
+    forwardedProps: config.forwardedProps ?? {},
+    tools,
+    context: config.context ?? [],
+    ...extra,
+  };
   const { newMessages, result } =
-    config.pipeline === "explicit" ? await viaExplicitPipeline() : await viaRunAgent();
-  out({ kind: "result", state: agent.state, messages: agent.messages, newMessages, result });
+    config.pipeline === "explicit"
+      ? await viaExplicitPipeline(parameters)
+      : await viaRunAgent(parameters);
+  out({
+    kind: "result",
+    run: runIndex,
+    state: agent.state,
+    messages: agent.messages,
+    newMessages,
+    result,
+    pendingInterrupts: agent.pendingInterrupts,
+  });
+}
+
+/** Run every tool call the last run left pending; add each result as a tool message. */
+function runPendingTools() {
+  const pending = finished?.outcome?.pendingToolCallIds ?? [];
+  if (pending.length === 0) throw new Error("[glm_live] the run left no tool call pending");
+  for (const id of pending) {
+    const call = agent.messages
+      .flatMap((m) => (m.role === "assistant" ? (m.toolCalls ?? []) : []))
+      .find((c) => c.id === id);
+    if (!call) throw new Error(`[glm_live] pending tool call ${id} is not in agent.messages`);
+    const args = JSON.parse(call.function.arguments || "{}");
+    const content = runTool(call.function.name, args);
+    out({ kind: "tool", toolCallId: id, name: call.function.name, args, content });
+    agent.addMessage({ id: `tool-${id}`, role: "tool", toolCallId: id, content });
+  }
+}
+
+try {
+  await runOnce({});
+  if (config.then === "resume") {
+    const answer = config.resume ?? { status: "resolved", payload: { approved: true } };
+    const resume = agent.pendingInterrupts.map((i) => ({ interruptId: i.id, ...answer }));
+    if (resume.length === 0) throw new Error("[glm_live] the run left no interrupt pending");
+    await runOnce({ resume });
+  } else if (config.then === "tools") {
+    runPendingTools();
+    await runOnce({});
+  }
   process.exitCode = 0;
 } catch (error) {
   const e = error instanceof Error ? error : new Error(String(error));

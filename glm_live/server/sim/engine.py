@@ -3,7 +3,11 @@
 :meth:`Simulator.answer` decides the content (text, reasoning, a tool call), the finish reason
 and the usage: the text is exactly ``sim.tokens`` tokens and ends at a natural boundary
 (:func:`.text.answer_text`), with ``finish_reason: "stop"``; a smaller ``max_tokens`` cuts that
-same text where the budget runs out, mid-sentence if it falls there, with ``"length"``.
+same text where the budget runs out, mid-sentence if it falls there, with ``"length"``. Given
+``tools`` (and ``tool_choice`` not ``"none"``) it calls one, every time: the one ``tool_choice``
+names, else the first whose name the last user message mentions, else the first; a
+conversation that ends with tool results is answered, quoting them first (``Tool results:
+...``), so a test can see a result reach the model.
 :meth:`Simulator.stream_plan` turns that into a :class:`StreamPlan`: the frames to send and the
 gap before each, with the fault (if any) placed. Frames are prepared up to the ``"x_sent_ns":``
 stamp, which the pacer appends at the moment it writes them.
@@ -259,9 +263,16 @@ class Simulator:
         finish = "tool_calls" if tool_call else "stop"
         if tool_call is None:
             # The whole answer (it ends at a natural boundary), then max_tokens cuts it where it
-            # falls: a prefix of the same text, as a real model's would be.
-            content = tokenize(
-                answer_text(_with_tool_results(prompt, request.messages), rng, sim.tokens, sim.seed)
+            # falls: a prefix of the same text, as a real model's would be. An answer to tool
+            # results quotes them first (what a model does with a tool's output, made visible).
+            lead = tokenize(_quoted_results(request.messages))
+            content = lead + tokenize(
+                answer_text(
+                    _with_tool_results(prompt, request.messages),
+                    rng,
+                    max(1, sim.tokens - len(lead)),
+                    sim.seed,
+                )
             )
             if budget is not None and budget < len(content):
                 content, finish = content[:budget], "length"
@@ -470,6 +481,19 @@ def _fault_index(sim: SimConfig, pieces: list[_Piece]) -> int:
             return index
         sent += piece.tokens
     return len(pieces)
+
+
+def _quoted_results(messages: list[dict[str, Any]]) -> str:
+    """``"Tool results: ...\n\n"`` when the conversation ends with tool messages (the model is
+    answering them), quoting each (up to 200 characters); else ``""``."""
+    results: list[str] = []
+    for message in reversed(messages):
+        if message.get("role") != "tool":
+            break
+        results.insert(0, content_text(message.get("content"))[:200])
+    if not results:
+        return ""
+    return f"Tool results: {'; '.join(results)}.\n\n"
 
 
 def _with_tool_results(prompt: str, messages: list[dict[str, Any]]) -> str:
