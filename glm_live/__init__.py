@@ -38,6 +38,7 @@ from .errors import (
 )
 from .notebook.aio import Handle, allow_nested_loops
 from .notebook.session import ChatHandle, RunHandle, Session, connect
+from .notebook.tools import Tool, tool
 from .protocols.agui import AgentStatus, RunState
 from .protocols.glm import DEFAULT_BASE_URL, ChatStream, GLMClient
 from .protocols.runtime import find_token, issue_token, revoke_token
@@ -123,6 +124,7 @@ __all__ = [
     "Session",
     "StreamInterrupted",
     "Timings",
+    "Tool",
     "ToolCall",
     "ToolCallDelta",
     "TransportError",
@@ -138,4 +140,5 @@ __all__ = [
     "model_info",
     "revoke_token",
     "sse",
+    "tool",
 ]

@@ -19,6 +19,14 @@ then (the cell ends, so the board's buttons can be clicked), ``run.interrupts`` 
 questions, and ``run.resume(answer)`` (or the board's buttons) answers them. The same handle
 then runs the continuation (a new run on the same thread) and folds it into the same
 :class:`RunState` and board: ``await run`` again gives the final state.
+
+``session.run(..., tools=[fn, ...])`` offers Python functions to the run as AG-UI frontend
+tools (see :mod:`glm_live.notebook.tools`). A run that ends calling them does not end the
+handle: it runs them and continues the thread with their results (a new run, on the same
+handle, state and board), until a run ends without such calls: ``await run`` gives that end.
+A call to a tool the handle was not given ends the run ``error``; so does a thread that
+needs more than :attr:`RunHandle.max_tool_rounds` continuations (a model calling tools in a
+loop).
 """
 
 from __future__ import annotations
@@ -50,6 +58,7 @@ from ..transport.sse_client import ConnectionEvent, EventSource
 from ._env import display_once, in_kernel, mark_shown
 from ._shared import acquire, release
 from .aio import Handle, LoopThread, background_loop
+from .tools import Tool, ToolsLike, run_calls, tools_of, unknown_calls
 
 if TYPE_CHECKING:  # the server floor is imported only when an embedded runtime is started
     from ..server.runner import ServerHandle
@@ -142,8 +151,9 @@ _RUN_TO_HANDLE = {
 }
 
 #: Inputs that are also run options AG-UI runtimes read at the top of ``forwardedProps``
-#: (``approval``: ask a person before the report), besides ``forwardedProps.inputs``.
-_RUN_OPTIONS = ("approval",)
+#: (``approval``: ask a person before the report; ``useTools``: the simulated model calls
+#: the run's frontend tools), besides ``forwardedProps.inputs``.
+_RUN_OPTIONS = ("approval", "useTools")
 
 
 class RunHandle(Handle[BaseEvent, RunState]):
@@ -161,6 +171,10 @@ class RunHandle(Handle[BaseEvent, RunState]):
 
     noun = "run"
 
+    #: The most continuations with tool results one :meth:`Session.run` (or one
+    #: :meth:`resume`) makes: a model that keeps calling tools ends the run ``error`` then.
+    max_tool_rounds = 10
+
     def __init__(
         self,
         session: Session,
@@ -168,15 +182,23 @@ class RunHandle(Handle[BaseEvent, RunState]):
         inputs: dict[str, Any],
         sim: Mapping[str, Any] | None,
         show: Callable[[RunHandle, str], Any] | None = None,
+        tools: Mapping[str, Tool] | None = None,
     ) -> None:
         super().__init__(session.loop)
         self.session = session
         self.workflow = workflow
         self.inputs = inputs
         self.sim = dict(sim) if sim else None
+        #: The frontend tools offered to the run, by name.
+        self.tools: dict[str, Tool] = dict(tools or {})
+        if self.tools and isinstance(workflow, Workflow):
+            msg = "tools= is for a run the runtime serves (by name), not a Workflow run here"
+            raise ValueError(msg)
         self.run_id = uuid.uuid4().hex
         self.thread_id = uuid.uuid4().hex
-        self.folded = RunState()
+        self.folded = RunState(client_tools=frozenset(self.tools))
+        #: The messages the thread gained after the user's: tool calls and their results.
+        self._thread: list[dict[str, Any]] = []
         self._local: Run | None = None
         self._message_id = uuid.uuid4().hex
         #: Answers given so far to the questions of the waiting run: ``resume`` entries by
@@ -209,6 +231,12 @@ class RunHandle(Handle[BaseEvent, RunState]):
     def messages(self) -> list[dict[str, Any]]:
         """The run's text messages: ``id``, ``role``, ``name`` (the agent), ``content``."""
         return self.folded.messages
+
+    @property
+    def tool_calls(self) -> list[Any]:
+        """The run's tool calls (:class:`~glm_live.protocols.agui.ToolCallState`: name,
+        arguments, result), frontend and backend ones, in order."""
+        return self.folded.tool_calls
 
     @property
     def interrupts(self) -> list[Interrupt]:
@@ -371,34 +399,63 @@ class RunHandle(Handle[BaseEvent, RunState]):
             async for event in self._run_here(self.workflow):
                 yield event
             return
+        folded, resume = self.folded, self._resume
+        rounds = 0
+        while True:
+            async for event in self._stream(resume):
+                yield event
+            if not folded.tool_requests or folded.done:
+                return
+            problem = unknown_calls(self.tools, folded.tool_requests)
+            if problem is None and rounds >= self.max_tool_rounds:
+                problem = (
+                    f"the run still called tools after {rounds} continuations with their "
+                    f"results, the most RunHandle.max_tool_rounds ({self.max_tool_rounds}) "
+                    "allows: stopped there, as a model calling tools in a loop never ends"
+                )
+            if problem is not None:
+                folded.end("error", problem)
+                return
+            # The tools' results continue the thread: a new run, on this handle.
+            self._thread += await run_calls(self.tools, folded)
+            rounds += 1
+            resume, self._parent_run_id = None, folded.run_id or self.run_id
+            self.run_id = uuid.uuid4().hex
+
+    def _body(self, resume: list[dict[str, Any]] | None) -> dict[str, Any]:
+        """The ``RunAgentInput`` of the handle's next run: the first, a resumed one (with
+        ``resume`` entries), or one that brings the results of the client's tools."""
         props: dict[str, Any] = {"inputs": self.inputs}
         props.update({k: self.inputs[k] for k in _RUN_OPTIONS if k in self.inputs})
         if self.sim:
             props["sim"] = self.sim
+        first = {
+            "id": self._message_id,
+            "role": "user",
+            "content": str(self.inputs.get("prompt", "")),
+        }
         body: dict[str, Any] = {
             "threadId": self.thread_id,
             "runId": self.run_id,
             "state": {},
-            "messages": [
-                {
-                    "id": self._message_id,
-                    "role": "user",
-                    "content": str(self.inputs.get("prompt", "")),
-                }
-            ],
-            "tools": [],
+            "messages": [first, *self._thread],
+            "tools": [t.wire() for t in self.tools.values()],
             "context": [],
             "forwardedProps": props,
         }
-        if self._resume is not None:
-            # The continuation of a waiting run: the same thread, a new run, the answers.
-            body["resume"] = self._resume
+        if resume is not None or self._thread:
+            # A continuation: the same thread, a new run, the answers or the tools' results.
             body["parentRunId"] = self._parent_run_id
             body["state"] = self.folded.state if isinstance(self.folded.state, dict) else {}
+        if resume is not None:
+            body["resume"] = resume
+        return body
+
+    async def _stream(self, resume: list[dict[str, Any]] | None) -> AsyncIterator[BaseEvent]:
         source = EventSource(
             f"{self.session.url}/agents/{self.workflow}",
             "POST",
-            json=body,
+            json=self._body(resume),
             headers=self.session.auth_headers,
             reconnect=False,
             idle_timeout=300,
@@ -594,15 +651,25 @@ class Session:
         *,
         sim: Mapping[str, Any] | None = None,
         display: bool | None = None,
+        tools: ToolsLike | None = None,
         **inputs: Any,
     ) -> RunHandle:
         """Start a workflow run (a name the runtime serves, or a Workflow to run here).
 
         ``sim`` passes simulator knobs to every chat of the run. In a notebook its
         :class:`~glm_live.widgets.AgentBoard` is displayed (``display=False`` opts out).
+
+        ``tools`` offers Python functions to the run as frontend tools: a list (named after
+        the functions) or ``{name: function}``; :func:`glm_live.tool` wraps one to give its
+        name, description or JSON schema. The handle runs the ones the run calls and
+        continues it with their results (see :mod:`glm_live.notebook.tools`).
+
+        Raises:
+            ValueError: Two tools share a name, or one has a name a model cannot call.
         """
+        found = tools_of(tools)
         show = self._show_run if _wants_display(display) else None
-        return RunHandle(self, workflow, inputs, sim, show)
+        return RunHandle(self, workflow, inputs, sim, show, tools=found)
 
     def panel(self) -> Any:
         """This session's :class:`~glm_live.widgets.LivePanel`: the hub connection, live

@@ -43,12 +43,24 @@ entries, see :func:`resume_entry`); one :class:`RunState` folds the whole thread
 run's ``RUN_STARTED`` reopens a ``waiting`` state: it runs again, its waiting agents run again,
 and the pending interrupts are cleared (answered). Only ``waiting`` reopens: every other end
 is final.
+
+Frontend tools (AG-UI): the client offers tools in ``RunAgentInput.tools``
+(:attr:`RunState.client_tools` names them). Every ``TOOL_CALL_START``/``ARGS``/``END`` folds
+into :attr:`RunState.tool_calls` (a :class:`ToolCallState`: name, arguments, result), a
+``TOOL_CALL_RESULT`` gives it its result. A client tool's call that has no result when a
+``RUN_FINISHED`` (not an interrupt, not cancelled) arrives is the client's to run: it goes in
+:attr:`RunState.tool_requests`, and the fold stays ``running``, because the thread is not over:
+the client runs the tools (:meth:`RunState.tool_result`), and continues with a new run on the
+same thread (:func:`tool_messages` are the messages it adds) whose ``RUN_STARTED`` clears the
+requests. A client that cannot do so ends the fold itself (``error``).
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import time
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -66,12 +78,15 @@ __all__ = [
     "AgentStatus",
     "Interrupt",
     "RunState",
+    "ToolCallState",
     "check_answer",
     "encode_event",
     "event_dict",
     "parse_event",
     "resume_entry",
     "token_usage",
+    "tool_line",
+    "tool_messages",
 ]
 
 #: The ``activityType`` of an agent's progress activity (and, before AG-UI 1.0, the name of
@@ -231,6 +246,99 @@ class Interrupt:
         )
 
 
+@dataclass
+class ToolCallState:
+    """One tool call of a run, as folded from ``TOOL_CALL_*`` events (and, for a frontend
+    tool, as the client ran it).
+
+    Attributes:
+        id: The ``toolCallId``.
+        name: The tool's name (``toolCallName``).
+        arguments: The arguments as sent: the ``TOOL_CALL_ARGS`` deltas joined (JSON text).
+        parent_message_id: The assistant message the call belongs to, if sent.
+        agent: The name of the agent that made it, when its ``subagentRunId`` is known.
+        run_id: The run it was made in.
+        ended: Whether its ``TOOL_CALL_END`` came.
+        result: The result's content (a string, JSON for a structured one), or ``None``
+            until there is one.
+        error: Whether the result is an error (a frontend tool that raised).
+        client: Whether the client runs it (a frontend tool's call left without a result
+            when the run finished).
+    """
+
+    id: str
+    name: str
+    arguments: str = ""
+    parent_message_id: str | None = None
+    agent: str | None = None
+    run_id: str | None = None
+    ended: bool = False
+    result: str | None = None
+    error: bool = False
+    client: bool = False
+
+    @property
+    def args(self) -> Any:
+        """The arguments parsed (``{}`` when none were sent; raises ``ValueError`` on text
+        that is not JSON)."""
+        return json.loads(self.arguments) if self.arguments.strip() else {}
+
+
+def tool_line(call: ToolCallState, limit: int = 160) -> str:
+    """A tool call in one line: ``name(k=v, ...) → result`` (``→ …`` while it has none)."""
+    try:
+        args = call.args
+    except ValueError:
+        args = call.arguments
+    if isinstance(args, dict):
+        shown = ", ".join(
+            f"{k}={json.dumps(v, default=str, ensure_ascii=False)}" for k, v in args.items()
+        )
+    else:
+        shown = str(args)
+    if len(shown) > limit // 2:
+        shown = shown[: limit // 2 - 1] + "…"
+    result = "…" if call.result is None else call.result
+    line = f"{call.name}({shown}) → {result}"
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def tool_messages(calls: list[ToolCallState], new_id: Any = None) -> list[dict[str, Any]]:
+    """The messages a client adds to a thread after running its tools (wire JSON): per
+    ``parentMessageId``, in order, one assistant message with its ``toolCalls``, then one
+    ``tool`` message per call with its result (each call needs one).
+
+    Args:
+        calls: The calls the client ran, each with its ``result``.
+        new_id: Makes the id of a tool message (and of an assistant message whose call had
+            no ``parentMessageId``); ``uuid4().hex`` by default.
+    """
+    make = new_id or (lambda: uuid.uuid4().hex)
+    groups: dict[str, list[ToolCallState]] = {}
+    for call in calls:
+        groups.setdefault(call.parent_message_id or make(), []).append(call)
+    out: list[dict[str, Any]] = []
+    for parent, group in groups.items():
+        out.append(
+            {
+                "id": parent,
+                "role": "assistant",
+                "toolCalls": [
+                    {
+                        "id": c.id,
+                        "type": "function",
+                        "function": {"name": c.name, "arguments": c.arguments or "{}"},
+                    }
+                    for c in group
+                ],
+            }
+        )
+        for call in group:
+            content = "" if call.result is None else call.result
+            out.append({"id": make(), "role": "tool", "toolCallId": call.id, "content": content})
+    return out
+
+
 _JSON_TYPES: dict[str, tuple[type, ...]] = {
     "string": (str,),
     "boolean": (bool,),
@@ -323,8 +431,17 @@ class RunState:
     interrupts: list[Interrupt] = field(default_factory=list)
     #: Every run of the thread folded here, in order (a resumed thread has several).
     run_ids: list[str] = field(default_factory=list)
+    #: The names of the tools the client offered (``RunAgentInput.tools``): their calls left
+    #: without a result at ``RUN_FINISHED`` are the client's to run.
+    client_tools: frozenset[str] = frozenset()
+    #: Every tool call of the thread, in order.
+    tool_calls: list[ToolCallState] = field(default_factory=list)
+    #: The client's tool calls the last run ended with (``[]`` otherwise): the thread goes
+    #: on once the client has run them; the next run's ``RUN_STARTED`` clears them.
+    tool_requests: list[ToolCallState] = field(default_factory=list)
     _by_run: dict[str, AgentStatus] = field(default_factory=dict, repr=False)
     _open: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
+    _calls: dict[str, ToolCallState] = field(default_factory=dict, repr=False)
 
     def apply(self, event: BaseEvent | Mapping[str, Any]) -> None:
         """Fold one event in (a model, or its wire JSON object)."""
@@ -333,7 +450,7 @@ class RunState:
         kind = e.get("type")
         agent = self._by_run.get(e.get("subagentRunId") or "")
         if kind == "RUN_STARTED":
-            if self.status == "waiting":
+            if self.status == "waiting" or self.tool_requests:
                 self._reopen()
             self.run_id, self.thread_id = e.get("runId"), e.get("threadId")
             if self.run_id:
@@ -352,6 +469,10 @@ class RunState:
                     if isinstance(entry, Mapping)
                 ]
             ended = {"cancelled": "cancelled", "interrupt": "waiting"}
+            if outcome not in ended and not self.done:
+                self.tool_requests = self._client_calls()
+                if self.tool_requests:
+                    return  # the client runs them and goes on: the thread is not over
             self.end(ended.get(str(outcome), "finished"))
         elif kind == "RUN_ERROR":
             self.usage = list(e.get("usage") or [])
@@ -372,6 +493,8 @@ class RunState:
             self._by_run[status.run_id or ""] = status
         elif kind in ("ACTIVITY_SNAPSHOT", "ACTIVITY_DELTA"):
             self._apply_activity(kind, e)
+        elif kind in ("TOOL_CALL_START", "TOOL_CALL_ARGS", "TOOL_CALL_END", "TOOL_CALL_RESULT"):
+            self._apply_tool_call(kind, e, agent)
         elif agent is not None and kind in _AGENT_EVENTS:
             self._apply_agent(agent, kind, e)
         if kind == "TEXT_MESSAGE_START":
@@ -450,14 +573,56 @@ class RunState:
         if agent is not None:
             _progress(agent, content)
 
+    def _apply_tool_call(self, kind: str, e: Mapping[str, Any], agent: AgentStatus | None) -> None:
+        call_id = str(e.get("toolCallId"))
+        call = self._calls.get(call_id)
+        if kind == "TOOL_CALL_START":
+            call = ToolCallState(
+                id=call_id,
+                name=str(e.get("toolCallName") or ""),
+                parent_message_id=e.get("parentMessageId"),
+                agent=None if agent is None else agent.name,
+                run_id=self.run_id,
+            )
+            self._calls[call_id] = call
+            self.tool_calls.append(call)
+        elif call is None:
+            return  # a call this fold never saw start: nothing to attach it to
+        elif kind == "TOOL_CALL_ARGS":
+            call.arguments += str(e.get("delta") or "")
+        elif kind == "TOOL_CALL_END":
+            call.ended = True
+        else:
+            self.tool_result(call_id, str(e.get("content") or ""))
+
+    def _client_calls(self) -> list[ToolCallState]:
+        """The calls of the run now finishing that the client runs (see the module doc)."""
+        if not self.client_tools:
+            return []
+        calls = [c for c in self.tool_calls if c.run_id == self.run_id and c.result is None]
+        for call in calls:
+            call.client = True
+        return calls
+
+    def tool_result(self, call_id: str, content: str, *, error: bool = False) -> ToolCallState:
+        """Record the result of a tool call (a client that ran it, or ``TOOL_CALL_RESULT``).
+
+        Raises:
+            KeyError: No call has that id.
+        """
+        call = self._calls[call_id]
+        call.result, call.error = content, error
+        return call
+
     def _agent_of(self, entry: Mapping[str, Any]) -> str | None:
         agent = self._by_run.get(str(entry.get("subagentRunId") or ""))
         return None if agent is None else agent.name
 
     def _reopen(self) -> None:
-        """A run on the same thread answers this ``waiting`` one: run again."""
+        """A run on the same thread answers this ``waiting`` one (or brings the results of
+        the client's tools): run again."""
         self.status, self.error, self.result, self.outcome = "running", None, None, None
-        self.interrupts = []
+        self.interrupts, self.tool_requests = [], []
         for agent in self.agents.values():
             if agent.status == "waiting":
                 agent.status, agent.finished_at = "running", None
@@ -507,9 +672,11 @@ class RunState:
         error = f", error: {self.error[:80]!r}" if self.error else ""
         asks = len(self.interrupts)
         asking = f", {asks} question{'s' * (asks != 1)} for a person" if asks else ""
+        calls = len(self.tool_calls)
+        tools = f", {calls} tool call{'s' * (calls != 1)}" if calls else ""
         return (
             f"<RunState {self.status}, {len(self.agents)} agents{detail}, "
-            f"{len(self.messages)} messages, {self.events} events{error}{asking}>"
+            f"{len(self.messages)} messages{tools}, {self.events} events{error}{asking}>"
         )
 
     def _repr_html_(self) -> str:
@@ -519,6 +686,10 @@ class RunState:
         rows += [
             (f"asks{f' ({i.agent})' if i.agent else ''}", i.message or i.reason)
             for i in self.interrupts
+        ]
+        rows += [
+            (f"tool{' (' + c.agent + ')' if c.agent else ''}", tool_line(c))
+            for c in self.tool_calls
         ]
         rows += [("events", self.events), ("messages", len(self.messages))]
         grid = [

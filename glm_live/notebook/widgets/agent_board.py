@@ -20,6 +20,9 @@ and :meth:`AgentBoard._message` calls ``on_answer(id, payload, reject)`` (the se
 to :meth:`~glm_live.notebook.session.RunHandle.resume`). The question then shows
 ``answered: ...`` with its controls disabled until the continuation arrives; a refused answer
 (it does not fit the schema, the run is not waiting) shows the refusal and the controls again.
+
+The run's tool calls show as one line each under the cards, ``🔧 name(args) → result``
+(``→ …`` until the result comes; a frontend tool that raised shows its error).
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from typing import Any
 
 import traitlets
 
-from ...protocols.agui import Interrupt, RunState
+from ...protocols.agui import Interrupt, RunState, ToolCallState, tool_line
 from ._base import LiveWidget, esm, static
 
 __all__ = ["AgentBoard", "plain_summary", "rounded"]
@@ -153,6 +156,9 @@ class AgentBoard(LiveWidget):
     #: here, as text; ``""`` until then), ``refused`` (why an answer was not taken) and
     #: ``tries`` (answers sent: a refusal repeated still redraws the controls).
     interrupts: traitlets.List[Any] = traitlets.List().tag(sync=True)
+    #: The run's tool calls: ``id``, ``line`` (``name(args) → result``) and ``status``
+    #: (``running`` until the result, then ``done``, or ``error`` when the tool raised).
+    tools: traitlets.List[Any] = traitlets.List().tag(sync=True)
 
     def __init__(self, on_answer: AnswerCallback | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -175,6 +181,7 @@ class AgentBoard(LiveWidget):
             state=json.dumps(rounded(run.state), indent=1, default=str)[:20_000],
             report=report_markdown(run.result, run.agents) if run.status == "finished" else "",
             interrupts=self._interrupts(run.interrupts if run.waiting else []),
+            tools=[_tool_row(c) for c in run.tool_calls[-50:]],
         )
 
     def _interrupts(self, questions: list[Interrupt]) -> list[dict[str, Any]]:
@@ -244,6 +251,11 @@ def _answer_text(payload: Any, reject: bool) -> str:
     if isinstance(payload, str):
         return payload
     return json.dumps(payload, default=str, ensure_ascii=False)[:200]
+
+
+def _tool_row(call: ToolCallState) -> dict[str, Any]:
+    status = "running" if call.result is None else "error" if call.error else "done"
+    return {"id": call.id, "line": tool_line(call), "status": status}
 
 
 def _card(agent: Any, full: str | None = None) -> dict[str, Any]:

@@ -6,6 +6,7 @@
 // with controls made from its response schema; answering sends
 // {type: "answer", id, status: "resolved" | "cancelled", payload} to the kernel, and the
 // controls stay disabled, showing "answered: ...", until the continuation clears the question.
+// Tool calls show one line each under the cards: "🔧 name(args) → result".
 
 const RUN_LABELS = { error: "failed", waiting: "waiting for you" };
 const AGENT_LABELS = { error: "failed" };
@@ -81,6 +82,7 @@ function render({ model, el }) {
     <div class="glm-head"><span class="glm-title"></span><span class="glm-status"></span>
       <span class="glm-stats"></span></div>
     <div class="glm-board-cards"></div>
+    <div class="glm-tools" hidden></div>
     <div class="glm-asks" hidden></div>
     <div class="glm-error" hidden></div>
     <div class="glm-report" hidden><div class="glm-report-title">Report</div><div class="glm-report-body"></div></div>
@@ -237,6 +239,19 @@ function render({ model, el }) {
     $(".glm-stats").textContent = Object.entries(counts).map(([s, n]) => `${n} ${AGENT_LABELS[s] || s}`).join(" · ");
     $(".glm-state").textContent = model.get("state");
     drawAsks();
+    const tools = model.get("tools") || [];
+    const list = $(".glm-tools");
+    list.hidden = tools.length === 0;
+    list.replaceChildren(
+      ...tools.map((t) => {
+        const line = document.createElement("div");
+        line.className = "glm-tool";
+        line.dataset.status = t.status;
+        line.textContent = `🔧 ${t.line}`;
+        line.title = t.line;
+        return line;
+      }),
+    );
     const error = model.get("error");
     $(".glm-error").hidden = !error;
     $(".glm-error").textContent = error;
@@ -250,7 +265,7 @@ function render({ model, el }) {
   const schedule = () => {
     if (!frame) frame = requestAnimationFrame(draw);
   };
-  for (const name of ["agents", "status", "state", "error", "title", "report", "interrupts"]) model.on(`change:${name}`, schedule);
+  for (const name of ["agents", "status", "state", "error", "title", "report", "interrupts", "tools"]) model.on(`change:${name}`, schedule);
   const tick = setInterval(() => {
     if (model.get("agents").some(ticking)) schedule();
   }, 1000);
