@@ -15,7 +15,7 @@ import pytest
 
 from glm_live.agents.core import AgentContext, Run, Workflow
 from glm_live.agents.interrupts import Questions, Suspended, tool_result_errors
-from glm_live.protocols.agui import event_dict, parse_event
+from glm_live.protocols.agui import RunState, event_dict, parse_event
 from glm_live.protocols.glm import GLMClient
 from glm_live.server import ServerHandle, serve
 from glm_live.wire.sse import Decoder
@@ -184,6 +184,16 @@ def test_a_frontend_tool_call_ends_the_run_with_the_call_pending(runtime: Server
     suspended = [e for e in events if e["type"] == "SUBAGENT_FINISHED" and e.get("outcome")]
     assert [e["subagentRunId"] for e in suspended] == [writer]
     assert suspended[0]["outcome"] == {"type": "suspended"}
+    # Folded by a client that does not run the tool (and by the runtime's own record of the
+    # run): it waits, it has not finished.
+    folded = RunState()
+    for event in events:
+        folded.apply(event)
+    assert folded.status == "waiting"
+    assert folded.agents["report-writer"].status == "waiting"
+    record = httpx.get(f"{runtime.url}/runs/fe-1", headers=runtime.headers, timeout=10)
+    assert record.status_code == 200
+    assert record.json()["status"] == "waiting"
     # Only the writer offers the client's tools; nobody without useTools.
     status, plain, _ = post(runtime, body("fe-plain", "fe-plain", tools=[SHOW_CHART]))
     assert status == 200

@@ -473,6 +473,11 @@ class RunState:
                 self.tool_requests = self._client_calls()
                 if self.tool_requests:
                     return  # the client runs them and goes on: the thread is not over
+            if (self.outcome or {}).get("pendingToolCallIds"):
+                # The agent waits for tools this fold does not run (the server's record of the
+                # run, a client without them): not finished, as an interrupted run waits.
+                self.end("waiting")
+                return
             self.end(ended.get(str(outcome), "finished"))
         elif kind == "RUN_ERROR":
             self.usage = list(e.get("usage") or [])
