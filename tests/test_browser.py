@@ -63,6 +63,11 @@ CELLS = [
     "    benches.append(bench)\n"
     "offline = ConnectionIndicator(state='closed', reconnects=4, url='ws://127.0.0.1:9/hub')\n"
     "ipywidgets.VBox([*benches, offline])",
+    "# waiting for a person (an AG-UI interrupt): one left waiting, one approved in the page\n"
+    "asking = session.run('account-review', account='Globex', approval=True,"
+    " sim={'ttft_ms': 20, 'itl_ms': 4})\n"
+    "approving = session.run('account-review', account='Initech', approval=True,"
+    " sim={'ttft_ms': 20, 'itl_ms': 4})",
     "# the dashboard counts every request of the session, those made before it too\n"
     "panel = session.panel()\npanel.dashboard.follow(session.recorder)\npanel",
 ]
@@ -249,6 +254,11 @@ def _screenshot(page: Any, path: Path) -> None:
     if overflow > 0:
         size = page.viewport_size
         page.set_viewport_size({"width": size["width"], "height": size["height"] + overflow + 40})
+    # From the top: clicking a button on the board scrolled the notebook down.
+    page.evaluate(
+        "() => { const s = document.querySelector('.jp-NotebookPanel .jp-WindowedPanel-outer');"
+        " if (s) s.scrollTop = 0; }"
+    )
     page.wait_for_timeout(500)  # the last animation frame
     page.screenshot(path=str(path), full_page=True)
     assert path.stat().st_size > 10_000
@@ -291,6 +301,20 @@ def test_notebook_streams_into_widgets_in_chromium(lab: str, tmp_path: Path) -> 
             "connected"
         )
         expect(page.locator(".glm-dashboard").first).to_contain_text("TTFT")
+        expect(page.locator("#jp-main-statusbar")).to_contain_text("Idle", timeout=90_000)
+
+        # A person answers on the board: the Approve button resumes the run (a new run on the
+        # same thread), which finishes with its report; the other board keeps waiting.
+        waiting = page.locator('.glm-board[data-status="waiting"]')
+        expect(waiting).to_have_count(2, timeout=60_000)
+        expect(waiting.first.locator(".glm-ask-message")).to_contain_text("Globex")
+        approving = waiting.nth(1)
+        expect(approving.locator(".glm-ask-message")).to_contain_text("Initech")
+        approving.locator(".glm-ask-yes").click()
+        finished = page.locator('.glm-board[data-status="done"]')
+        expect(finished).to_have_count(2, timeout=60_000)  # the Globex run, and this one
+        expect(finished.nth(1).locator(".glm-report-body")).to_contain_text("Initech")
+        expect(page.locator('.glm-board[data-status="waiting"]')).to_have_count(1)
         expect(page.locator("#jp-main-statusbar")).to_contain_text("Idle", timeout=90_000)
 
         # JupyterLab's notification toasts (the news prompt) would cover the picture.

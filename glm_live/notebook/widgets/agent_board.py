@@ -21,7 +21,7 @@ to :meth:`~glm_live.notebook.session.RunHandle.resume`). The question then shows
 ``answered: ...`` with its controls disabled until the continuation arrives; a refused answer
 (it does not fit the schema, the run is not waiting) shows the refusal and the controls again.
 
-The run's tool calls show as one line each under the cards, ``🔧 name(args) → result``
+The run's tool calls show as one line each under the cards, ``⚙ name(args) → result``
 (``→ …`` until the result comes; a frontend tool that raised shows its error).
 """
 

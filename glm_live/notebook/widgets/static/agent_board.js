@@ -6,7 +6,15 @@
 // with controls made from its response schema; answering sends
 // {type: "answer", id, status: "resolved" | "cancelled", payload} to the kernel, and the
 // controls stay disabled, showing "answered: ...", until the continuation clears the question.
-// Tool calls show one line each under the cards: "🔧 name(args) → result".
+// Tool calls show one line each under the cards: "⚙ name(args) → result".
+
+/** An ISO 8601 time as the reader's local date and time to the minute (as sent, if unreadable). */
+const when = (iso) => {
+  const t = new Date(iso);
+  return Number.isNaN(t.getTime())
+    ? iso
+    : t.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
+};
 
 const RUN_LABELS = { error: "failed", waiting: "waiting for you" };
 const AGENT_LABELS = { error: "failed" };
@@ -112,7 +120,7 @@ function render({ model, el }) {
     node.innerHTML = `<div class="glm-ask-head"><span class="glm-ask-agent"></span><span class="glm-ask-reason"></span></div>
       <div class="glm-ask-message"></div><form class="glm-ask-form"></form><div class="glm-ask-said" hidden></div>`;
     node.querySelector(".glm-ask-agent").textContent = q.agent ? `${q.agent} asks` : "the run asks";
-    node.querySelector(".glm-ask-reason").textContent = [q.reason, q.expires_at && `until ${q.expires_at}`].filter(Boolean).join(" · ");
+    node.querySelector(".glm-ask-reason").textContent = [q.reason, q.expires_at && `until ${when(q.expires_at)}`].filter(Boolean).join(" · ");
     node.querySelector(".glm-ask-message").textContent = q.message || "";
     /** @type {HTMLFormElement} */
     const form = node.querySelector(".glm-ask-form");
@@ -247,7 +255,7 @@ function render({ model, el }) {
         const line = document.createElement("div");
         line.className = "glm-tool";
         line.dataset.status = t.status;
-        line.textContent = `🔧 ${t.line}`;
+        line.textContent = `⚙ ${t.line}`;
         line.title = t.line;
         return line;
       }),

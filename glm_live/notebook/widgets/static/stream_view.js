@@ -49,7 +49,7 @@ function render({ model, el }) {
     $(".glm-stop").hidden = status !== "streaming" && status !== "waiting";
     const calls = model.get("tool_calls") || [];
     $(".glm-tools").hidden = !calls.length;
-    $(".glm-tools").textContent = calls.map((c) => `🔧 ${c.name}(${c.arguments})`).join("\n");
+    $(".glm-tools").textContent = calls.map((c) => `⚙ ${c.name}(${c.arguments})`).join("\n");
     const error = model.get("error");
     $(".glm-error").hidden = !error;
     $(".glm-error").textContent = error;
