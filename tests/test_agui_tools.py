@@ -15,11 +15,10 @@ import pytest
 
 from glm_live.agents.core import AgentContext, Run, Workflow
 from glm_live.agents.interrupts import Questions, Suspended, tool_result_errors
-from glm_live.protocols.agui import RunState, event_dict, parse_event
+from glm_live.protocols.agui import RunState
 from glm_live.protocols.glm import GLMClient
 from glm_live.server import ServerHandle, serve
-from glm_live.wire.sse import Decoder
-from tests.agui_checker import check_run
+from tests.test_agui_interrupts import post
 
 FAST = {"ttft_ms": 1, "itl_ms": 1}
 AGENTS = {"data-analyzer", "risk-assessor", "report-writer"}
@@ -44,27 +43,6 @@ CHART_RESULT = "chart-42 drawn for the reader"
 def runtime() -> Iterator[ServerHandle]:
     with serve(sim=FAST) as handle:
         yield handle
-
-
-def post(
-    runtime: ServerHandle, body: dict[str, Any], workflow: str = "account-review"
-) -> tuple[int, list[dict[str, Any]], str]:
-    """POST a run; its status, and its events (each validated by ag_ui) or its error body."""
-    decoder = Decoder()
-    with httpx.stream(
-        "POST",
-        f"{runtime.url}/agents/{workflow}",
-        json=body,
-        headers={"accept": "text/event-stream", **runtime.headers},
-        timeout=60,
-    ) as r:
-        if r.status_code != 200:
-            return r.status_code, [], r.read().decode()
-        events = [json.loads(e.data) for p in r.iter_bytes() for e in decoder.feed(p)]
-    for event in events:
-        assert event_dict(parse_event(event)) == event  # exactly what the 1.0 types produce
-    check_run(events)
-    return 200, events, ""
 
 
 def body(
