@@ -375,3 +375,33 @@ def test_run_and_sweep_take_a_session_and_use_its_token() -> None:
         assert all((r.requests["status"] == "ok").all() for r in results)
         token = session.auth_headers["Authorization"].removeprefix("Bearer ")
         assert token not in json.dumps(result.config, default=str)
+
+
+def test_monotonic_at_keeps_the_tightest_bracket(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A process preempted between reading its two clocks must not shift the common start by
+    the length of the preemption (a 0.93 ms shift of one dask worker failed CI once)."""
+    from glm_live.measure.bench import load
+
+    # Wall and monotonic advance together (monotonic = wall - 1000 s); the first sample is
+    # preempted for 2 ms between its monotonic read and its second wall read.
+    state = {"now": 5_000_000_000_000, "reads": 0}
+
+    def wall() -> int:
+        state["reads"] += 1
+        if state["reads"] == 2:
+            state["now"] += 2_000_000  # the preemption
+        state["now"] += 1_000
+        return state["now"]
+
+    def mono() -> int:
+        state["now"] += 1_000
+        return state["now"] - 1_000_000_000_000
+
+    monkeypatch.setattr(load.time, "time_ns", wall)
+    monkeypatch.setattr(load.time, "perf_counter_ns", mono)
+    target = 5_001_000_000_000
+    truth = target - 1_000_000_000_000
+    # One sample, preempted: about 1 ms off (what a single pair of reads risks).
+    assert abs(load.monotonic_at(target, tries=1) - truth) > 900_000
+    state["reads"] = 0  # preempted again on the first sample: the next ones are kept
+    assert abs(load.monotonic_at(target) - truth) <= 1_000

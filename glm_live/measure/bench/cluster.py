@@ -53,7 +53,7 @@ from typing import Any
 
 from ...errors import GlmLiveError
 from ...wire._secret import scrub
-from .load import Load, Progress, Shard, snapshot
+from .load import Load, Progress, Shard, monotonic_at, snapshot
 from .local import Local
 from .results import BenchResult
 from .shards import ShardOutput, merge, plan
@@ -459,7 +459,7 @@ class Sharded:
         run_id = uuid.uuid4().hex[:12]
         stop = f"glm-live-bench-stop-{run_id}"
         start_wall_ns = time.time_ns() + int(_LEAD_S * 1e9)
-        anchor_ns = time.perf_counter_ns() + (start_wall_ns - time.time_ns())
+        anchor_ns = monotonic_at(start_wall_ns)
         futures = {
             address: connection.client.submit(
                 run_shard,

@@ -28,7 +28,7 @@ from typing import Any
 from ...wire.chat import Timings, parse_chunk
 from ..recorder import Recorder
 from ._http import HTTPResponseError, Response, StreamClient
-from .load import Load, Progress, Shard, snapshot
+from .load import Load, Progress, Shard, monotonic_at, snapshot
 from .results import BenchResult
 
 __all__ = ["Local"]
@@ -198,7 +198,7 @@ class Local:
         """The start on ``perf_counter_ns``: now, or a shard's common instant, waited for."""
         if self.shard is None or self.shard.start_wall_ns is None:
             return time.perf_counter_ns()
-        start = time.perf_counter_ns() + (self.shard.start_wall_ns - time.time_ns())
+        start = monotonic_at(self.shard.start_wall_ns)
         delay = (start - time.perf_counter_ns()) / 1e9
         if delay > 0:
             with contextlib.suppress(TimeoutError):
