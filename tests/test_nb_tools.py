@@ -41,6 +41,7 @@ from glm_live.notebook.widgets import AgentBoard, coalescer
 from glm_live.protocols.agui import RunState, encode_event, tool_line, tool_messages
 from glm_live.testing.comm_recorder import record_comms
 from tests.byteserver import ByteServer, sse
+from tests.test_nb_interrupts import fold
 
 # -- the schema of a function ------------------------------------------------------------------
 
@@ -237,13 +238,6 @@ def finishing(thread: str = "t1", run: str = "r2") -> list[BaseEvent]:
         SubagentFinishedEvent(subagentRunId="sub-writer"),
         RunFinishedEvent(threadId=thread, runId=run, result="# Account review: Globex"),
     ]
-
-
-def fold(events: list[BaseEvent], run: RunState | None = None) -> RunState:
-    run = run or RunState()
-    for event in events:
-        run.apply(event.model_dump(mode="json", by_alias=True, exclude_none=True))
-    return run
 
 
 CHART = ("call-1", "show_chart", '{"metric": "revenue", "months": 6}')
