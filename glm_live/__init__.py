@@ -36,7 +36,9 @@ from .errors import (
     TransportError,
     UnsendableRequest,
 )
+from .measure.ledger import Price
 from .notebook.aio import Handle, allow_nested_loops
+from .notebook.conversation import Conversation, ConversationFormatError, Message
 from .notebook.session import ChatHandle, RunHandle, Session, connect
 from .notebook.tools import Tool, tool
 from .protocols.agui import AgentStatus, RunState
@@ -97,6 +99,8 @@ __all__ = [
     "ConnectionState",
     "ContentFilteredError",
     "ContentTypeError",
+    "Conversation",
+    "ConversationFormatError",
     "Decoder",
     "Event",
     "EventSource",
@@ -110,8 +114,10 @@ __all__ = [
     "InsufficientBalanceError",
     "InvalidRequestError",
     "MalformedResponseError",
+    "Message",
     "ModelInfo",
     "Observer",
+    "Price",
     "RateLimitError",
     "Rejected",
     "ResponseError",

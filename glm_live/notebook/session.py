@@ -32,6 +32,7 @@ loop).
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -41,6 +42,7 @@ from ag_ui.core import BaseEvent
 
 from ..agents.core import Run, Workflow
 from ..errors import Cancelled, SSEError, TransportError
+from ..measure.ledger import Price, Prices, ledger_frame, prices_of
 from ..measure.recorder import Recorder
 from ..protocols.agui import (
     AgentStatus,
@@ -58,9 +60,12 @@ from ..transport.sse_client import ConnectionEvent, EventSource
 from ._env import display_once, in_kernel, mark_shown
 from ._shared import acquire, release
 from .aio import Handle, LoopThread, background_loop
-from .tools import Tool, ToolsLike, run_calls, tools_of, unknown_calls
+from .conversation import Conversation, Message
+from .tools import Tool, ToolsLike, call_tool, run_calls, tools_of, unknown_calls
 
 if TYPE_CHECKING:  # the server floor is imported only when an embedded runtime is started
+    import pandas as pd
+
     from ..server.runner import ServerHandle
 
 __all__ = ["ChatHandle", "RunHandle", "Session", "connect"]
@@ -71,9 +76,20 @@ class ChatHandle(Handle[Chunk, Completion]):
 
     As a cell's last expression it shows its :class:`~glm_live.widgets.StreamView` (made
     then, if it was started with ``display=False``), unless this cell showed it already.
+
+    With a :class:`~glm_live.Conversation` it answers that conversation: its history is sent,
+    and the answer is appended to it as it starts (``status`` ``streaming``), then filled in
+    at the end with its text, reasoning, tool calls, usage and timing (see :attr:`answer`).
+    With ``tools`` (Python functions) a reply that calls them is answered here: the calls
+    run, their results are appended, and the conversation is sent again, on this handle,
+    until a reply calls none (at most :attr:`max_tool_rounds` times); the chunks of every
+    round are this handle's items, and the result is the last round's completion.
     """
 
     noun = "chat"
+
+    #: The most rounds of tool results one chat sends back before it ends ``error``.
+    max_tool_rounds = 10
 
     def __init__(
         self,
@@ -81,15 +97,31 @@ class ChatHandle(Handle[Chunk, Completion]):
         messages: Any,
         params: dict[str, Any],
         show: Callable[[ChatHandle, str], Any] | None = None,
+        conversation: Conversation | None = None,
+        tools: Mapping[str, Tool] | None = None,
     ) -> None:
         super().__init__(session.loop)
         self.session = session
         self.recorder = session.recorder
-        label = messages if isinstance(messages, str) else str(messages[-1].get("content", ""))
+        self.conversation = conversation
+        self.tools: dict[str, Tool] = dict(tools or {})
+        self._params = dict(params)
+        if self.tools:
+            self._params["tools"] = [
+                {"type": "function", "function": t.wire()} for t in self.tools.values()
+            ]
+        if conversation is not None:
+            messages = conversation.to_openai_messages()
+        label = messages if isinstance(messages, str) else _last_user_text(messages)
         self.title = label[:80]
+        self._stream: ChatStream = session.client.stream(messages, **self._params)
         self.request = self.recorder.begin(self.title, kind="chat", model=params.get("model"))
-        self._stream: ChatStream = session.client.stream(messages, **params)
-        self.on_done(self._record_end)
+        self.on_done(lambda result, error: self._end_round(self.status, error))
+        #: The conversation's message this chat is writing (its last round's), if any.
+        self.answer: Message | None = None
+        self._trace: list[list[float]] = []
+        if conversation is not None:
+            self.answer = self._begin_answer()
         #: The StreamView showing this chat, when displayed.
         self.view: Any = None
         if show is not None:
@@ -98,15 +130,103 @@ class ChatHandle(Handle[Chunk, Completion]):
 
     @property
     def completion(self) -> Completion:
-        """The completion so far (complete once done)."""
+        """The completion so far (complete once done): the last round's, with tools."""
         return self._stream.completion
 
+    @property
+    def model(self) -> str:
+        """The model asked for."""
+        return str(self._params.get("model") or self.session.client.model)
+
     async def _produce(self) -> AsyncIterator[Chunk]:
-        recorder, request = self.recorder, self.request
-        async with self._stream:
-            async for chunk in self._stream:
-                recorder.record_chunk(request, chunk)
+        for round_ in range(self.max_tool_rounds + 1):
+            if round_:
+                self._stream = self.session.client.stream(
+                    self._conversation.to_openai_messages(), **self._params
+                )
+                self.answer = self._begin_answer()
+                self.request = self.recorder.begin(self.title, kind="chat", model=self.model)
+            async for chunk in self._one_round():
                 yield chunk
+            completion = self._stream.completion
+            calls = completion.tool_calls if completion.finish_reason == "tool_calls" else []
+            if not (self.tools and calls):
+                return
+            self._end_round("done", None)
+            await self._answer_calls(calls)
+        msg = (
+            f"the model was still calling tools after {self.max_tool_rounds} rounds of "
+            "results: ChatHandle.max_tool_rounds stops a model calling tools in a loop"
+        )
+        raise RuntimeError(msg)
+
+    async def _one_round(self) -> AsyncIterator[Chunk]:
+        recorder, request, stream = self.recorder, self.request, self._stream
+        trace: list[list[float]] = []
+        self._trace = trace
+        text = reasoning = 0
+        async with stream:
+            async for chunk in stream:
+                recorder.record_chunk(request, chunk)
+                if self.answer is not None and (chunk.content or chunk.reasoning):
+                    # When it arrived (after the request started) and how much text there
+                    # was then: what a replay needs to play it as it came.
+                    text += len(chunk.content)
+                    reasoning += len(chunk.reasoning)
+                    start = stream.completion.timings.request_start_ns or chunk.arrival_ns
+                    trace.append([round((chunk.arrival_ns - start) / 1e9, 6), text, reasoning])
+                yield chunk
+
+    async def _answer_calls(self, calls: list[Any]) -> None:
+        conversation = self._conversation
+        for call in calls:
+            found = self.tools.get(call.name or "")
+            if found is None:
+                given = ", ".join(repr(n) for n in self.tools)
+                content = json.dumps(
+                    {"error": f"no tool named {call.name!r} here (tools: {given})"}
+                )
+            else:
+                content, _ = await call_tool(found, call.arguments)
+            conversation.add("tool", content, tool_call_id=call.id or "", name=call.name)
+
+    @property
+    def _conversation(self) -> Conversation:
+        if self.conversation is None:  # tools without a conversation: one of its own
+            self.conversation = Conversation(self._stream_messages())
+            self.answer = None
+        return self.conversation
+
+    def _stream_messages(self) -> list[dict[str, Any]]:
+        messages = [dict(m) for m in self._stream.body.get("messages", [])]
+        messages.append(self._stream.completion.to_message())
+        return messages
+
+    def _begin_answer(self) -> Message:
+        assert self.conversation is not None
+        return self.conversation.add("assistant", status="streaming", model=self.model)
+
+    def _end_answer(self, status: str, error: BaseException | None) -> None:
+        answer, conversation = self.answer, self.conversation
+        if answer is None or conversation is None:
+            return
+        completion = self._stream.completion
+        timings = completion.timings
+        conversation.update(
+            answer,
+            content=completion.text,
+            reasoning=completion.reasoning,
+            tool_calls=[c.to_dict() for c in completion.tool_calls],
+            model=completion.model or answer.model,
+            usage=dict(completion.usage) if completion.usage else None,
+            status=status,
+            error=None if error is None else f"{type(error).__name__}: {error}"[:2000],
+            timing={
+                "ttft_s": timings.ttft,
+                "e2e_s": timings.e2e,
+                "chunks": self._trace,
+            },
+        )
 
     def _result(self) -> Completion:
         return self._stream.completion
@@ -114,8 +234,9 @@ class ChatHandle(Handle[Chunk, Completion]):
     def _partial(self) -> Completion:
         return self._stream.completion
 
-    def _record_end(self, result: Completion | None, error: BaseException | None) -> None:
-        status = self.status
+    def _end_round(self, status: str, error: BaseException | None) -> None:
+        """A request has ended (one round, or the chat): the answer and the recorder say how."""
+        self._end_answer(status, error)
         self.recorder.end(
             self.request,
             status="ok" if status == "done" else status,
@@ -139,6 +260,15 @@ class ChatHandle(Handle[Chunk, Completion]):
 
     def _ipython_display_(self) -> None:
         _display_view(self, self.session._chat_view)
+
+
+def _last_user_text(messages: Any) -> str:
+    for message in reversed(list(messages)):
+        if isinstance(message, Mapping) and message.get("role") == "user":
+            content = message.get("content")
+            return content if isinstance(content, str) else str(content)
+    last = list(messages)[-1] if messages else {}
+    return str(last.get("content", "")) if isinstance(last, Mapping) else str(last)
 
 
 #: A run's end state as a handle's status.
@@ -568,8 +698,11 @@ class Session:
         model: str = "glm-4.6",
         name: str | None = None,
         heartbeat: float = 5.0,
+        prices: Prices | None = None,
     ) -> None:
         self.url = url.rstrip("/")
+        #: Per model, for :meth:`ledger`'s cost (see :class:`~glm_live.Price`); none guessed.
+        self.prices: dict[str, Price] = prices_of(prices)
         self.loop = loop or background_loop()
         self._embedded = embedded
         self._shared = shared  # the embedded runtime is the process's, shared: release it
@@ -635,15 +768,52 @@ class Session:
         return f"<glm_live.Session {self.url} ({kind})>"
 
     def chat(
-        self, prompt_or_messages: Any, *, display: bool | None = None, **params: Any
+        self,
+        prompt_or_messages: Any = None,
+        *,
+        conversation: Conversation | None = None,
+        tools: ToolsLike | None = None,
+        display: bool | None = None,
+        **params: Any,
     ) -> ChatHandle:
         """Start a streamed chat; returns at once with its live handle.
 
+        ``prompt_or_messages`` is a prompt, or OpenAI-format messages. With ``conversation``
+        (a :class:`~glm_live.Conversation`) the prompt is added to it as the user's message,
+        its whole history is sent, and the answer is appended to it (with its usage and
+        timing); with no prompt, the conversation as it stands is answered (after its last
+        message was edited, say).
+
+        ``tools`` offers Python functions to the model (as ``session.run`` does; JSON tool
+        schemas pass through unchanged): a reply that calls them is answered by running them,
+        and the chat goes on until a reply calls none (see :class:`ChatHandle`).
+
         In a notebook its :class:`~glm_live.widgets.StreamView` is displayed (``display=False``
         opts out); in a script nothing is.
+
+        Raises:
+            ValueError: Nothing to send (no prompt, and no conversation ending with the
+                user's message); messages given together with a conversation; tools that
+                cannot be offered.
+            RuntimeError: The conversation is still receiving another answer.
         """
+        found: dict[str, Tool] = {}
+        if tools is not None and _is_schema_list(tools):
+            params["tools"] = list(tools)
+        else:
+            found = tools_of(tools)
+        if conversation is not None:
+            _check_turn(conversation, prompt_or_messages)
+            if prompt_or_messages is not None:
+                conversation.add("user", prompt_or_messages)
+        elif prompt_or_messages is None:
+            msg = (
+                "nothing to send: give a prompt (session.chat('...')), OpenAI-format messages, "
+                "or a conversation= to answer"
+            )
+            raise ValueError(msg)
         show = self._show_chat if _wants_display(display) else None
-        return ChatHandle(self, prompt_or_messages, params, show)
+        return ChatHandle(self, prompt_or_messages, params, show, conversation, found)
 
     def run(
         self,
@@ -670,6 +840,41 @@ class Session:
         found = tools_of(tools)
         show = self._show_run if _wants_display(display) else None
         return RunHandle(self, workflow, inputs, sim, show, tools=found)
+
+    def ledger(self, prices: Prices | None = None) -> pd.DataFrame:
+        """The session's token ledger: one row per chat request (each round of a chat that
+        called tools is one), with the prompt, completion, reasoning and cached tokens the
+        server reported and the cost at ``prices`` (or :attr:`prices`); ``NaN`` where no price
+        is configured or no usage came (a request cancelled or failed before it). ``.sum()``
+        gives the session's totals."""
+        import pandas as pd
+
+        table = prices_of(prices) if prices is not None else self.prices
+        requests = self.recorder.requests_frame()
+        rows = []
+        if not requests.empty:
+            for row in requests[requests["kind"] == "chat"].to_dict("records"):
+                rows.append(
+                    {
+                        "request": row["request"],
+                        "label": row["label"],
+                        "status": row["status"],
+                        **{
+                            k: None if pd.isna(row[k]) else row[k]
+                            for k in (
+                                "model",
+                                "prompt_tokens",
+                                "completion_tokens",
+                                "reasoning_tokens",
+                                "cached_tokens",
+                            )
+                        },
+                    }
+                )
+        for row in rows:
+            known = row["prompt_tokens"] is not None and row["completion_tokens"] is not None
+            row["total_tokens"] = row["prompt_tokens"] + row["completion_tokens"] if known else None
+        return ledger_frame(rows, table, index="request")
 
     def panel(self) -> Any:
         """This session's :class:`~glm_live.widgets.LivePanel`: the hub connection, live
@@ -779,6 +984,39 @@ class Session:
         self.close()
 
 
+def _is_schema_list(tools: Any) -> bool:
+    """Whether ``tools`` is a list of JSON tool schemas (passed to the model as they are)."""
+    return (
+        isinstance(tools, list | tuple)
+        and bool(tools)
+        and all(isinstance(t, Mapping) and "type" in t for t in tools)
+    )
+
+
+def _check_turn(conversation: Conversation, prompt: Any) -> None:
+    """Refuse a chat that cannot continue ``conversation`` (see :meth:`Session.chat`)."""
+    if conversation.answering is not None:
+        msg = (
+            "this conversation is still receiving an answer: wait for it, or cancel its "
+            "chat (handle.cancel(), or Stop in its view), before sending the next message"
+        )
+        raise RuntimeError(msg)
+    if prompt is not None and not isinstance(prompt, str):
+        msg = (
+            "with conversation=, give the next prompt as a string: the history is the "
+            "conversation's (add messages to it with conversation.add(role, content))"
+        )
+        raise ValueError(msg)
+    if prompt is None:
+        last = conversation.messages[-1] if len(conversation) else None
+        if last is None or last.role not in ("user", "tool"):
+            msg = (
+                "nothing to answer: the conversation does not end with the user's message; "
+                "give a prompt (session.chat('...', conversation=conv))"
+            )
+            raise ValueError(msg)
+
+
 def _wants_display(display: bool | None) -> bool:
     """Display widgets by default only inside a Jupyter kernel."""
     return in_kernel() if display is None else display
@@ -790,6 +1028,7 @@ def connect(
     *,
     hub: bool = True,
     heartbeat: float = 5.0,
+    prices: Prices | None = None,
     **serve_options: Any,
 ) -> Session:
     """A :class:`Session` with the runtime at ``url``, or with an embedded one.
@@ -804,6 +1043,9 @@ def connect(
     With ``url`` and no ``token``, the token is found by
     :func:`glm_live.protocols.runtime.find_token`: ``GLM_LIVE_TOKEN``, else the runtime file
     ``glm-live serve`` wrote for that URL.
+
+    ``prices`` (per model, per million tokens: see :class:`~glm_live.Price`) give
+    :meth:`Session.ledger` and the chat views their costs; none are guessed.
     """
     if url is None:
         embedded = acquire({"token": token, **serve_options} if token else serve_options)
@@ -815,10 +1057,11 @@ def connect(
                 shared=True,
                 hub=hub,
                 heartbeat=heartbeat,
+                prices=prices,
             )
         except BaseException:
             release(embedded)
             raise
     if token is None:
         token = find_token(url)
-    return Session(url, token=token, hub=hub, heartbeat=heartbeat)
+    return Session(url, token=token, hub=hub, heartbeat=heartbeat, prices=prices)
