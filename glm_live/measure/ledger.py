@@ -165,11 +165,14 @@ def cost(row: Mapping[str, Any], price: Price | None) -> float | None:
 
 
 def ledger_frame(
-    rows: Iterable[Mapping[str, Any]], prices: Mapping[str, Price], index: str | None = None
+    rows: Iterable[Mapping[str, Any]],
+    prices: Mapping[str, Price],
+    leading: tuple[str, ...] = (),
+    index: str | None = None,
 ) -> pd.DataFrame:
-    """A ledger: ``rows`` (each :func:`usage_row`'s columns, plus any others) with ``cost``
-    and ``currency`` from ``prices`` by each row's model. Token columns are nullable
-    integers: ``<NA>`` where the server sent no usage."""
+    """A ledger: ``rows`` (each :func:`usage_row`'s columns, plus the ``leading`` ones) with
+    ``cost`` and ``currency`` from ``prices`` by each row's model. Token columns are nullable
+    integers: ``<NA>`` where the server sent no usage. With no rows, the columns are there."""
     import pandas as pd
 
     out = []
@@ -183,14 +186,13 @@ def ledger_frame(
                 "currency": price.currency if price is not None else None,
             }
         )
-    frame = pd.DataFrame(out)
-    extra = [c for c in frame.columns if c not in LEDGER_COLUMNS]
-    frame = frame.reindex(columns=[*extra, *LEDGER_COLUMNS])
+    frame = pd.DataFrame(out).reindex(columns=[*leading, *LEDGER_COLUMNS])
     for column in LEDGER_COLUMNS[1:6]:
         frame[column] = frame[column].astype("Int64")
     frame["cost"] = frame["cost"].astype("float64")
-    for column in ("model", "currency"):
-        frame[column] = frame[column].astype("string")
+    for column in ("model", "currency", "status", "label"):
+        if column in frame:
+            frame[column] = frame[column].astype("string")
     if index is not None and index in frame:
         frame = frame.set_index(index)
     return frame

@@ -392,7 +392,7 @@ class Conversation:
             {"message": m.id, "turn": turn, "status": m.status, **usage_row(m.usage, m.model)}
             for turn, m in self._answers()
         ]
-        frame = ledger_frame(rows, table, index="message")
+        frame = ledger_frame(rows, table, ("message", "turn", "status"), index="message")
         frame["turn"] = frame["turn"].astype("Int64")
         return frame
 

@@ -874,7 +874,7 @@ class Session:
         for row in rows:
             known = row["prompt_tokens"] is not None and row["completion_tokens"] is not None
             row["total_tokens"] = row["prompt_tokens"] + row["completion_tokens"] if known else None
-        return ledger_frame(rows, table, index="request")
+        return ledger_frame(rows, table, ("request", "label", "status"), index="request")
 
     def panel(self) -> Any:
         """This session's :class:`~glm_live.widgets.LivePanel`: the hub connection, live
