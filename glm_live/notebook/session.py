@@ -802,18 +802,19 @@ class Session:
             params["tools"] = list(tools)
         else:
             found = tools_of(tools)
-        if conversation is not None:
-            _check_turn(conversation, prompt_or_messages)
-            if prompt_or_messages is not None:
-                conversation.add("user", prompt_or_messages)
-        elif prompt_or_messages is None:
-            msg = (
-                "nothing to send: give a prompt (session.chat('...')), OpenAI-format messages, "
-                "or a conversation= to answer"
-            )
-            raise ValueError(msg)
         show = self._show_chat if _wants_display(display) else None
-        return ChatHandle(self, prompt_or_messages, params, show, conversation, found)
+        if conversation is None:
+            if prompt_or_messages is None:
+                msg = (
+                    "nothing to send: give a prompt (session.chat('...')), OpenAI-format "
+                    "messages, or a conversation= to answer"
+                )
+                raise ValueError(msg)
+            return ChatHandle(self, prompt_or_messages, params, show, None, found)
+        _check_turn(conversation, prompt_or_messages)
+        if prompt_or_messages is not None:
+            conversation.add("user", prompt_or_messages)
+        return ChatHandle(self, None, params, show, conversation, found)
 
     def run(
         self,
