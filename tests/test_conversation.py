@@ -348,4 +348,3 @@ def test_listeners_see_every_change() -> None:
         conv.update(message, content="again")
     assert isinstance(conv.ledger(), pd.DataFrame)
     assert conv.totals()["answers"] == 0
-
