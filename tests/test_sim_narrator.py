@@ -18,8 +18,16 @@ from typing import Any
 import httpx
 import pytest
 
+from glm_live import GLMClient
 from glm_live.protocols.agui import RunState
 from glm_live.server import ServerHandle, serve
+from glm_live.server.sim.text import (
+    answer_text,
+    prompt_text,
+    reasoning_text,
+    seeded_rng,
+    tokenize,
+)
 from glm_live.wire.accounts import facts, find_account
 from glm_live.wire.sse import Decoder
 
@@ -406,3 +414,139 @@ def test_reasoning_ends_at_the_end_of_a_sentence(runtime: ServerHandle, path: st
         assert usage["completion_tokens_details"]["reasoning_tokens"] == thinking
         assert usage["completion_tokens"] == 40 + thinking
         assert_ends_naturally(message["content"])
+
+
+# --- follow-ups: the answer shows the conversation's history arrived ---------------------------
+
+FIRST = "How is the **Globex** account doing this quarter, compared to last year?"
+FIRST_WORDS = "How is the Globex account doing this quarter"  # its first 8 words, plain
+TWO_TURNS: list[dict[str, Any]] = [
+    {"role": "system", "content": "You are a helpful analyst."},
+    {"role": "user", "content": FIRST},
+    {"role": "assistant", "content": "Globex is growing."},
+    {"role": "user", "content": "And what about the risks?"},
+]
+THREE_TURNS: list[dict[str, Any]] = [
+    *TWO_TURNS,
+    {"role": "assistant", "content": "Renewal is the main one."},
+    {"role": "user", "content": "Write a python function that sums a list"},
+]
+
+
+def answer(messages: list[dict[str, Any]], tokens: int, seed: int = 3) -> str:
+    """What the engine does: the rng seeded from the whole conversation."""
+    rng = seeded_rng(seed, "glm-4.6", json.dumps(messages, sort_keys=True))
+    return answer_text(prompt_text(messages), rng, tokens, seed, messages)
+
+
+def test_a_follow_up_opens_with_the_earlier_question_and_the_turn() -> None:
+    text = answer(TWO_TURNS, 300)
+    first_line = text.split("\n", 1)[0]
+    assert FIRST_WORDS in first_line
+    assert "turn 2" in first_line
+    assert "**" not in first_line  # the quote is plain text, its markdown stripped
+    assert first_line.endswith("building on my earlier answer.")
+    assert text == answer(TWO_TURNS, 300)  # deterministic
+    assert_ends_naturally(text)
+    # The body is still an answer to the last question (risks), after a paragraph break.
+    assert "## Risk assessment" in text
+
+
+def test_three_turns_say_turn_3_and_quote_the_previous_question() -> None:
+    text = answer(THREE_TURNS, 300)
+    first_line = text.split("\n", 1)[0]
+    assert "turn 3" in first_line
+    assert '"And what about the risks?"' in first_line
+    assert "my 2 earlier answers" in first_line
+    assert "```python" in text  # the last question's topic (code) is answered
+    # Without assistant answers in between, the turn still counts user messages.
+    users = [m for m in THREE_TURNS if m["role"] == "user"]
+    assert "turn 3 of our conversation." in answer(users, 300).split("\n", 1)[0]
+
+
+@pytest.mark.parametrize(
+    "question",
+    ["what did I ask first?", "What was my first question?", "Summarize our conversation"],
+)
+def test_a_question_about_the_history_lists_the_earlier_questions(question: str) -> None:
+    messages = [*THREE_TURNS, {"role": "assistant", "content": "Done."}]
+    messages.append({"role": "user", "content": question})
+    text = answer(messages, 300)
+    first_line = text.split("\n", 1)[0]
+    assert "turn 4" in first_line
+    assert f'your first question was "{FIRST_WORDS}…"' in first_line
+    assert "You asked 3 questions before this one, in order:" in text
+    listed = re.findall(r"^(\d+)\. (.*)$", text, re.MULTILINE)
+    assert listed[:3] == [
+        ("1", "How is the Globex account doing this quarter, compared to last year?"),
+        ("2", "And what about the risks?"),
+        ("3", "Write a python function that sums a list."),
+    ]
+    assert_ends_naturally(text)
+
+
+@pytest.mark.parametrize("messages", [TWO_TURNS, THREE_TURNS], ids=["two", "three"])
+def test_follow_ups_are_exactly_the_tokens_asked_for(messages: list[dict[str, Any]]) -> None:
+    turn = f"turn {sum(m['role'] == 'user' for m in messages)}"
+    full = answer(messages, 400).split("\n", 1)[0]
+    opening = len(tokenize(full))
+    for tokens in range(1, 401):
+        text = answer(messages, tokens)
+        assert len(tokenize(text)) == tokens, tokens
+        if tokens == opening + 1:  # no closing sentence is one token: "this is now turn 2"
+            assert text == full.replace("is turn", "is now turn"), tokens
+        elif tokens >= opening:
+            assert text.startswith(full), tokens  # the whole opening, kept
+            assert_ends_naturally(text)
+        elif tokens >= 20:  # a short opening still quotes the question
+            assert text.startswith(f"T{turn[1:]}, following up on "), tokens
+            assert_ends_naturally(text)
+        else:  # a tiny budget: the opening's first tokens
+            assert text.startswith(("Turn", "Follow")), tokens
+    # Reasoning too: exact, and about the follow-up.
+    for tokens in (5, 23, 64):
+        rng = seeded_rng(3, "x")
+        plan = reasoning_text(prompt_text(messages), rng, tokens, messages)
+        assert len(tokenize(plan)) == tokens
+    plan = reasoning_text(prompt_text(messages), seeded_rng(3, "x"), 64, messages)
+    assert plan.startswith("The user follows up on")
+
+
+def test_single_turn_answers_are_unchanged() -> None:
+    for prompt in PROMPTS:
+        single = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": prompt}]
+        for tokens in (1, 3, 17, 58, 141, 256):
+            rng = seeded_rng(3, "glm-4.6", json.dumps(single, sort_keys=True))
+            same = seeded_rng(3, "glm-4.6", json.dumps(single, sort_keys=True))
+            with_history = answer_text(prompt, rng, tokens, 3, single)
+            assert with_history == answer_text(prompt, same, tokens, 3), (prompt, tokens)
+            assert not with_history.startswith(("Following up", "Turn "))
+            assert reasoning_text(prompt, seeded_rng(1), tokens, single) == reasoning_text(
+                prompt, seeded_rng(1), tokens
+            )
+
+
+async def test_a_streamed_follow_up_through_the_runtime_quotes_the_first_question(
+    runtime: ServerHandle,
+) -> None:
+    first = "Which regions grew fastest last quarter?"
+    async with GLMClient(base_url=runtime.base_url, api_key=runtime.token) as client:
+        one = await client.complete(first, sim={**FAST, "tokens": 80})
+        history = [
+            {"role": "user", "content": first},
+            one.to_message(),
+            {"role": "user", "content": "Why did they grow?"},
+        ]
+        chunks: list[str] = []
+        stream = client.stream(history, sim={**FAST, "tokens": 120})
+        async with stream:
+            async for chunk in stream:
+                chunks.append(chunk.content)
+        completion = stream.completion
+    text = "".join(chunks)
+    assert "Following up" not in one.text  # the first turn has no history to show
+    assert text == completion.text
+    assert text.startswith(f'Following up on your earlier question, "{first}", this is turn 2')
+    assert completion.usage is not None
+    assert completion.usage["completion_tokens"] == 120
+    assert_ends_naturally(text)

@@ -253,7 +253,7 @@ class Simulator:
         prompt = prompt_text(request.messages)
         rng = seeded_rng(sim.seed, request.model, json.dumps(request.messages, sort_keys=True))
         reasoning = (
-            tokenize(reasoning_text(prompt, rng, sim.reasoning_tokens))
+            tokenize(reasoning_text(prompt, rng, sim.reasoning_tokens, request.messages))
             if request.thinking and sim.reasoning_tokens
             else []
         )
@@ -272,6 +272,7 @@ class Simulator:
                     rng,
                     max(1, sim.tokens - len(lead)),
                     sim.seed,
+                    request.messages,
                 )
             )
             if budget is not None and budget < len(content):

@@ -10,6 +10,11 @@ A prompt about an account is answered from that account's facts
 its own: every answer about Globex under one seed quotes the same revenue, the same renewal
 date, the same people, and so do the ``account-review`` workflow's state and summaries.
 
+A follow-up (a conversation with an earlier user message) opens with one sentence that shows
+the history arrived: the previous question's first words, quoted, and the turn number; a
+question about the conversation itself ("what did I ask first?") gets the earlier questions
+as a numbered list. A single-turn answer does not change.
+
 Lengths: :func:`answer_text` gives exactly the tokens asked for (so the ``tokens`` knob and the
 usage stay exact), and still ends where a writer would stop: after a sentence, a list item, a
 table row (never inside a table's header) or a code block. It takes the longest run of such
@@ -36,12 +41,14 @@ from ...wire.accounts import AccountFacts, facts, find_account
 
 __all__ = [
     "answer_text",
+    "asks_about_history",
     "content_text",
     "prompt_text",
     "reasoning_text",
     "seeded_rng",
     "tokenize",
     "tool_arguments",
+    "user_questions",
 ]
 
 _TOKEN = re.compile(r"\s*(?:[^\W\d_]{1,6}|\d{1,3}|[^\s])|\s+")
@@ -488,14 +495,21 @@ def _fill(closers: Sequence[str], gap: int) -> list[str] | None:
     return None if found is None else [closers[i] for i in found]
 
 
-def _fit(units: Sequence[tuple[str, str]], closers: Sequence[str], tokens: int) -> str:
+def _fit(
+    units: Sequence[tuple[str, str]],
+    closers: Sequence[str],
+    tokens: int,
+    later_blocks: bool = False,
+) -> str:
     """Pieces of ``units``, in order, and a closing paragraph of ``closers``: exactly
     ``tokens`` tokens in all.
 
     A piece that does not fit is left out with the rest of its block (the remaining rows of a
     table, sentences of a paragraph, items of a list), and a later block that fits is taken
     instead; then closing sentences make up the difference (dropping the last piece taken
-    until they can).
+    until they can). If nothing adds up even so (the closers are too short for what is left
+    when the first block goes), ``later_blocks`` starts again from the next block; without it
+    the answer is the first tokens of the text.
     """
     sizes = [len(tokenize(joint + text)) for joint, text in units]
     chosen: list[int] = []
@@ -517,6 +531,9 @@ def _fit(units: Sequence[tuple[str, str]], closers: Sequence[str], tokens: int) 
         if ending is not None:
             break
         if not chosen:
+            later = [i for i, (joint, _) in enumerate(units) if i and joint == "\n\n"]
+            if later_blocks and later:
+                return _fit(units[later[0] :], closers, tokens, later_blocks)
             # Nothing closes at exactly this length (one token): the first tokens it is.
             text = "".join(joint + text for joint, text in units).lstrip()
             return "".join(tokenize(text)[: max(1, tokens)])
@@ -529,7 +546,13 @@ def _fit(units: Sequence[tuple[str, str]], closers: Sequence[str], tokens: int) 
     return "".join(parts).lstrip()
 
 
-def answer_text(prompt: str, rng: random.Random, tokens: int, seed: int = 0) -> str:
+def answer_text(
+    prompt: str,
+    rng: random.Random,
+    tokens: int,
+    seed: int = 0,
+    messages: Sequence[Mapping[str, Any]] = (),
+) -> str:
     """A markdown answer on the prompt's topic of exactly ``tokens`` tokens (at least 1),
     ending at a natural boundary: the end of a sentence, a list item, a table row or a code
     block. (A caller that must stop earlier, at ``max_tokens``, cuts the tokens itself.)
@@ -537,7 +560,122 @@ def answer_text(prompt: str, rng: random.Random, tokens: int, seed: int = 0) -> 
     A prompt that names an account (:func:`~glm_live.wire.accounts.find_account`), or asks
     about accounts in general, is answered from that account's facts under ``seed``: the
     same figures as every other text about it.
+
+    ``messages`` is the conversation (OpenAI format). A follow-up (an earlier user message
+    before the last one) opens with a sentence that shows the history arrived: the previous
+    question's first words, quoted, and the turn number (:func:`_opening`); a follow-up that
+    asks about the conversation itself (:func:`asks_about_history`) then lists the earlier
+    questions. With one user message (or none) the answer is what it always was.
     """
+    questions = user_questions(messages)
+    if len(questions) < 2:
+        return _answer_body(prompt, rng, tokens, seed)
+    answers = sum(1 for m in messages if m.get("role") == "assistant")
+    full = _opening(questions, answers)
+    short = _short_opening(questions)
+    lead = _history_list(questions) if asks_about_history(questions[-1]) else ""
+    # The opening one token longer ("this is now turn 2") keeps it whole when the budget is
+    # one token more than the opening: no closing sentence is a single token.
+    for opening in (full, _opening(questions, answers, now=True), short):
+        rest = tokens - len(tokenize(opening))
+        if rest == 0:
+            return opening
+        if rest >= 2:  # (one token left could end nowhere natural)
+            return opening + "\n\n" + _answer_body(prompt, rng, rest, seed, lead)
+    # A tiny budget: the opening's first tokens (the short one's, while they reach).
+    cut = short if tokens < len(tokenize(short)) else full
+    return "".join(tokenize(cut)[: max(1, tokens)])
+
+
+def user_questions(messages: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The text of each user message of a conversation, in order."""
+    return [content_text(m.get("content")) for m in messages if m.get("role") == "user"]
+
+
+_HISTORY_QUESTION = re.compile(
+    r"\bwhat (?:did|have|was it) i (?:just )?(?:ask|asked|say|said|want)"
+    r"|\b(?:my|the) (?:first|earlier|previous|last|other|original) (?:question|message|prompt)s?\b"
+    r"|\b(?:my|the) questions\b"
+    r"|\b(?:summar(?:ise|ize)|recap)\b.{0,20}\b(?:conversation|chat|discussion)"
+    r"|\b(?:conversation|chat) so far\b",
+    re.IGNORECASE,
+)
+
+
+def asks_about_history(question: str) -> bool:
+    """Whether a question is about the conversation itself ("what did I ask first?", "what
+    was my first question", "summarize our conversation")."""
+    return _HISTORY_QUESTION.search(question) is not None
+
+
+def _plain(text: str) -> str:
+    """``text`` on one line, without quotes or markdown marks (it is quoted inside a sentence)."""
+    text = re.sub(r"```.*?(?:```|$)", " ", text, flags=re.DOTALL)
+    text = re.sub(r"^\s*(?:>|#+)\s", " ", text, flags=re.MULTILINE)
+    text = re.sub(r"[\"“”«»`*]", " ", text)
+    return " ".join(text.split())
+
+
+def _quote(text: str, words: int = 8, ellipsis: str = "…") -> str:
+    """The first ``words`` words of ``text``, plain, with an ellipsis if cut."""
+    found = _plain(text).split()
+    if not found:
+        return ellipsis
+    if len(found) <= words:
+        return " ".join(found)
+    return " ".join(found[:words]).rstrip(",;:-–—") + ellipsis
+
+
+def _opening(questions: Sequence[str], answers: int, now: bool = False) -> str:
+    """The sentence a follow-up opens with: the previous question, quoted, and the turn (the
+    first question instead, when the follow-up asks about the conversation)."""
+    turn = f"{'now ' if now else ''}turn {len(questions)}"
+    if asks_about_history(questions[-1]):
+        return (
+            f"This is {turn} of our conversation, and your first question was "
+            f'"{_quote(questions[0])}".'
+        )
+    earlier = "earlier" if len(questions) == 2 else "previous"
+    seen = (
+        ""
+        if answers == 0
+        else ", building on my earlier answer"
+        if answers == 1
+        else f", building on my {answers} earlier answers"
+    )
+    return (
+        f'Following up on your {earlier} question, "{_quote(questions[-2])}", this is '
+        f"{turn} of our conversation{seen}."
+    )
+
+
+def _short_opening(questions: Sequence[str]) -> str:
+    if asks_about_history(questions[-1]):
+        return f'Turn {len(questions)}; you first asked "{_quote(questions[0], 4)}".'
+    return f'Turn {len(questions)}, following up on "{_quote(questions[-2], 4)}".'
+
+
+def _history_list(questions: Sequence[str]) -> str:
+    """The user's earlier questions, numbered (a list the answer starts with)."""
+    earlier = questions[:-1]
+    intro = (
+        "You asked one question before this one:"
+        if len(earlier) == 1
+        else f"You asked {len(earlier)} questions before this one, in order:"
+    )
+    quoted = [_quote(q, 24, "...") for q in earlier]  # each item ends like a sentence
+    items = "".join(
+        f"{i}. {q if q.endswith(('.', '!', '?')) else q + '.'}\n" for i, q in enumerate(quoted, 1)
+    )
+    return f"{intro}\n\n{items}\n"
+
+
+def _answer_body(
+    prompt: str, rng: random.Random, tokens: int, seed: int, lead: str | None = None
+) -> str:
+    """The answer proper (:func:`answer_text` without an opening). A follow-up's body
+    (``lead`` given: markdown to start with, maybe ``""``) may start from a later block when
+    its first cannot end at exactly ``tokens``; a single-turn answer stays as it always was."""
     words = _keywords(prompt)
     topic = _topic(prompt)
     account = find_account(prompt)
@@ -553,7 +691,7 @@ def answer_text(prompt: str, rng: random.Random, tokens: int, seed: int = 0) -> 
     general = list(_CLOSERS)
     rng.shuffle(general)
     closers += general
-    units = _units(sections[0]())
+    units = _units((lead or "") + sections[0]())
     count = sum(len(tokenize(joint + text)) for joint, text in units)
     extra = 1
     # Some pieces may be left out to end on a boundary: compose a little more than needed.
@@ -570,7 +708,7 @@ def answer_text(prompt: str, rng: random.Random, tokens: int, seed: int = 0) -> 
         added = _units(more)
         units += added
         count += sum(len(tokenize(joint + text)) for joint, text in added)
-    return _fit(units, closers, tokens)
+    return _fit(units, closers, tokens, later_blocks=lead is not None)
 
 
 _CLOSERS = [
@@ -589,13 +727,24 @@ _CLOSERS = [
 ]
 
 
-def reasoning_text(prompt: str, rng: random.Random, tokens: int) -> str:
+def reasoning_text(
+    prompt: str, rng: random.Random, tokens: int, messages: Sequence[Mapping[str, Any]] = ()
+) -> str:
     """A short plan of the answer, as reasoning content, of exactly ``tokens`` tokens, ending
-    at the end of a sentence (as :func:`answer_text` does)."""
+    at the end of a sentence (as :func:`answer_text` does). In a follow-up (``messages`` has
+    an earlier user message) the plan starts from the previous question."""
     words = _keywords(prompt) or ["the", "question"]
     subject = " ".join(words).lower()
+    questions = user_questions(messages)
+    if len(questions) < 2:
+        first = f"The user asks about {subject}."
+    elif asks_about_history(questions[-1]):
+        first = f"The user asks about our conversation: {len(questions) - 1} earlier questions."
+    else:
+        first = f'The user follows up on "{_quote(questions[-2])}" and now asks about {subject}.'
+
     steps = [
-        f"The user asks about {subject}.",
+        first,
         " I should lead with a summary, then give the details in a list and a table.",
         " A short code example will make it concrete.",
         " Numbers should be labelled as illustrative.",
