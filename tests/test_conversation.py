@@ -152,8 +152,9 @@ def test_the_ledger_of_a_simulated_conversation_matches_each_completions_usage()
     assert prompts[1] > prompts[0] + FAST["tokens"]
     assert prompts[2] > prompts[1] + FAST["tokens"]
     # and the simulator's follow-ups quote the question before: it received the history
-    assert 'earlier question, "Review the Globex account", this is turn 2' in conv[3].content
-    assert "turn 3" in conv[5].content
+    assert '"Review the Globex account"' in conv[3].content
+    assert "turn 2" in conv[3].content.lower()
+    assert "turn 3" in conv[5].content.lower()
     assert conv.ledger()["cost"].isna().all()  # no prices: no cost
     assert conv.totals()["cost"] is None
 
