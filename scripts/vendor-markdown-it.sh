@@ -11,6 +11,8 @@
 set -euo pipefail
 
 VERSION=14.3.3
+# markdown-it's dependencies in the bundle, pinned too (its package.json gives ^ ranges)
+DEPS="entities@4.5.0 mdurl@2.1.0 uc.micro@2.1.0 punycode.js@2.3.1"
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 OUT=$ROOT/glm_live/notebook/widgets/static/vendor
 ESBUILD=${ESBUILD:-$ROOT/tests/node/node_modules/.bin/esbuild}
@@ -20,7 +22,12 @@ WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 cd "$WORK"
 npm init -y >/dev/null
-npm install --silent --no-audit --no-fund --ignore-scripts --save-exact "markdown-it@$VERSION"
+# shellcheck disable=SC2086
+npm install --silent --no-audit --no-fund --ignore-scripts --save-exact "markdown-it@$VERSION" $DEPS
+for dep in $DEPS; do  # each pin is the copy markdown-it uses (not a nested other version)
+  [ ! -d "node_modules/markdown-it/node_modules/${dep%@*}" ] ||
+    { echo "markdown-it $VERSION does not accept $dep" >&2; exit 1; }
+done
 
 cat > entry.mjs <<'JS'
 import markdownit from "markdown-it";
@@ -56,18 +63,18 @@ PKGS=$(node -e '
 
 SHA=$(sha256sum body.js | cut -d" " -f1)
 {
-  echo "// markdown-it $VERSION (https://github.com/markdown-it/markdown-it), MIT licence: see markdown-it.LICENSE."
-  echo "// Bundled by scripts/vendor-markdown-it.sh with esbuild $("$ESBUILD" --version): a minified IIFE"
-  echo "// defining \`var markdownit\`; bundled packages: $PKGS (linkify-it stubbed out)."
+  echo "// markdown-it $VERSION (https://github.com/markdown-it/markdown-it), MIT licence. Bundled by"
+  echo "// scripts/vendor-markdown-it.sh with esbuild $("$ESBUILD" --version) into a minified IIFE defining"
+  echo "// \`var markdownit\`: $PKGS (linkify-it stubbed out); licences in markdown-it.LICENSE."
   echo "// sha256 of the lines below this header: $SHA"
   cat body.js
 } > "$OUT/markdown-it.js"
 
 {
-  echo "static/vendor/markdown-it.js bundles the following packages from npm, each under the MIT"
-  echo "licence; their licence texts follow."
+  echo "static/vendor/markdown-it.js bundles the following packages from npm, under the licences"
+  echo "named below (MIT, and BSD-2-Clause for entities); their licence texts follow."
   for p in $PKGS; do
-    v=$(node -p "require('./node_modules/$p/package.json').version")
+    v=$(node -p "const j = require('./node_modules/$p/package.json'); j.version + ' (' + j.license + ')'")
     lic=$(ls node_modules/"$p"/LICENSE* | head -1)
     printf '\n==== %s %s ====\n\n' "$p" "$v"
     cat "$lic"
