@@ -85,7 +85,8 @@ const api = new Function(
   "Element",
   "setTimeout",
   "clearTimeout",
-  source +
+  '"use strict";\n' + // as in the ES module the widgets load
+    source +
     "\nreturn { renderMarkdown, markdownStream, createStreamRenderer, attachCopy, markdownit };",
 )(fakeDocument, fakeNavigator, fakeWindow, FakeElement, fakeSetTimeout, () => {});
 const { renderMarkdown, markdownStream, createStreamRenderer, attachCopy } = api;

@@ -79,7 +79,7 @@ md.block.ruler.at("reference", (state, startLine, endLine, silent) => {
   return ok;
 });
 
-const LAST_HEADING_CUT = /(^|\n) {0,3}#{1,6}[ \t]*\s*$/;
+const LAST_HEADING_CUT = /(^|\n) {0,3}#{1,6}\s*$/; // a last line that is only `#`..`######`
 
 /**
  * @param {string} source
@@ -269,7 +269,7 @@ function attachCopy(container) {
   container.addEventListener("click", (event) => {
     const button = event.target instanceof Element ? event.target.closest(".glm-copy") : null;
     if (!button || !container.contains(button)) return;
-    const code = button.closest(".glm-code")?.querySelector("pre code, pre");
+    const code = button.closest(".glm-code")?.querySelector("pre code");
     if (!code) return;
     copyText(code.textContent).then((ok) => {
       button.focus({ preventScroll: true });
