@@ -4,10 +4,12 @@ Completion, turns continue across cells, errors are one paragraph, Interrupt can
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -252,3 +254,20 @@ def test_interrupt_cancels_and_keeps_the_partial_answer(
     ]
     # The partial answer (some hundred tokens in 2 s) was sent with the next prompt.
     assert check(client, "_.usage['prompt_tokens'] > 100") == ["True"]
+
+
+def test_the_readme_cells_work_as_pasted(client: BlockingKernelClient) -> None:
+    """The README's "From a cell" blocks, verbatim, one cell each."""
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    section = readme.split("### From a cell", 1)[1].split("\n## ", 1)[0]
+    cells = re.findall(r"```python\n(.*?)```", section, re.S)
+    assert len(cells) == 3, cells
+    run(client, "%unload_ext glm_live\ndel _glm_conversation")  # as in a new notebook
+    for cell in cells:
+        _, messages = run(client, cell, timeout=120)
+    assert len(displayed(messages)) == 1
+    assert check(client, "_.model, _glm_conversation[0].role, len(_glm_conversation)") == [
+        "glm-4.7-sim",
+        "system",
+        "5",
+    ]

@@ -31,6 +31,8 @@ Decisions:
   chat that fails raises its :mod:`glm_live.errors` exception, shown as one paragraph
   without a traceback; the view shows it failed, and the conversation keeps the answer with
   ``status`` ``error``.
+- A line that ends in ``?`` never reaches the magic: IPython reads it as a help request
+  (``%glm And WebSockets?`` looks up ``WebSockets``). Questions go in the cell form.
 - The cell's body is sent as written: no ``{var}`` expansion (prompts often hold code and
   JSON). In the line form the prompt is expanded (``{expr}``, ``$name``) as IPython expands
   a line magic's line; the options are not (``--sim '{"tokens":60}'`` stays JSON).
