@@ -271,3 +271,11 @@ def test_the_readme_cells_work_as_pasted(client: BlockingKernelClient) -> None:
         "system",
         "5",
     ]
+
+
+def test_help_lists_the_options(client: BlockingKernelClient) -> None:
+    reply = client.execute_interactive("%%glm?\n", timeout=30)
+    (page,) = reply["content"]["payload"]
+    text = page["data"]["text/plain"]
+    for option in ("--model", "--no-thinking", "--system", "--sim", "--session", "--quiet"):
+        assert option in text, option
