@@ -74,6 +74,21 @@ def __getattr__(name: str) -> Any:
     return getattr(importlib.import_module(module), name)
 
 
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext glm_live``: the ``%%glm`` and ``%glm`` magics (see
+    :mod:`glm_live.notebook.magics`, imported only now, with IPython's magic machinery)."""
+    from .notebook import magics
+
+    magics.load_ipython_extension(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """``%unload_ext glm_live``: remove the magics and close the session they connected."""
+    from .notebook import magics
+
+    magics.unload_ipython_extension(ipython)
+
+
 _compat.install()  # glm_live.sse, glm_live.widgets, ...: the paths before the floors
 
 try:

@@ -18,14 +18,21 @@ from jupyter_client.blocking.client import BlockingKernelClient
 from jupyter_client.manager import KernelManager, start_new_kernel
 
 
-def _kernel() -> Iterator[BlockingKernelClient]:
+@contextlib.contextmanager
+def kernel_and_manager() -> Iterator[tuple[KernelManager, BlockingKernelClient]]:
+    """A new kernel: its manager (to interrupt it) and a client; shut down after."""
     manager: KernelManager
     manager, client = start_new_kernel(kernel_name="python3", startup_timeout=60)
     try:
-        yield client
+        yield manager, client
     finally:
         client.stop_channels()
         manager.shutdown_kernel(now=True)
+
+
+def _kernel() -> Iterator[BlockingKernelClient]:
+    with kernel_and_manager() as (_, client):
+        yield client
 
 
 @pytest.fixture(scope="module")
@@ -39,9 +46,20 @@ def fresh_kernel() -> Iterator[BlockingKernelClient]:
     yield from _kernel()
 
 
-def run(client: BlockingKernelClient, code: str, timeout: float = 60) -> tuple[Any, list[Any]]:
-    """Execute ``code``; return the execute_reply and the IOPub messages up to idle."""
-    msg_id = client.execute(code)
+def run(
+    client: BlockingKernelClient, code: str, timeout: float = 60, ok: bool = True
+) -> tuple[Any, list[Any]]:
+    """Execute ``code``; return the execute_reply and the IOPub messages up to idle.
+
+    The reply must say ``ok`` unless ``ok=False`` (a cell expected to fail).
+    """
+    return finish(client, client.execute(code), timeout, ok)
+
+
+def finish(
+    client: BlockingKernelClient, msg_id: str, timeout: float = 60, ok: bool = True
+) -> tuple[Any, list[Any]]:
+    """The execute_reply of the request ``msg_id`` and its IOPub messages up to idle."""
     reply = client.get_shell_msg(timeout=timeout)
     while reply["parent_header"].get("msg_id") != msg_id:
         reply = client.get_shell_msg(timeout=timeout)
@@ -56,7 +74,8 @@ def run(client: BlockingKernelClient, code: str, timeout: float = 60) -> tuple[A
             and msg["parent_header"].get("msg_id") == msg_id
         ):
             break
-    assert reply["content"]["status"] == "ok", reply["content"]
+    if ok:
+        assert reply["content"]["status"] == "ok", reply["content"]
     return reply, messages
 
 
