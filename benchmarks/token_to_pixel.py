@@ -74,17 +74,18 @@ def t2p(label, rate, seconds, out):
            "capacity": 0, "seed": 7}
     h = session.chat(label, sim=sim, display=True)
     view = h.view
-    sent = [0]
+    sent, sends = [0], []
     send = view.comm.send
     def counting(*args, **kwargs):
         sent[0] += 1
+        sends.append(time.time_ns())
         return send(*args, **kwargs)
     view.comm.send = counting
     samples, total = [], [0]
     def on_chunk(chunk):
         if chunk.content:
             total[0] += len(chunk.content.encode("utf-16-le")) // 2
-            samples.append([int(chunk.raw["x_sent_ns"]), total[0]])
+            samples.append([int(chunk.raw["x_sent_ns"]), total[0], time.time_ns()])
     done = threading.Event()
     h.follow(on_chunk, lambda result, error: done.set())
     h.wait(timeout=seconds * 5 + 60)
@@ -93,7 +94,7 @@ def t2p(label, rate, seconds, out):
     view.comm.send = send
     with open(out, "w") as f:
         json.dump({"label": label, "rate": rate, "status": h.status, "samples": samples,
-                   "sent": sent[0], "chars": total[0]}, f)
+                   "sent": sent[0], "sends": sends, "chars": total[0]}, f)
 '''
 
 OBSERVER = """() => {
@@ -230,7 +231,7 @@ def _latencies(kernel: dict[str, Any], seen: list[list[float]], offset_ms: float
         kernel["sent"],
     )
     i = 0
-    for sent_ns, chars in samples:  # both in order: one pass
+    for sent_ns, chars, _ in samples:  # both in order: one pass
         while i < len(seen) and seen[i][1] < chars:
             i += 1
         if i == len(seen):
