@@ -42,6 +42,7 @@ Run: ``make bench`` or ``python benchmarks/token_to_pixel.py [--rates 50,500,500
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shutil
 import sys
@@ -53,6 +54,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks._servers import free_port, runtime_token, start
 from glm_live.testing.lab import jupyter_lab, launch_chromium, write_notebook
 
 TARGET_RATE = 5000
@@ -61,9 +63,9 @@ TARGET_RATIO = 50
 
 # The kernel's side: a chat into a displayed StreamView, recorded per content chunk.
 SETUP = '''\
-import json, threading, time
+import gc, json, threading, time
 import glm_live
-session = glm_live.connect(hub=False)
+session = glm_live.connect(RUNTIME, hub=False)
 
 def t2p(label, rate, seconds, out):
     """Stream ``rate * seconds`` tokens at ``rate`` tokens/s into a StreamView; write what
@@ -72,6 +74,8 @@ def t2p(label, rate, seconds, out):
     tokens = max(2, round(rate * seconds))
     sim = {"ttft_ms": 800, "itl_ms": 1000 / rate, "tokens": tokens, "tokens_per_chunk": 1,
            "capacity": 0, "seed": 7}
+    if not KERNEL_GC:
+        gc.disable()  # --no-gc: a diagnosis of what the cyclic GC's pauses cost
     h = session.chat(label, sim=sim, display=True)
     view = h.view
     sent, sends = [0], []
@@ -92,6 +96,7 @@ def t2p(label, rate, seconds, out):
     done.wait(10)
     time.sleep(1.0)  # the end state's message and its frame
     view.comm.send = send
+    gc.enable()
     with open(out, "w") as f:
         json.dump({"label": label, "rate": rate, "status": h.status, "samples": samples,
                    "sent": sent[0], "sends": sends, "chars": total[0]}, f)
@@ -167,9 +172,39 @@ def _label(name: str, rate: float) -> str:
 
 
 def measure(
-    rates: list[float], seconds: float, warmup: float = 1.0, timeout: float = 600.0
+    rates: list[float],
+    seconds: float,
+    warmup: float = 1.0,
+    timeout: float = 600.0,
+    runtime: str = "embedded",
+    kernel_gc: bool = True,
 ) -> Result:
-    """Run the benchmark (see the module docstring); returns every run's figures."""
+    """Run the benchmark (see the module docstring); returns every run's figures.
+
+    ``runtime``: ``embedded`` (the kernel's own simulated runtime) or ``process`` (``glm-live
+    serve`` in a process of its own, which the kernel connects to). ``kernel_gc=False``
+    turns the kernel's cyclic garbage collector off during each stream (a diagnosis).
+    """
+    with contextlib.ExitStack() as stack:
+        url = None
+        if runtime == "process":
+            runtime_token()  # GLM_LIVE_TOKEN: JupyterLab's kernel inherits it
+            port = free_port()
+            server = start([sys.executable, "-m", "glm_live", "serve", "--port", str(port)], port)
+            stack.callback(server.wait, 15)
+            stack.callback(server.terminate)
+            url = f"http://127.0.0.1:{port}"
+        return _measure(rates, seconds, warmup, timeout, url, kernel_gc)
+
+
+def _measure(
+    rates: list[float],
+    seconds: float,
+    warmup: float,
+    timeout: float,
+    url: str | None,
+    kernel_gc: bool,
+) -> Result:
     from playwright.sync_api import expect, sync_playwright
 
     plan = ([("warm-up", rates[0], warmup)] if warmup > 0 else []) + [
@@ -182,17 +217,17 @@ def measure(
         out = state / "out"
         out.mkdir()
         files = [out / f"{i}.json" for i in range(len(plan))]
-        cells = [SETUP] + [
+        cells = [f"RUNTIME = {url!r}\nKERNEL_GC = {kernel_gc!r}\n{SETUP}"] + [
             f"t2p({_label(name, rate)!r}, {rate!r}, {secs!r}, {str(path)!r})"
             for (name, rate, secs), path in zip(plan, files, strict=True)
         ]
         write_notebook(root / "t2p.ipynb", cells)
-        with jupyter_lab(root, state) as url, sync_playwright() as p:
+        with jupyter_lab(root, state) as lab, sync_playwright() as p:
             browser = launch_chromium(p)
             try:
                 page = browser.new_page(viewport={"width": 1280, "height": 2000})
                 page.set_default_timeout(90_000)
-                page.goto(f"{url}/lab/tree/t2p.ipynb")
+                page.goto(f"{lab}/lab/tree/t2p.ipynb")
                 page.wait_for_selector(".jp-Notebook .jp-Cell")
                 expect(page.locator("#jp-main-statusbar")).to_contain_text("Idle")
                 page.evaluate(OBSERVER)
@@ -277,12 +312,23 @@ def main() -> int:
     parser.add_argument("--rates", default="50,500,5000", help="tokens/s, comma-separated")
     parser.add_argument("--seconds", type=float, default=5.0, help="stream length per rate")
     parser.add_argument("--json", type=Path, help="save every latency here")
+    parser.add_argument(
+        "--runtime",
+        choices=["embedded", "process"],
+        default="embedded",
+        help="the simulated runtime in the kernel, or in a process of its own",
+    )
+    parser.add_argument(
+        "--no-gc",
+        action="store_true",
+        help="diagnosis: the kernel's cyclic GC off during each stream (its pauses are the tail)",
+    )
     args = parser.parse_args()
     if not shutil.which("chromium"):
         print("token_to_pixel: skipped, chromium is not installed (apt-get install chromium)")
         return 0
     rates = [float(r) for r in args.rates.split(",")]
-    result = measure(rates, args.seconds)
+    result = measure(rates, args.seconds, runtime=args.runtime, kernel_gc=not args.no_gc)
     print(table(result))
     if args.json:
         args.json.write_text(
