@@ -355,7 +355,7 @@ def test_a_page_on_another_origin_runs_the_agent_with_the_official_client(
     draws the agents' progress, the conversation and the final state."""
     from playwright.sync_api import expect, sync_playwright
 
-    from tests.test_browser import launch_chromium
+    from glm_live.testing.lab import launch_chromium
 
     shot = tmp_path / "copilotkit-style.png"
     with serve(token=TOKEN, cors_origins=[APP]) as handle, sync_playwright() as p:

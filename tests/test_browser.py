@@ -11,19 +11,15 @@ there as ``light.png`` and ``dark.png`` (``docs/screenshots`` holds the ones the
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
+
+from glm_live.testing.lab import jupyter_lab, launch_chromium, write_notebook
 
 pytestmark = pytest.mark.browser
 
@@ -73,105 +69,13 @@ CELLS = [
 ]
 
 
-def _notebook(path: Path) -> None:
-    path.write_text(
-        json.dumps(
-            {
-                "cells": [
-                    {
-                        "cell_type": "code",
-                        "execution_count": None,
-                        "id": f"c{i}",
-                        "metadata": {},
-                        "outputs": [],
-                        "source": source,
-                    }
-                    for i, source in enumerate(CELLS)
-                ],
-                "metadata": {
-                    "kernelspec": {
-                        "display_name": "Python 3",
-                        "language": "python",
-                        "name": "python3",
-                    },
-                    "language_info": {"name": "python"},
-                },
-                "nbformat": 4,
-                "nbformat_minor": 5,
-            }
-        )
-    )
-
-
 @pytest.fixture
 def lab(tmp_path: Path) -> Iterator[str]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
     root = tmp_path / "notebooks"  # only the notebook in JupyterLab's file browser
     root.mkdir()
-    _notebook(root / "live.ipynb")
-    env = {
-        **os.environ,
-        "JUPYTER_CONFIG_DIR": str(tmp_path / "config"),
-        "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
-    }
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "jupyter",
-            "lab",
-            "--no-browser",
-            f"--port={port}",
-            "--ServerApp.ip=127.0.0.1",
-            "--IdentityProvider.token=",
-            "--ServerApp.password=",
-            "--ServerApp.disable_check_xsrf=True",
-            f"--ServerApp.root_dir={root}",
-            "--LabApp.expose_app_in_browser=True",  # window.jupyterapp: commands (the theme)
-            f"--LabApp.workspaces_dir={tmp_path / 'workspaces'}",
-            "--allow-root",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=env,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if httpx.get(url + "/api/status").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "JupyterLab did not start"
-            time.sleep(0.3)
+    write_notebook(root / "live.ipynb", CELLS)
+    with jupyter_lab(root, tmp_path) as url:
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-
-
-def launch_chromium(playwright: Any) -> Any:
-    """Debian's Chromium, headless, through Playwright (no browser download)."""
-    chromium = shutil.which("chromium")
-    assert chromium, "make test selects the browser tests only when chromium is installed"
-    return playwright.chromium.launch(
-        executable_path=chromium,
-        args=[
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
-        ],
-    )
 
 
 def _check_end_states(page: Any) -> None:

@@ -23,8 +23,8 @@ from typing import Any
 import pytest
 
 from glm_live.server import ServerHandle, serve
+from glm_live.testing.lab import launch_chromium
 from tests.agui_checker import run_input
-from tests.test_browser import launch_chromium
 
 pytestmark = pytest.mark.browser
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from glm_live.server import ServerHandle, serve
-from tests.test_browser import launch_chromium
+from glm_live.testing.lab import launch_chromium
 
 pytestmark = pytest.mark.browser
 

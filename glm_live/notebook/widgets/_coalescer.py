@@ -70,27 +70,37 @@ class Coalescer:
     def set(self, target: Any, **traits: Any) -> None:
         """Set traits on ``target`` at the next flush (latest value wins)."""
         with self._cond:
-            entry = self._entry(target)
+            entry, fresh = self._entry(target)
             entry.traits.update(traits)
-            self._cond.notify()
+            if fresh:
+                self._cond.notify()
 
     def append(self, target: Any, **texts: str) -> None:
         """Append text to channels of ``target`` (sent as ordered deltas)."""
         with self._cond:
-            entry = self._entry(target)
+            entry, fresh = self._entry(target)
             for channel, text in texts.items():
                 if text:
                     entry.texts.setdefault(channel, []).append(text)
-            self._cond.notify()
+            if fresh:
+                self._cond.notify()
 
-    def _entry(self, target: Any) -> _Pending:
+    def _entry(self, target: Any) -> tuple[_Pending, bool]:
+        """``target``'s entry, and whether it had nothing pending (the flusher must be woken).
+
+        Only that first update wakes the flusher: while an entry has updates pending, the
+        flusher is already asleep until that entry's flush is due, and further updates change
+        nothing in its schedule. At thousands of chunks a second, waking it for each one cost
+        a thread switch (and the GIL handed over and back) per update.
+        """
         entry = self._pending.get(id(target))
         if entry is None:
             entry = self._pending[id(target)] = _Pending(target)
-        if not entry.traits and not entry.texts:
+        fresh = not entry.traits and not entry.texts
+        if fresh:
             entry.dirty_since = time.monotonic()
         self._ensure_thread()
-        return entry
+        return entry, fresh
 
     def seq(self, target: Any) -> int:
         """The last delta sequence number flushed to ``target``."""

@@ -38,6 +38,9 @@ function render({ model, el }) {
     const status = model.get("status");
     const ended = ENDED.has(status);
     body.update(text, ended); // only the tail after the last complete block is re-rendered
+    // How much of the raw text the body now shows (UTF-16 units): what a test or the
+    // token-to-pixel benchmark waits for, since rendered markdown is not the raw text.
+    el.dataset.renderedChars = String(text.length);
     const r = $(".glm-reasoning");
     r.hidden = !reasoning;
     $(".glm-reasoning-text").textContent = reasoning;
