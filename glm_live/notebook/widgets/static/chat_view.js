@@ -40,6 +40,20 @@ function usageLine(u) {
   return parts.join(" · ");
 }
 
+/**
+ * Enter calls `enter`; Shift+Enter puts a new line at the cursor (by hand: JupyterLab's
+ * notebook swallows the key's default there); Enter while an IME composes is left alone.
+ * @param {HTMLTextAreaElement} area @param {() => void} enter
+ */
+const onEnter = (area, enter) =>
+  area.addEventListener("keydown", (event) => {
+    if (event.key !== "Enter" || event.isComposing || event.keyCode === 229) return;
+    event.preventDefault();
+    if (!event.shiftKey) return enter();
+    area.setRangeText("\n", area.selectionStart, area.selectionEnd, "end");
+    area.dispatchEvent(new Event("input", { bubbles: true }));
+  });
+
 const button = (cls, label, title) => {
   const b = document.createElement("button");
   b.type = "button";
@@ -65,7 +79,7 @@ function render({ model, el }) {
     </div>
     <div class="glm-chat-log" role="log" aria-live="polite" aria-label="Conversation"></div>
     <div class="glm-chat-notice" role="status" hidden></div>
-    <form class="glm-chat-compose">
+    <form class="glm-chat-compose" data-lm-suppress-shortcuts="true">
       <label class="glm-visually-hidden" for="${uid}-input">Message</label>
       <textarea id="${uid}-input" class="glm-chat-input" rows="2" aria-label="Message"
         placeholder="Message (Enter sends, Shift+Enter for a new line)"></textarea>
@@ -183,6 +197,7 @@ function render({ model, el }) {
     editing = m.id;
     const box = document.createElement("div");
     box.className = "glm-chat-editor";
+    box.dataset.lmSuppressShortcuts = "true"; // JupyterLab's notebook keys stay out of it
     const area = document.createElement("textarea");
     area.className = "glm-chat-edit-input";
     area.setAttribute("aria-label", "Edit the message");
@@ -206,11 +221,8 @@ function render({ model, el }) {
     });
     area.addEventListener("keydown", (event) => {
       if (event.key === "Escape") cancel.click();
-      else if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
-        event.preventDefault();
-        save.click();
-      }
     });
+    onEnter(area, () => save.click());
     const row = document.createElement("div");
     row.className = "glm-chat-editor-buttons";
     row.append(save, cancel);
@@ -354,11 +366,7 @@ function render({ model, el }) {
     event.preventDefault();
     submit();
   });
-  input.addEventListener("keydown", (event) => {
-    if (event.key !== "Enter" || event.shiftKey || event.isComposing || event.keyCode === 229) return;
-    event.preventDefault();
-    submit();
-  });
+  onEnter(input, submit);
 
   const onStatus = () => {
     const wasFocused = el.contains(document.activeElement);
