@@ -163,6 +163,11 @@ def test_a_person_chats_in_chromium(lab: str, tmp_path: Path) -> None:  # noqa: 
         expect(footer).to_contain_text("2 answers")
         _check_looks(page)
         page.locator(".jp-Cell").first.click()  # the focus off the chat for the picture
+        # The picture shows the follow-up and its answer's start: the history scrolls.
+        log.evaluate(
+            "log => { const asked = log.querySelectorAll('[data-role=user]');"
+            " log.scrollTop = asked[asked.length - 1].offsetTop - 8; }"
+        )
         _screenshot(page, shots / "chat-light.png")
         page.evaluate(
             "() => window.jupyterapp.commands.execute("
@@ -171,6 +176,18 @@ def test_a_person_chats_in_chromium(lab: str, tmp_path: Path) -> None:  # noqa: 
         page.wait_for_function("() => document.body.dataset.jpThemeLight === 'false'")
         _check_looks(page)
         _screenshot(page, shots / "chat-dark.png")
+
+        # Edit the follow-up in place: Save & send drops its answer and answers the new text.
+        user.nth(1).locator(".glm-chat-edit").click()
+        editor = chat.locator(".glm-chat-edit-input")
+        expect(editor).to_be_focused()
+        expect(editor).to_have_value("What did I ask first?\nAnswer briefly.")
+        editor.fill("Which account did I ask about?")
+        chat.locator(".glm-chat-save").click()
+        expect(user.nth(1)).to_contain_text("Which account did I ask about?")
+        expect(answers).to_have_count(2)
+        expect(answers.nth(1)).to_have_attribute("data-status", "done", timeout=60_000)
+        expect(user).to_have_count(2)
         browser.close()
     keep = os.environ.get("GLM_LIVE_SCREENSHOTS")
     if keep:

@@ -129,7 +129,8 @@ function render({ model, el }) {
     meta.className = "glm-chat-meta";
     const who = document.createElement("span");
     who.className = "glm-chat-who";
-    who.textContent = m.role === "assistant" ? m.model || "assistant" : m.role === "tool" ? `tool ${m.name}` : m.role;
+    const names = { assistant: m.model || "assistant", user: "you", tool: `tool ${m.name}`, system: "system" };
+    who.textContent = names[m.role] || m.role;
     meta.append(who);
     if (m.role === "assistant") {
       const pill = document.createElement("span");
@@ -207,6 +208,7 @@ function render({ model, el }) {
     const cancel = button("glm-chat-cancel", "Cancel", "Keep the message as it was");
     const done = () => {
       editing = null;
+      node.remove(); // drawn again, as it now is
       nodes.delete(m.id);
       draw();
     };
