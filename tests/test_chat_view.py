@@ -276,3 +276,48 @@ def test_session_chat_view_in_a_script_displays_nothing(session: Session) -> Non
     assert isinstance(view, ChatView)
     assert view.status == "idle"
     assert "ChatView" in repr(view)
+
+
+# -- an agent's runs, with a person in the loop --------------------------------------------------
+
+
+def test_an_agent_asks_in_the_chat_and_the_answer_resumes_it(session: Session) -> None:
+    view = session.chat_view(
+        agent="account-review", approval=True, display=False, sim={"ttft_ms": 5, "itl_ms": 2}
+    )
+    assert view.model == "account-review"
+    handle = view.send("Review the Globex account")
+    wait_for(lambda: handle.status == "waiting" and view.status == "waiting")
+    coalescer().flush(view)
+    assert [m["role"] for m in view.messages] == ["user", "assistant"]
+    answer = view.messages[1]
+    assert answer["status"] == "done"  # what the run said before it asked
+    assert answer["content"]
+    assert view.asks_for == answer["id"]
+    (question,) = view.asks
+    assert "Globex" in question["message"]
+    assert question["schema"]["properties"]["approved"]["type"] == "boolean"
+    click(view, "send", text="And Initech?")
+    assert "approve or reject" in view.notice
+    click(view, "answer", id=question["id"], status="resolved", payload={"approved": "yes"})
+    assert "does not fit" in view.notice  # refused: the controls come back with why
+    assert view.asks[0]["refused"]
+    assert view.status == "waiting"
+    click(view, "answer", id=question["id"], status="resolved", payload={"approved": True})
+    assert view.notice == ""
+    handle.wait(60)
+    idle(view)
+    assert view.asks == []
+    assert [m["role"] for m in view.messages] == ["user", "assistant"]
+    final = view.messages[1]
+    assert final["id"] == answer["id"]  # the same answer went on
+    assert final["status"] == "done"
+    assert final["content"].startswith("# Account review: Globex")
+    # The next message is a new run.
+    view.send("Review the Initech account")
+    wait_for(lambda: view.status == "waiting")
+    click(view, "answer", id=view.asks[0]["id"], status="resolved", payload={"approved": False})
+    view.handle.wait(60)  # type: ignore[union-attr]
+    idle(view)
+    assert [m["role"] for m in view.messages] == ["user", "assistant"] * 2
+    assert view.messages[-1]["status"] == "done"

@@ -847,6 +847,7 @@ class Session:
         *,
         display: bool | None = None,
         title: str = "",
+        agent: str | None = None,
         **params: Any,
     ) -> Any:
         """A :class:`~glm_live.widgets.ChatView`: a chat in the notebook, through this session.
@@ -858,12 +859,16 @@ class Session:
         ``tools=[fn, ...]`` (Python functions the model may call; the view shows each call
         and its result).
 
+        With ``agent`` (a workflow the runtime serves, ``"account-review"``) each message runs
+        it instead (``session.run(agent, prompt=text, **params)``), and a run that asks a
+        person (``approval=True``) shows its question in the chat, with Approve / Reject.
+
         In a notebook it is displayed where it is called (once per cell: the view returned as
         the cell's last expression does not show it twice); ``display=False`` opts out.
         """
         from .widgets import ChatView  # ipywidgets: imported when first asked for
 
-        view = ChatView(conversation, session=self, title=title, **params)
+        view = ChatView(conversation, session=self, title=title, agent=agent, **params)
         if _wants_display(display):
             view._ipython_display_()
         return view

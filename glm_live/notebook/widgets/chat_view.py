@@ -19,14 +19,25 @@ view only shows (no input box); with one it chats:
 - :meth:`~ChatView.regenerate` the last answer, :meth:`~ChatView.edit` a user message and
   answer again, :meth:`~ChatView.clear`.
 
+With ``agent="account-review"`` (and that workflow's inputs as keyword arguments, say
+``approval=True``) each message starts a run of the agent workflow instead
+(``session.run(agent, prompt=text, ...)``): its answer streams the text of the run's agent
+that started writing last, and ends with the run's report. A run that asks a person (an
+AG-UI interrupt) shows its question under the answer, with Approve / Reject (the agent
+board's controls, ``.glm-ask-*``); answering resumes the run on the same handle and the
+answer goes on. Each message is a run of its own: the workflow is sent the prompt, not the
+history.
+
 The page's buttons send ``{"type": "send", "text"}``, ``stop``, ``regenerate``,
-``{"type": "edit", "index", "text"}``, ``clear`` and ``resync``; what they cannot do (sending
-while an answer streams, say) is shown in the view's ``notice``, never raised into the
-kernel's comm handler.
+``{"type": "edit", "index", "text"}``, ``clear``, ``{"type": "answer", "id", "status",
+"payload"}`` (a question's answer, as on the agent board) and ``resync``; what they cannot
+do (sending while an answer streams, say) is shown in the view's ``notice``, never raised
+into the kernel's comm handler.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -36,15 +47,18 @@ from typing import Any
 
 import traitlets
 
+from ...protocols.agui import Interrupt
 from .._env import display_once, in_kernel
 from ..conversation import Conversation, Message
 from ._base import LiveWidget, esm, static
 from ._coalescer import coalescer
+from .agent_board import _answer_text, report_markdown
 
-# The session and its chat handles are typed Any here: glm_live.notebook.session imports
-# the widgets, and the floors allow no cycle between sibling modules.
+# The session and its handles are typed Any here: glm_live.notebook.session imports the
+# widgets, and the floors allow no cycle between sibling modules.
 Session = Any
 ChatHandle = Any
+RunHandle = Any
 
 __all__ = ["ChatView", "message_row"]
 
@@ -65,8 +79,11 @@ class ChatView(LiveWidget):
         session: The session to chat through; ``None`` makes a display-only view (a
             replay, a saved conversation).
         title: The header's title (the conversation's title by default).
+        agent: A workflow the session's runtime serves (``"account-review"``): each message
+            runs it (see the module docstring) instead of a chat.
         **params: Passed to every chat: ``model``, ``thinking``, ``temperature``,
-            ``sim={...}``, ``tools=[fn, ...]``...
+            ``sim={...}``, ``tools=[fn, ...]``...; with ``agent``, to every run (its
+            inputs, ``approval=True``, ``sim=``, ``tools=``).
     """
 
     _esm = esm(*_modules())
@@ -80,8 +97,14 @@ class ChatView(LiveWidget):
     simulated = traitlets.Bool(False).tag(sync=True)
     #: Whether the view chats (it has a session) or only shows.
     interactive = traitlets.Bool(False).tag(sync=True)
-    #: ``idle``, or ``streaming`` while an answer (or a chat's tool round) is under way.
+    #: ``idle``; ``streaming`` while an answer (or a chat's tool round) is under way;
+    #: ``waiting`` while an agent's run waits for a person's answer (:attr:`asks`).
     status = traitlets.Unicode("idle").tag(sync=True)
+    #: The questions of a waiting run, as the agent board has them (``id``, ``reason``,
+    #: ``message``, ``agent``, ``schema``, ``answered``, ``refused``), and the answer they go
+    #: under (``asks_for``: its message id).
+    asks: traitlets.List[Any] = traitlets.List().tag(sync=True)
+    asks_for = traitlets.Unicode("").tag(sync=True)
     #: One plain dict per message shown (see :func:`message_row`).
     messages: traitlets.List[Any] = traitlets.List().tag(sync=True)
     #: The conversation's :meth:`~glm_live.Conversation.totals`.
@@ -102,12 +125,15 @@ class ChatView(LiveWidget):
         *,
         session: Session | None = None,
         title: str = "",
+        agent: str | None = None,
         **params: Any,
     ) -> None:
+        if agent is not None and session is None:
+            raise ValueError("agent= needs a session= to run it through")
         if conversation is None:
             prices = session.prices if session is not None else None
             conversation = Conversation(prices=prices)
-        asked = str(params.get("model") or (session.client.model if session else ""))
+        asked = agent or str(params.get("model") or (session.client.model if session else ""))
         super().__init__(
             title=title,
             model=asked,
@@ -119,8 +145,14 @@ class ChatView(LiveWidget):
         self.conversation = conversation
         self.session = session
         self.params = dict(params)
-        #: The chat being followed (the last one started here), if any.
-        self.handle: ChatHandle | None = None
+        #: The workflow each message runs, or ``None`` (each message is a chat).
+        self.agent = agent
+        #: The chat (or the agent's run) being followed: the last one started here, if any.
+        self.handle: ChatHandle | RunHandle | None = None
+        self._questions: list[Interrupt] = []
+        self._answered: dict[str, str] = {}
+        self._refused: dict[str, str] = {}
+        self._asks_for = ""  # the id of the answer the questions go under
         self._lock = threading.Lock()  # the live text and its seq go together
         self._live: Message | None = None
         self._text: list[str] = []
@@ -155,6 +187,7 @@ class ChatView(LiveWidget):
             "messages": rows(self.conversation),
             "totals": self.conversation.totals(),
             "status": self._status(),
+            **self._asks(),
             **self._full(),
             **extra,
         }
@@ -170,8 +203,25 @@ class ChatView(LiveWidget):
         hub.flush(self)
 
     def _status(self) -> str:
-        running = self.handle is not None and self.handle.status == "running"
-        return "streaming" if running or self.conversation.answering is not None else "idle"
+        status = self.handle.status if self.handle is not None else None
+        if status == "running" or self.conversation.answering is not None:
+            return "streaming"
+        return "waiting" if status == "waiting" and self._questions else "idle"
+
+    def _asks(self) -> dict[str, Any]:
+        rows = [
+            {
+                "id": q.id,
+                "reason": q.reason,
+                "message": q.message,
+                "agent": q.agent or "",
+                "schema": q.response_schema,
+                "answered": self._answered.get(q.id, ""),
+                "refused": self._refused.get(q.id, ""),
+            }
+            for q in self._questions
+        ]
+        return {"asks": rows, "asks_for": self._asks_for if rows else ""}
 
     def _full(self) -> dict[str, Any]:
         with self._lock:
@@ -286,17 +336,115 @@ class ChatView(LiveWidget):
     def _ready(self) -> Conversation:
         if self.session is None:
             raise RuntimeError("this view only shows a conversation: it has no session")
-        if self._status() == "streaming":
+        status = self._status()
+        if status == "streaming":
             raise RuntimeError("an answer is still streaming: stop it first")
+        if status == "waiting":
+            msg = "the run waits for your answer to its question: approve or reject it first"
+            raise RuntimeError(msg)
         return self.conversation
 
-    def _chat(self, text: str | None) -> ChatHandle:
-        self._ready()
+    def _chat(self, text: str | None) -> ChatHandle | RunHandle:
+        conversation = self._ready()
         assert self.session is not None
-        handle = self.session.chat(
-            text, conversation=self.conversation, display=False, **self.params
-        )
+        if self.agent is not None:
+            return self._run(text)
+        handle = self.session.chat(text, conversation=conversation, display=False, **self.params)
         return self.follow(handle)
+
+    # -- an agent's runs ------------------------------------------------------------------------
+
+    def _run(self, text: str | None) -> RunHandle:
+        """Run the agent on ``text`` (``None``: the last user message, again)."""
+        conversation, session = self.conversation, self.session
+        assert session is not None
+        assert self.agent is not None
+        if text is None:
+            index = conversation.last_user_index()
+            if index is None:
+                raise RuntimeError("nothing to answer: the conversation has no user message")
+            text = conversation[index].content
+        else:
+            conversation.add("user", text)
+        answer = conversation.add("assistant", status="streaming", model=self.agent)
+        self._questions, self._answered, self._refused = [], {}, {}
+        try:
+            handle = session.run(self.agent, prompt=text, display=False, **self.params)
+        except Exception as exc:
+            conversation.update(answer, status="error", error=f"{type(exc).__name__}: {exc}")
+            raise
+        self.handle = handle
+        featured: list[str] = []  # the message streamed into the answer: the last started
+
+        def item(event: Any) -> None:
+            kind = getattr(event, "type", "")
+            if kind == "TEXT_MESSAGE_START":
+                featured[:] = [event.message_id]
+                self._start_live(answer)
+                self._boundary()
+            elif kind == "TEXT_MESSAGE_CONTENT" and featured == [event.message_id]:
+                self.feed(event.delta)
+
+        def done(result: Any, error: BaseException | None) -> None:
+            folded, status = handle.folded, handle.status
+            with self._lock:
+                text = "".join(self._text)
+            if status == "done":
+                text = report_markdown(folded.result, folded.agents) or text
+            # (handle.interrupts waits for the handle's end; this runs just before it)
+            self._questions = [
+                q for q in folded.interrupts if status == "waiting" and q.id not in handle.answers
+            ]
+            self._asks_for = answer.id
+            end = {"waiting": "done", "running": "done"}.get(status, status)
+            why = folded.error or (None if error is None else f"{type(error).__name__}: {error}")
+            conversation.update(
+                answer,
+                content=text,
+                status=end,
+                error=why if end != "done" else None,
+            )
+            self._boundary()
+
+        handle.follow(item, done)
+        self._boundary()
+        return handle
+
+    def answer(self, interrupt_id: str, payload: Any = None, *, reject: bool = False) -> None:
+        """Answer a waiting run's question as its buttons do: resume the run, and stream its
+        continuation into the same answer.
+
+        Raises:
+            RuntimeError: No run waits for an answer.
+            ValueError: The question is unknown, or the answer does not fit its schema.
+        """
+        handle, conversation = self.handle, self.conversation
+        if self.agent is None or handle is None or handle.status != "waiting":
+            raise RuntimeError("no run here waits for an answer")
+        if not handle.done:
+            # This view hears of the wait just before the handle ends: its end is moments
+            # away, and resume() needs it.
+            with contextlib.suppress(Exception):
+                handle.wait(10)
+        others = [q for q in self._questions if q.id not in self._answered]
+        continues = [q.id for q in others] == [interrupt_id]  # the last one: the run goes on
+        answer = next((m for m in reversed(conversation.messages) if m.role == "assistant"), None)
+        if continues and answer is not None:
+            # Streaming again before the run does: its first text must land in this answer.
+            self._start_live(answer)
+            conversation.update(answer, status="streaming")
+        try:
+            handle.resume(payload, interrupt_id=interrupt_id, reject=reject)
+        except (RuntimeError, ValueError) as exc:
+            if continues and answer is not None:
+                conversation.update(answer, status="done")
+            self._refused[interrupt_id] = str(exc)
+            raise
+        self._refused.pop(interrupt_id, None)
+        self._answered[interrupt_id] = _answer_text(payload, reject)
+        if continues:
+            self._questions = []
+        self._boundary()
 
     # -- from the browser -----------------------------------------------------------------------
 
@@ -311,6 +459,11 @@ class ChatView(LiveWidget):
             "regenerate": self.regenerate,
             "edit": lambda: self.edit(int(content.get("index", -1)), str(content.get("text", ""))),
             "clear": self.clear,
+            "answer": lambda: self.answer(
+                str(content.get("id", "")),
+                None if content.get("status") == "cancelled" else content.get("payload"),
+                reject=content.get("status") == "cancelled",
+            ),
         }
         action = actions.get(str(kind))
         if action is None:

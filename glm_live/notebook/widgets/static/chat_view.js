@@ -6,6 +6,8 @@
 // animation frame (incrementally with createStreamRenderer when markdown-it is vendored).
 // The history is an ARIA log, busy while an answer streams: a finished answer is announced
 // once, not every token. Buttons send {type: "send" | "stop" | "regenerate" | "edit" | "clear"}.
+// An agent's run that waits for a person shows its questions under its answer (the agent
+// board's .glm-ask-* controls); answering sends {type: "answer", id, status, payload}.
 
 const STATUS_LABELS = { error: "failed" };
 const ENDED = new Set(["done", "cancelled", "error", "interrupted"]);
@@ -171,13 +173,15 @@ function render({ model, el }) {
       node.append(tools);
     }
     node.append(bodyOf(m));
+    const asks = model.get("asks") || [];
+    if (m.id === model.get("asks_for") && asks.length) node.append(asksNode(asks));
     if (m.error) {
       const error = document.createElement("div");
       error.className = m.status === "error" ? "glm-error" : "glm-detail";
       error.textContent = m.error;
       node.append(error);
     }
-    if (interactive() && !streaming()) {
+    if (interactive() && model.get("status") === "idle") {
       const actions = document.createElement("div");
       actions.className = "glm-chat-actions";
       if (m.role === "user") {
@@ -192,6 +196,70 @@ function render({ model, el }) {
       if (actions.childElementCount) node.append(actions);
     }
     return node;
+  };
+
+  // A waiting run's questions, under its answer: the agent board's controls (.glm-ask-*).
+  const asksNode = (asks) => {
+    const box = document.createElement("div");
+    box.className = "glm-asks glm-chat-asks";
+    for (const q of asks) {
+      const node = document.createElement("div");
+      node.className = "glm-ask";
+      node.dataset.status = q.answered ? "done" : "waiting";
+      node.innerHTML = `<div class="glm-ask-head"><span class="glm-ask-agent"></span><span class="glm-ask-reason"></span></div>
+        <div class="glm-ask-message"></div><form class="glm-ask-form" data-lm-suppress-shortcuts="true"></form>
+        <div class="glm-ask-said" hidden></div>`;
+      node.querySelector(".glm-ask-agent").textContent = q.agent ? `${q.agent} asks` : "the run asks";
+      node.querySelector(".glm-ask-reason").textContent = q.reason || "";
+      node.querySelector(".glm-ask-message").textContent = q.message || "";
+      const form = node.querySelector(".glm-ask-form");
+      form.addEventListener("submit", (event) => event.preventDefault());
+      const props = q.schema?.properties || {};
+      const approval = props.approved?.type === "boolean";
+      const text = document.createElement("input");
+      text.type = "text";
+      text.className = "glm-ask-text";
+      text.setAttribute("aria-label", approval ? "Note (optional)" : "Your answer");
+      text.placeholder = approval ? "note (optional)" : "your answer";
+      const answer = (status, payload) => {
+        for (const control of form.querySelectorAll("input, button")) control.disabled = true;
+        model.send(status === "cancelled" ? { type: "answer", id: q.id, status } : { type: "answer", id: q.id, status, payload });
+      };
+      const ask = (label, kind, act) => {
+        const b = document.createElement("button");
+        b.type = "button";
+        b.className = `glm-ask-button jp-Button jp-mod-styled ${kind}`;
+        b.textContent = label;
+        b.addEventListener("click", act);
+        return b;
+      };
+      const buttons = document.createElement("span");
+      buttons.className = "glm-ask-buttons";
+      if (approval) {
+        const decide = (approved) => () =>
+          answer("resolved", text.value.trim() && "note" in props ? { approved, note: text.value.trim() } : { approved });
+        buttons.append(ask("Approve", "glm-ask-yes", decide(true)), ask("Reject", "glm-ask-no", decide(false)));
+      } else {
+        buttons.append(
+          ask("Send", "glm-ask-yes", () => answer("resolved", text.value)),
+          ask("Decline", "glm-ask-no", () => answer("cancelled", null)),
+        );
+      }
+      if (!approval || "note" in props) form.append(text);
+      form.append(buttons);
+      const said = node.querySelector(".glm-ask-said");
+      if (q.answered) {
+        said.hidden = false;
+        said.textContent = `answered: ${q.answered}`;
+        for (const control of form.querySelectorAll("input, button")) control.disabled = true;
+      } else if (q.refused) {
+        said.hidden = false;
+        said.dataset.kind = "refused";
+        said.textContent = q.refused;
+      }
+      box.append(node);
+    }
+    return box;
   };
 
   const startEdit = (m, node) => {
@@ -279,7 +347,8 @@ function render({ model, el }) {
     for (const m of messages) {
       seen.add(m.id);
       const last = lastAnswer !== undefined && m.id === lastAnswer.id && m.index === messages[messages.length - 1].index;
-      const sig = JSON.stringify([m, last, busy, interactive()]);
+      const asks = m.id === model.get("asks_for") ? model.get("asks") : null;
+      const sig = JSON.stringify([m, last, model.get("status"), interactive(), asks]);
       let entry = nodes.get(m.id);
       if (!entry || (entry.sig !== sig && editing !== m.id)) {
         const node = messageNode(m, last);
@@ -378,7 +447,7 @@ function render({ model, el }) {
   };
   model.on("change:messages", draw);
   model.on("change:status", onStatus);
-  for (const name of ["title", "model", "endpoint", "simulated", "interactive", "notice", "totals"]) {
+  for (const name of ["title", "model", "endpoint", "simulated", "interactive", "notice", "totals", "asks", "asks_for"]) {
     model.on(`change:${name}`, draw);
   }
   for (const name of ["_delta", "live_id", "live_seq", "live_text"]) model.on(`change:${name}`, queueSync);
@@ -393,7 +462,7 @@ function render({ model, el }) {
     if (frame) cancelAnimationFrame(frame);
     model.off("change:messages", draw);
     model.off("change:status", onStatus);
-    for (const name of ["title", "model", "endpoint", "simulated", "interactive", "notice", "totals"]) {
+    for (const name of ["title", "model", "endpoint", "simulated", "interactive", "notice", "totals", "asks", "asks_for"]) {
       model.off(`change:${name}`, draw);
     }
     for (const name of ["_delta", "live_id", "live_seq", "live_text"]) model.off(`change:${name}`, queueSync);
