@@ -28,6 +28,8 @@ CELLS = [
     "                         sim={'ttft_ms': 100, 'itl_ms': 20, 'tokens': 400})\n"
     "chat  # shown once: the call displayed it",
     "print('history:', len(chat.conversation.to_openai_messages()))",
+    "agents = session.chat_view(agent='account-review', approval=True, title='Agents',\n"
+    "                           sim={'ttft_ms': 20, 'itl_ms': 4})",
 ]
 
 
@@ -60,7 +62,7 @@ def _check_looks(page: Any) -> None:
     """What a person sees after the conversation: both answers' end states, the footer."""
     from playwright.sync_api import expect
 
-    chat = page.locator(".glm-chat")
+    chat = page.locator(".glm-chat").first
     expect(chat.locator(".glm-sim")).to_be_visible()
     expect(chat.locator(".glm-chat-totals")).to_contain_text(" in · ")
     done = chat.locator('.glm-chat-msg[data-role="assistant"][data-status="done"]')
@@ -91,8 +93,8 @@ def test_a_person_chats_in_chromium(lab: str, tmp_path: Path) -> None:  # noqa: 
         page.locator(".lm-MenuBar-item", has_text="Run").first.click()
         page.locator(".lm-Menu-item", has_text="Run All Cells").first.click()
 
-        chat = page.locator(".glm-chat")
-        expect(chat).to_have_count(1)  # the call displayed it; the cell's result did not
+        expect(page.locator(".glm-chat")).to_have_count(2)  # not twice: the cell's result
+        chat = page.locator(".glm-chat").first
         expect(chat.locator(".glm-title")).to_have_text("Account desk")
         expect(chat.locator(".glm-sim")).to_be_visible()
         expect(chat.locator(".glm-chat-endpoint")).to_contain_text("http://127.0.0.1:")
@@ -162,6 +164,22 @@ def test_a_person_chats_in_chromium(lab: str, tmp_path: Path) -> None:  # noqa: 
         footer = chat.locator(".glm-chat-totals")
         expect(footer).to_contain_text("2 answers")
         _check_looks(page)
+
+        # An agent's run asks in its chat: the question waits under the answer, with Approve.
+        agents = page.locator(".glm-chat").nth(1)
+        agents.locator(".glm-chat-input").click()
+        agents.locator(".glm-chat-input").type("Review the Globex account")
+        agents.locator(".glm-chat-input").press("Enter")
+        ask = agents.locator(".glm-ask")
+        expect(ask.locator(".glm-ask-message")).to_contain_text("Globex", timeout=60_000)
+        expect(agents).to_have_attribute("data-status", "waiting")
+        waiting = agents.locator('.glm-chat-msg[data-role="assistant"][data-status="waiting"]')
+        expect(waiting.locator(".glm-status")).to_have_text("waiting for you")
+        expect(agents.locator(".glm-chat-totals")).to_have_text(
+            "1 answer · no token usage reported"  # a run reports none
+        )
+        expect(ask.locator(".glm-ask-yes")).to_have_text("Approve")
+        expect(ask.locator(".glm-ask-no")).to_have_text("Reject")
         page.locator(".jp-Cell").first.click()  # the focus off the chat for the picture
         # The picture shows the follow-up and its answer's start: the history scrolls.
         log.evaluate(
@@ -176,6 +194,16 @@ def test_a_person_chats_in_chromium(lab: str, tmp_path: Path) -> None:  # noqa: 
         page.wait_for_function("() => document.body.dataset.jpThemeLight === 'false'")
         _check_looks(page)
         _screenshot(page, shots / "chat-dark.png")
+
+        # Approve: the run goes on into the same answer, which ends with the report.
+        ask.locator(".glm-ask-text").fill("ship it")
+        ask.locator(".glm-ask-yes").click()
+        report = agents.locator('.glm-chat-msg[data-role="assistant"]')
+        expect(report).to_have_count(1)
+        expect(report).to_have_attribute("data-status", "done", timeout=60_000)
+        expect(agents).to_have_attribute("data-status", "idle")
+        expect(report.locator(".glm-chat-body h1")).to_contain_text("Account review: Globex")
+        expect(agents.locator(".glm-ask")).to_have_count(0)
 
         # Edit the follow-up in place: Save & send drops its answer and answers the new text.
         user.nth(1).locator(".glm-chat-edit").click()

@@ -9,7 +9,7 @@
 // An agent's run that waits for a person shows its questions under its answer (the agent
 // board's .glm-ask-* controls); answering sends {type: "answer", id, status, payload}.
 
-const STATUS_LABELS = { error: "failed" };
+const STATUS_LABELS = { error: "failed", waiting: "waiting for you" };
 const ENDED = new Set(["done", "cancelled", "error", "interrupted"]);
 const num = (n) => (n ?? 0).toLocaleString("en-US");
 const plural = (n, word) => `${num(n)} ${word}${n === 1 ? "" : "s"}`;
@@ -18,6 +18,7 @@ let nextId = 0;
 /** The footer line: "3 answers · 1,234 in · 567 out · 89 reasoning · 0 cached · $0.0012". */
 function totalsLine(t) {
   if (!t || !t.answers) return "";
+  if (!t.total_tokens && typeof t.cost !== "number") return `${plural(t.answers, "answer")} · no token usage reported`;
   const parts = [
     plural(t.answers, "answer"),
     `${num(t.prompt_tokens)} in`,
@@ -122,10 +123,14 @@ function render({ model, el }) {
   };
 
   const messageNode = (m, last) => {
+    const asks = model.get("asks") || [];
+    const asked = m.id === model.get("asks_for") && asks.length > 0;
+    // An answer whose run waits for a person says so, until the run goes on.
+    const status = asked && model.get("status") === "waiting" ? "waiting" : m.status;
     const node = document.createElement("div");
     node.className = "glm-chat-msg";
     node.dataset.role = m.role;
-    node.dataset.status = m.status;
+    node.dataset.status = status;
     node.dataset.id = m.id;
     const meta = document.createElement("div");
     meta.className = "glm-chat-meta";
@@ -137,8 +142,8 @@ function render({ model, el }) {
     if (m.role === "assistant") {
       const pill = document.createElement("span");
       pill.className = "glm-status";
-      pill.dataset.status = m.status;
-      pill.textContent = STATUS_LABELS[m.status] || m.status;
+      pill.dataset.status = status;
+      pill.textContent = STATUS_LABELS[status] || status;
       const stats = document.createElement("span");
       stats.className = "glm-chat-usage glm-stats";
       stats.textContent = usageLine(m.usage);
@@ -173,8 +178,7 @@ function render({ model, el }) {
       node.append(tools);
     }
     node.append(bodyOf(m));
-    const asks = model.get("asks") || [];
-    if (m.id === model.get("asks_for") && asks.length) node.append(asksNode(asks));
+    if (asked) node.append(asksNode(asks));
     if (m.error) {
       const error = document.createElement("div");
       error.className = m.status === "error" ? "glm-error" : "glm-detail";
