@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 NOTEBOOKS := $(wildcard notebooks/*.ipynb)
 
-.PHONY: demo test bench soak fuzz lint clean
+.PHONY: demo test bench soak fuzz lint vendor clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -69,6 +69,11 @@ fuzz: $(VENV)/.dev
 	@$(BIN)/python -m pip install --quiet atheris 2>/dev/null || \
 		echo "atheris does not install here: fuzzing with hypothesis instead"
 	$(BIN)/python -m tests.fuzz_sse --seconds $(FUZZ_SECONDS)
+
+# Rebuilds glm_live/notebook/widgets/static/vendor/markdown-it.js from the pinned markdown-it
+# (needs node and npm; esbuild is tests/node's: `cd tests/node && npm ci`). Not part of test.
+vendor:
+	scripts/vendor-markdown-it.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

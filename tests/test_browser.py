@@ -44,7 +44,7 @@ CELLS = [
     "view.feed('Partial answer.\\n\\n| Metric | Value |\\n|---|---|\\n| ARR | $1\\n##')\n"
     "view.finish('interrupted', 'the connection dropped and was not resumed')\n"
     "live = StreamView(title='Still streaming: its Stop button')\n"
-    "display(live)\nlive.feed('Streaming...')",
+    "display(live)\nlive.feed('Streaming...\\n\\n```python\\nprint(1 + 1)\\n```\\n\\nStill going')",
     "cancelled_run = session.run('account-review', account='Initech',"
     " sim={'ttft_ms': 50, 'itl_ms': 20})\n"
     "while not cancelled_run.agents:\n    time.sleep(0.05)\n"
@@ -264,6 +264,23 @@ def _screenshot(page: Any, path: Path) -> None:
     assert path.stat().st_size > 10_000
 
 
+def _check_copy(page: Any) -> None:
+    """A code block of a streaming answer has a Copy button: keyboard-reachable, shown on
+    focus, it copies the code and says so for a moment."""
+    from playwright.sync_api import expect
+
+    live = page.locator('.glm-stream[data-status="streaming"]')
+    button = live.locator(".glm-body .glm-code .glm-copy")
+    expect(button).to_have_count(1)
+    expect(live.locator(".glm-body .glm-code pre code")).to_have_text("print(1 + 1)\n")
+    button.focus()
+    expect(button).to_have_css("opacity", "1")
+    page.keyboard.press("Enter")
+    expect(button).to_have_text("Copied")
+    assert page.evaluate("() => navigator.clipboard.readText()") == "print(1 + 1)\n"
+    expect(button).to_have_text("Copy", timeout=5_000)  # back after a moment
+
+
 def test_notebook_streams_into_widgets_in_chromium(lab: str, tmp_path: Path) -> None:
     from playwright.sync_api import expect, sync_playwright
 
@@ -271,7 +288,10 @@ def test_notebook_streams_into_widgets_in_chromium(lab: str, tmp_path: Path) -> 
     shots.mkdir()
     with sync_playwright() as p:
         browser = launch_chromium(p)
-        page = browser.new_page(viewport={"width": 1280, "height": 3100})
+        page = browser.new_page(
+            viewport={"width": 1280, "height": 3100},
+            permissions=["clipboard-read", "clipboard-write"],  # the code blocks' Copy buttons
+        )
         page.set_default_timeout(60_000)
         page.goto(f"{lab}/lab/tree/live.ipynb")
         page.wait_for_selector(".jp-Notebook .jp-Cell")
@@ -321,6 +341,7 @@ def test_notebook_streams_into_widgets_in_chromium(lab: str, tmp_path: Path) -> 
         page.add_style_tag(content=".Toastify { display: none !important; }")
         _check_end_states(page)
         _screenshot(page, shots / "light.png")
+        _check_copy(page)
 
         page.evaluate(
             "() => window.jupyterapp.commands.execute("

@@ -38,7 +38,7 @@ class StreamView(LiveWidget):
     Feed it with :meth:`feed` (or :meth:`feed_chunk`), end it with :meth:`finish`.
     """
 
-    _esm = esm("markdown.js", "stream_view.js")
+    _esm = esm("vendor/markdown-it.js", "markdown.js", "stream_view.js")
     _css = static("widgets.css")
 
     title = traitlets.Unicode("").tag(sync=True)

@@ -268,6 +268,7 @@ function render({ model, el }) {
     if (text !== report) {
       report = text;
       $(".glm-report-body").innerHTML = text ? renderMarkdown(text, { final: true }) : "";
+      attachCopy($(".glm-report-body")); // its code blocks' Copy buttons (one listener, once)
     }
   };
   const schedule = () => {

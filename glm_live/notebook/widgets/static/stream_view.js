@@ -3,7 +3,8 @@
 // resync, which sends the full text in `text`/`reasoning` with `text_seq`. Rendering happens
 // at most once per animation frame, however fast deltas come. In an end state (done,
 // cancelled, error - labelled "failed" -, interrupted) the text is rendered as final markdown:
-// whatever the stream left open (a table, a code fence) is closed.
+// whatever the stream left open (a table, a code fence) is closed. The answer is rendered
+// incrementally (createStreamRenderer, markdown.js): blocks that are complete are rendered once.
 
 const LABELS = { error: "failed" };
 const ENDED = new Set(["done", "cancelled", "error", "interrupted"]);
@@ -30,12 +31,13 @@ function render({ model, el }) {
   let reasoning = model.get("reasoning");
   let seq = model.get("text_seq");
   let frame = 0;
+  const body = createStreamRenderer($(".glm-body")); // see markdown.js
 
   const draw = () => {
     frame = 0;
     const status = model.get("status");
     const ended = ENDED.has(status);
-    $(".glm-body").innerHTML = renderMarkdown(text, { final: ended });
+    body.update(text, ended); // only the tail after the last complete block is re-rendered
     const r = $(".glm-reasoning");
     r.hidden = !reasoning;
     $(".glm-reasoning-text").textContent = reasoning;
