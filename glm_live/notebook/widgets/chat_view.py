@@ -154,6 +154,9 @@ class ChatView(LiveWidget):
         self._refused: dict[str, str] = {}
         self._asks_for = ""  # the id of the answer the questions go under
         self._lock = threading.Lock()  # the live text and its seq go together
+        # One boundary at a time: a cell's (or the page's) and the loop thread's must not
+        # send what each read in the other's order (an answer's end, then its start).
+        self._boundary_lock = threading.RLock()
         self._live: Message | None = None
         self._text: list[str] = []
         self._reasoning: list[str] = []
@@ -182,6 +185,10 @@ class ChatView(LiveWidget):
 
     def _boundary(self, **extra: Any) -> None:
         """Send the messages, totals, status and the live answer's full text, at once."""
+        with self._boundary_lock:
+            self._send_boundary(extra)
+
+    def _send_boundary(self, extra: dict[str, Any]) -> None:
         hub = coalescer()
         traits = {
             "messages": rows(self.conversation),
