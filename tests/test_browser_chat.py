@@ -68,6 +68,7 @@ def _check_looks(page: Any) -> None:
     done = chat.locator('.glm-chat-msg[data-role="assistant"][data-status="done"]')
     expect(done.first.locator(".glm-status")).to_have_text("done")
     assert done.first.locator(".glm-chat-body").inner_text().strip()
+    expect(done.first.locator(".glm-code .glm-copy").first).to_be_attached()  # Copy on code
     # the input's focus ring and the user's messages on the right
     user = chat.locator('.glm-chat-msg[data-role="user"]').first
     box, log = user.bounding_box(), chat.locator(".glm-chat-log").bounding_box()
