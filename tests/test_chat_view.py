@@ -321,3 +321,19 @@ def test_an_agent_asks_in_the_chat_and_the_answer_resumes_it(session: Session) -
     idle(view)
     assert [m["role"] for m in view.messages] == ["user", "assistant"] * 2
     assert view.messages[-1]["status"] == "done"
+
+
+def test_a_view_made_mid_answer_streams_it_and_a_closed_one_stops_following(
+    comms: CommLog,
+) -> None:
+    conversation = Conversation([{"role": "user", "content": "x"}])
+    answer = conversation.add("assistant", status="streaming")
+    view = ChatView(conversation)
+    assert view.live_id == answer.id
+    view.feed("partial")
+    conversation.update(answer, content="partial", status="done")
+    coalescer().flush(view)
+    assert view.status == "idle"
+    view.close()
+    conversation.add("user", "after the close")
+    assert len(view.messages) == 2

@@ -162,9 +162,15 @@ class ChatView(LiveWidget):
         self._reasoning: list[str] = []
         self._count = 0
         self._first: float | None = None
+        self._live = conversation.answering  # a view made while an answer streams
         conversation.add_listener(self._changed)
         self.on_msg(self._message)
         self._boundary()
+
+    def close(self) -> None:
+        """Stop following the conversation, and close the widget."""
+        self.conversation.remove_listener(self._changed)
+        super().close()
 
     # -- following the conversation (any thread) ------------------------------------------------
 
