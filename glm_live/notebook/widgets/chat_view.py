@@ -144,6 +144,7 @@ class ChatView(LiveWidget):
         )
         self.conversation = conversation
         self.session = session
+        self._title = title
         self.params = dict(params)
         #: The workflow each message runs, or ``None`` (each message is a chat).
         self.agent = agent
@@ -204,6 +205,9 @@ class ChatView(LiveWidget):
             **self._full(),
             **extra,
         }
+        if not self._title:  # the conversation's: its first question
+            asked = self.conversation.last_user_index() is not None
+            traits["title"] = self.conversation.title if asked else ""
         answered = next(
             (m.model for m in reversed(self.conversation.messages) if m.role == "assistant"),
             None,
