@@ -393,6 +393,9 @@ class Conversation:
             for turn, m in self._answers()
         ]
         frame = ledger_frame(rows, table, index="message")
+        if not rows:  # no answer yet: the same columns, empty
+            frame = frame.reindex(columns=["turn", "status", *frame.columns])
+            frame.index.name = "message"
         frame["turn"] = frame["turn"].astype("Int64")
         return frame
 

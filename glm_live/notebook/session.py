@@ -894,6 +894,33 @@ class Session:
         show = self._show_run if _wants_display(display) else None
         return RunHandle(self, workflow, inputs, sim, show, tools=found)
 
+    def chat_view(
+        self,
+        conversation: Conversation | None = None,
+        *,
+        display: bool | None = None,
+        title: str = "",
+        **params: Any,
+    ) -> Any:
+        """A :class:`~glm_live.widgets.ChatView`: a chat in the notebook, through this session.
+
+        It shows ``conversation`` (a new one, with this session's prices, by default) and
+        continues it: each message typed there (or given to its ``send``) is answered with
+        ``session.chat(text, conversation=..., **params)``, streamed into the view. ``params``
+        go to every chat: ``model``, ``thinking``, ``temperature``, ``sim={...}``,
+        ``tools=[fn, ...]`` (Python functions the model may call; the view shows each call
+        and its result).
+
+        In a notebook it is displayed where it is called (once per cell: the view returned as
+        the cell's last expression does not show it twice); ``display=False`` opts out.
+        """
+        from .widgets import ChatView  # ipywidgets: imported when first asked for
+
+        view = ChatView(conversation, session=self, title=title, **params)
+        if _wants_display(display):
+            view._ipython_display_()
+        return view
+
     def ledger(self, prices: Prices | None = None) -> pd.DataFrame:
         """The session's token ledger: one row per chat request (each round of a chat that
         called tools is one), with the prompt, completion, reasoning and cached tokens the

@@ -6,6 +6,7 @@ from __future__ import annotations
 from ._coalescer import Coalescer, coalescer
 from .agent_board import AgentBoard
 from .bench_progress import BenchProgress
+from .chat_view import ChatView
 from .connection import ConnectionIndicator
 from .metrics_dashboard import MetricsDashboard
 from .panel import LivePanel
@@ -14,6 +15,7 @@ from .stream_view import StreamView
 __all__ = [
     "AgentBoard",
     "BenchProgress",
+    "ChatView",
     "Coalescer",
     "ConnectionIndicator",
     "LivePanel",
