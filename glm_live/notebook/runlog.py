@@ -143,6 +143,10 @@ class RunLog:
         kind = data.get("format") if isinstance(data, Mapping) else None
         if kind != FORMAT:
             raise ReplayFormatError(wrong_format(kind, (FORMAT,), "a run log"))
+        for key in ("events", "results", "ends"):
+            if not isinstance(data.get(key, []), list):
+                msg = f"a damaged run log: its {key!r} must be a list: save it again"
+                raise ReplayFormatError(msg)
         try:
             log = cls(
                 name=str(data["name"]),
