@@ -6,6 +6,7 @@ The live part runs on the embedded runtime; every replay runs with connections r
 
 from __future__ import annotations
 
+import itertools
 import json
 import socket
 import threading
@@ -90,8 +91,10 @@ def test_a_saved_chat_replays_equal_to_the_original(
 ) -> None:
     answers = [m for m in conversation if m.role == "assistant"]
     assert [a.status for a in answers] == ["done", "done", "cancelled", "error"]
-    assert answers[0].reasoning and answers[0].timing and answers[0].timing["chunks"]
-    assert 0 < len(answers[2].content)
+    assert answers[0].reasoning
+    assert answers[0].timing
+    assert answers[0].timing["chunks"]
+    assert len(answers[2].content) > 0
     path = conversation.save(tmp_path / "chat.json")
 
     handle = glm_live.replay(path, speed=None, display=False)
@@ -100,9 +103,12 @@ def test_a_saved_chat_replays_equal_to_the_original(
     assert replayed is handle.conversation
     assert replayed == conversation
     again = [m for m in replayed if m.role == "assistant"]
-    assert again[2].status == "cancelled" and again[2].content == answers[2].content
-    assert again[3].status == "error" and "ServerError" in (again[3].error or "")
-    assert isinstance(handle.view, ChatView) and not handle.view.interactive
+    assert again[2].status == "cancelled"
+    assert again[2].content == answers[2].content
+    assert again[3].status == "error"
+    assert "ServerError" in (again[3].error or "")
+    assert isinstance(handle.view, ChatView)
+    assert not handle.view.interactive
     original_view = ChatView(conversation)
     assert traits(handle.view, CHAT_TRAITS) == traits(original_view, CHAT_TRAITS)
     assert offline == []
@@ -180,9 +186,9 @@ def test_a_long_pause_is_cut_to_max_pause(
     path.write_text(json.dumps(data), encoding="utf-8")
     later = Conversation.load(path)
     steps = plan(later, 1.0, max_pause=0.2)
-    waits = [b.at - a.at for a, b in zip(steps, steps[1:], strict=False)]
+    waits = [b.at - a.at for a, b in itertools.pairwise(steps)]
     assert max(waits) <= 0.2 + 1e-9
-    assert max(b.recorded - a.recorded for a, b in zip(steps, steps[1:], strict=False)) > 3000
+    assert max(b.recorded - a.recorded for a, b in itertools.pairwise(steps)) > 3000
     started = time.monotonic()
     replayed = glm_live.replay(path, speed=1.0, max_pause=0.2, display=False).wait(60)
     assert time.monotonic() - started < 30
@@ -236,7 +242,8 @@ def assert_same_board(live: AgentBoard, replayed: AgentBoard) -> None:
     for mine, theirs in zip(replayed.agents, live.agents, strict=True):
         if theirs["elapsed"] is not None:  # the original clocks, whatever the speed
             assert mine["elapsed"] == pytest.approx(theirs["elapsed"], abs=0.11)
-    assert live.answerable and not replayed.answerable
+    assert live.answerable
+    assert not replayed.answerable
 
 
 def assert_same_run(replayed: Any, live: Any) -> None:
@@ -262,16 +269,19 @@ def test_a_saved_run_replays_into_the_same_board(
     log = run.log()
     assert len(log.events) == len(run.items)
     assert [t for t, _ in log.events] == sorted(t for t, _ in log.events)
-    assert log.events[0][1]["type"] == "RUN_STARTED" and "threadId" in log.events[0][1]
+    assert log.events[0][1]["type"] == "RUN_STARTED"
+    assert "threadId" in log.events[0][1]
     path = run.save(tmp_path / "run.json")
     loaded = RunLog.load(path)
-    assert loaded.events == log.events and loaded.inputs == {"account": "Globex"}
+    assert loaded.events == log.events
+    assert loaded.inputs == {"account": "Globex"}
 
     refused: list[Any] = []
     monkeypatch.setattr(socket.socket, "connect", lambda *a: refused.append(a))
     handle = glm_live.replay(path, speed=None, display=False)
     replayed = handle.wait(30)
-    assert replayed is handle.state and handle.status == "done"
+    assert replayed is handle.state
+    assert handle.status == "done"
     assert_same_run(replayed, live)
     assert_same_board(board, handle.view)
     assert refused == []
@@ -297,7 +307,8 @@ def test_a_run_resumed_after_waiting_goes_on_in_its_log(
 ) -> None:
     run, board, waited = resumed
     log = run.log()
-    assert len(log.run_ids) == 2 and len(log.events) > len(waited.events)
+    assert len(log.run_ids) == 2
+    assert len(log.events) > len(waited.events)
     assert log.events[: len(waited.events)] == waited.events
     assert [e[1] for e in log.ends] == ["waiting", "finished"]
     started = [e for _, e in log.events if e["type"] == "RUN_STARTED"]
@@ -310,7 +321,8 @@ def test_a_run_resumed_after_waiting_goes_on_in_its_log(
     # Up to the question: the board shows it, with nothing to click.
     asked = glm_live.replay(waited, speed=None, display=False)
     state = asked.wait(30)
-    assert state.status == "waiting" and state.interrupts
+    assert state.status == "waiting"
+    assert state.interrupts
     questions = traits(asked.view, ["interrupts"])["interrupts"]
     assert [q["id"] for q in questions] == [i.id for i in state.interrupts]
     assert asked.view.answerable is False
