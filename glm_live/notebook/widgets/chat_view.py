@@ -32,7 +32,7 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import traitlets
 
@@ -41,8 +41,10 @@ from ..conversation import Conversation, Message
 from ._base import LiveWidget, esm, static
 from ._coalescer import coalescer
 
-if TYPE_CHECKING:
-    from ..session import ChatHandle, Session
+# The session and its chat handles are typed Any here: glm_live.notebook.session imports
+# the widgets, and the floors allow no cycle between sibling modules.
+Session = Any
+ChatHandle = Any
 
 __all__ = ["ChatView", "message_row"]
 
@@ -326,7 +328,9 @@ class ChatView(LiveWidget):
     def _ipython_display_(self) -> None:
         if in_kernel():
             # Its own bundle, raw: display(self) would come back here.
-            display_once(self, self._repr_mimebundle_())
+            bundle = self._repr_mimebundle_()
+            data, _ = bundle if isinstance(bundle, tuple) else (bundle or {}, {})
+            display_once(self, data)
         else:
             from IPython.display import display
 
