@@ -370,3 +370,63 @@ def test_missing_and_binary_files_and_wrong_loaders(
     with pytest.raises(TypeError, match="replay plays"):
         glm_live.replay(42)  # type: ignore[arg-type]
     assert issubclass(ReplayFormatError, ValueError)
+
+
+_RENDER = """async ([esm, values]) => {
+  const url = URL.createObjectURL(new Blob([esm], { type: "text/javascript" }));
+  const widget = (await import(url)).default;
+  const model = { get: (name) => values[name], on: () => {}, send: () => {} };
+  const el = document.createElement("div");
+  document.body.appendChild(el);
+  widget.render({ model, el });
+  await new Promise((done) => requestAnimationFrame(() => setTimeout(done, 50)));
+  return {
+    asks: el.querySelectorAll(".glm-ask").length,
+    buttons: el.querySelectorAll(".glm-ask button").length,
+    message: el.querySelector(".glm-ask-message")?.textContent,
+  };
+}"""
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("answerable", [True, False])
+def test_a_replayed_board_shows_questions_without_controls_in_chromium(answerable: bool) -> None:
+    from playwright.sync_api import sync_playwright
+
+    from tests.test_browser import launch_chromium
+
+    board = AgentBoard(on_answer=(lambda *a: None) if answerable else None)
+    assert board.answerable is answerable
+    question = {
+        "id": "ask-1",
+        "reason": "approval",
+        "message": "Send the report?",
+        "agent": "report-writer",
+        "schema": {"type": "object", "properties": {"approved": {"type": "boolean"}}},
+        "expires_at": "",
+        "answered": "",
+        "refused": "",
+        "tries": 0,
+    }
+    values = {
+        "title": "account-review",
+        "status": "waiting",
+        "error": "",
+        "agents": [],
+        "state": "{}",
+        "report": "",
+        "interrupts": [question],
+        "tools": [],
+        "answerable": answerable,
+    }
+    with sync_playwright() as p:
+        browser = launch_chromium(p)
+        try:
+            page = browser.new_page()
+            page.set_content("<!doctype html><html><body></body></html>")
+            shown = page.evaluate(_RENDER, [board._esm, values])
+        finally:
+            browser.close()
+    assert shown["asks"] == 1
+    assert shown["message"] == "Send the report?"
+    assert (shown["buttons"] > 0) is answerable
