@@ -430,3 +430,13 @@ def test_a_replayed_board_shows_questions_without_controls_in_chromium(answerabl
     assert shown["asks"] == 1
     assert shown["message"] == "Send the report?"
     assert (shown["buttons"] > 0) is answerable
+
+
+def test_a_replay_outside_a_kernel_shows_its_repr(
+    conversation: Conversation, capsys: pytest.CaptureFixture[str]
+) -> None:
+    handle = glm_live.replay(conversation, speed=None)  # display=None: not in a kernel
+    handle.wait(30)
+    assert repr(handle).startswith("<ReplayHandle of a conversation (as fast as possible), done")
+    handle._ipython_display_()
+    assert "ReplayHandle" in capsys.readouterr().out
