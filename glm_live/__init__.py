@@ -39,6 +39,8 @@ from .errors import (
 from .measure.ledger import Price
 from .notebook.aio import Handle, allow_nested_loops
 from .notebook.conversation import Conversation, ConversationFormatError, Message
+from .notebook.replay import ReplayHandle, replay
+from .notebook.runlog import ReplayFormatError, RunLog
 from .notebook.session import ChatHandle, RunHandle, Session, connect
 from .notebook.tools import Tool, tool
 from .protocols.agui import AgentStatus, RunState
@@ -135,10 +137,13 @@ __all__ = [
     "Price",
     "RateLimitError",
     "Rejected",
+    "ReplayFormatError",
+    "ReplayHandle",
     "ResponseError",
     "RetriesExhausted",
     "Run",
     "RunHandle",
+    "RunLog",
     "RunState",
     "SSEError",
     "ServerError",
@@ -159,6 +164,7 @@ __all__ = [
     "find_token",
     "issue_token",
     "model_info",
+    "replay",
     "revoke_token",
     "sse",
     "tool",

@@ -36,6 +36,7 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ag_ui.core import BaseEvent
@@ -61,6 +62,7 @@ from ._env import display_once, in_kernel, mark_shown
 from ._shared import acquire, release
 from .aio import Handle, LoopThread, background_loop
 from .conversation import Conversation, Message
+from .runlog import RunLog, public_inputs
 from .tools import Tool, ToolsLike, call_tool, run_calls, tools_of, unknown_calls
 
 if TYPE_CHECKING:  # the server floor is imported only when an embedded runtime is started
@@ -341,6 +343,13 @@ class RunHandle(Handle[BaseEvent, RunState]):
         self.title = self.name
         self.request = self.recorder.begin(self.name, kind="run")
         self.on_done(self._record_end)
+        # For run.log(): when each event arrived (monotonic seconds since the handle started,
+        # one float per item), what the frontend tools returned, how each stream ended.
+        self._arrivals: list[float] = []
+        self._tool_results: list[list[Any]] = []
+        self._ends: list[list[Any]] = []
+        self._wall_start = time.time() - (time.monotonic() - self._started_at)
+        self.on_done(self._log_end)
         #: The AgentBoard showing this run, when displayed.
         self.view: Any = None
         if show is not None:
@@ -496,6 +505,7 @@ class RunHandle(Handle[BaseEvent, RunState]):
             async for event in self._events():
                 recorder.event(request, index, time.perf_counter_ns(), 0, "agui")
                 index += 1
+                self._arrivals.append(time.monotonic() - self._started_at)
                 yield event
         except asyncio.CancelledError:
             folded.end("cancelled" if self._cancel_requested else "interrupted")
@@ -548,6 +558,10 @@ class RunHandle(Handle[BaseEvent, RunState]):
                 return
             # The tools' results continue the thread: a new run, on this handle.
             self._thread += await run_calls(self.tools, folded)
+            now = time.monotonic() - self._started_at
+            self._tool_results += [
+                [now, c.id, c.result or "", c.error] for c in folded.tool_requests
+            ]
             rounds += 1
             resume, self._parent_run_id = None, folded.run_id or self.run_id
             self.run_id = uuid.uuid4().hex
@@ -618,6 +632,41 @@ class RunHandle(Handle[BaseEvent, RunState]):
     def _partial(self) -> RunState:
         return self.folded
 
+    def _log_end(self, result: RunState | None, error: BaseException | None) -> None:
+        """Note how the stream ended: as the run's state says, or (nothing ended it) as the
+        board ends it (see :meth:`Session._run_view`)."""
+        folded, now = self.folded, time.monotonic() - self._started_at
+        if folded.done:
+            self._ends.append([now, folded.status, folded.error])
+        else:
+            status = "cancelled" if self.status == "cancelled" else "interrupted"
+            self._ends.append([now, status, _error_text(error)])
+
+    def log(self) -> RunLog:
+        """The run's events so far with the times they arrived (a :class:`RunLog`: see
+        :mod:`glm_live.notebook.runlog`), for :func:`glm_live.replay`. A run resumed after
+        waiting goes on in the same log."""
+        with self._lock:
+            items = list(self.items)
+        arrivals = self._arrivals[: len(items)]
+        return RunLog(
+            name=self.name,
+            thread_id=self.folded.thread_id or self.thread_id,
+            run_ids=list(self.folded.run_ids),
+            at=self._wall_start,
+            inputs=public_inputs(self.inputs),
+            sim=dict(self.sim) if self.sim else None,
+            tools=sorted(self.tools),
+            events=[[round(t, 6), event_dict(e)] for t, e in zip(arrivals, items, strict=False)],
+            results=[list(r) for r in self._tool_results],
+            ends=[list(r) for r in self._ends],
+        )
+
+    def save(self, path: str | Path) -> Path:
+        """Write :meth:`log` to ``path`` as JSON (``glm_live.runlog/1``); returns the path.
+        ``glm_live.replay(path)`` plays it again, with no server."""
+        return self.log().save(path)
+
     def _cancelled(self) -> Cancelled:
         return Cancelled(
             f"the run {self.name!r} was cancelled (.cancel()) after {len(self.items)} events "
@@ -665,6 +714,10 @@ class RunHandle(Handle[BaseEvent, RunState]):
 
     def _ipython_display_(self) -> None:
         _display_view(self, self.session._run_view)
+
+
+def _error_text(error: BaseException | None) -> str | None:
+    return None if error is None else f"{type(error).__name__}: {error}"
 
 
 def _display_view(handle: ChatHandle | RunHandle, make: Callable[[Any], Any]) -> None:
@@ -970,7 +1023,7 @@ class Session:
             # The run ends once (RunState.end): here only if nothing ended it yet.
             handle.folded.end(
                 "cancelled" if handle.status == "cancelled" else "interrupted",
-                None if error is None else f"{type(error).__name__}: {error}",
+                _error_text(error),
             )
             board.show(handle.folded)
 

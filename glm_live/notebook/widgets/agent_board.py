@@ -11,7 +11,8 @@ A run that asks a person (``waiting``) shows its questions under the cards, each
 controls to answer in place, made from the question's ``responseSchema`` in JS: Approve /
 Reject (and a note box) for a boolean ``approved``; a small form of the top-level properties
 otherwise; a text box without a schema. The browser sends the answer as a custom message
-(``model.send``)::
+(``model.send``; a board made without ``on_answer``, a replay's, shows the questions with no
+controls)::
 
     {"type": "answer", "id": <interrupt id>, "status": "resolved", "payload": <answer>}
     {"type": "answer", "id": <interrupt id>, "status": "cancelled"}   # Reject
@@ -159,8 +160,12 @@ class AgentBoard(LiveWidget):
     #: The run's tool calls: ``id``, ``line`` (``name(args) → result``) and ``status``
     #: (``running`` until the result, then ``done``, or ``error`` when the tool raised).
     tools: traitlets.List[Any] = traitlets.List().tag(sync=True)
+    #: Whether questions get controls to answer them: only a board with ``on_answer`` (a
+    #: replayed board shows its run's questions, and nothing to click).
+    answerable = traitlets.Bool(True).tag(sync=True)
 
     def __init__(self, on_answer: AnswerCallback | None = None, **kwargs: Any) -> None:
+        kwargs.setdefault("answerable", on_answer is not None)
         super().__init__(**kwargs)
         self._on_answer = on_answer
         self._questions: list[Interrupt] = []

@@ -125,6 +125,12 @@ function render({ model, el }) {
     /** @type {HTMLFormElement} */
     const form = node.querySelector(".glm-ask-form");
     form.addEventListener("submit", (event) => event.preventDefault());
+    if (model.get("answerable") === false) {
+      // A board with nothing to answer to (a replay): the question, no controls.
+      form.hidden = true;
+      $(".glm-asks").appendChild(node);
+      return { node, answered: "", refused: "", tries: 0 };
+    }
     const button = (text, kind, onClick) => {
       const b = document.createElement("button");
       b.type = "button";
