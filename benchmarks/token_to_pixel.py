@@ -97,7 +97,7 @@ def t2p(label, rate, seconds, out):
     def on_chunk(chunk):
         if chunk.content:
             total[0] += len(chunk.content.encode("utf-16-le")) // 2
-            samples.append([int(chunk.raw["x_sent_ns"]), total[0], time.time_ns()])
+            samples.append([int(chunk.sent_ns or 0), total[0], time.time_ns()])
     done = threading.Event()
     h.follow(on_chunk, lambda result, error: done.set())
     h.wait(timeout=seconds * 5 + 60)

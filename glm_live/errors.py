@@ -43,6 +43,13 @@
     ``ctx.ask`` (the AG-UI resume entry said ``cancelled``).
   - ``HubFrameError`` (:mod:`glm_live.wire.hub.frames`, also a ``ValueError``): a hub frame
     that is not valid JSON or not a valid frame.
+  - :class:`SavedFileError` (also a ``ValueError``): a saved file this version cannot read
+    (not JSON, another kind of file, a damaged or newer one).
+
+    - ``ConversationFormatError`` (:mod:`glm_live.notebook.conversation`): not a saved
+      conversation.
+    - ``ReplayFormatError`` (:mod:`glm_live.notebook.runlog`): nothing
+      :func:`glm_live.replay` can play.
 
 Errors of one subsystem (in parentheses above) live with it, so that this module stays at the
 bottom of the house; each is re-exported by ``glm_live``.
@@ -75,6 +82,7 @@ __all__ = [
     "ResponseError",
     "RetriesExhausted",
     "SSEError",
+    "SavedFileError",
     "ServerError",
     "StreamInterrupted",
     "TransportError",
@@ -292,3 +300,9 @@ class Cancelled(GlmLiveError):
     def __init__(self, message: str, *, partial: Any = None) -> None:
         super().__init__(message)
         self.partial = partial
+
+
+class SavedFileError(GlmLiveError, ValueError):
+    """A saved file (a conversation, a run's event log) this version cannot read: not JSON,
+    another kind of file, a damaged one, or one a newer glm_live wrote. The message says
+    which, and what reads the file it is."""

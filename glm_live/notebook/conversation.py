@@ -33,6 +33,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..errors import SavedFileError
 from ..measure.ledger import Price, Prices, ledger_frame, prices_of, usage_row
 
 if TYPE_CHECKING:
@@ -50,7 +51,7 @@ STATUSES = ("done", "streaming", "cancelled", "error", "interrupted")
 Listener = Callable[[str, "Message | None"], None]
 
 
-class ConversationFormatError(ValueError):
+class ConversationFormatError(SavedFileError):
     """A file or mapping is not a saved conversation this version can read."""
 
 

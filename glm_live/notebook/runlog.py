@@ -34,6 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..errors import SavedFileError
+
 __all__ = [
     "FORMAT",
     "ReplayFormatError",
@@ -50,7 +52,7 @@ FORMAT = "glm_live.runlog/1"
 _SECRET = re.compile(r"key|token|secret|passw|credential|auth|cookie", re.IGNORECASE)
 
 
-class ReplayFormatError(ValueError):
+class ReplayFormatError(SavedFileError):
     """A file or mapping is not something :func:`glm_live.replay` can play: not JSON, not a
     saved conversation or run log, a damaged one, or one from a newer glm_live."""
 

@@ -314,7 +314,7 @@ class ChatStream(AsyncClosing):
                 except GLMError:
                     timings.observe(arrival)  # it arrived, though it is no chunk
                     raise
-                yield completion.feed(raw, arrival, len(data))
+                yield completion.feed(raw, arrival, len(data), data)
         except GLMError:
             raise
         except Exception as exc:
