@@ -72,6 +72,7 @@ TARGET_RATIO = 50
 # The kernel's side: a chat into a displayed StreamView, recorded per content chunk.
 SETUP = '''\
 import gc, json, threading, time
+from array import array
 import glm_live
 session = glm_live.connect(RUNTIME, hub=False)
 
@@ -93,11 +94,15 @@ def t2p(label, rate, seconds, out):
         sends.append(time.time_ns())
         return send(*args, **kwargs)
     view.comm.send = counting
-    samples, total = [], [0]
+    # Arrays, not a list per chunk: the measurement must not add objects for the kernel's
+    # garbage collector to scan (25,000 small lists were a full collection of their own).
+    stamps, counts, arrivals, total = array("q"), array("q"), array("q"), [0]
     def on_chunk(chunk):
         if chunk.content:
             total[0] += len(chunk.content.encode("utf-16-le")) // 2
-            samples.append([int(chunk.sent_ns or 0), total[0], time.time_ns()])
+            stamps.append(chunk.sent_ns or 0)
+            counts.append(total[0])
+            arrivals.append(time.time_ns())
     done = threading.Event()
     h.follow(on_chunk, lambda result, error: done.set())
     h.wait(timeout=seconds * 5 + 60)
@@ -106,6 +111,7 @@ def t2p(label, rate, seconds, out):
     view.comm.send = send
     gc.enable()
     with open(out, "w") as f:
+        samples = [list(row) for row in zip(stamps, counts, arrivals)]
         json.dump({"label": label, "rate": rate, "status": h.status, "samples": samples,
                    "sent": sent[0], "sends": sends, "chars": total[0]}, f)
 '''
