@@ -38,9 +38,12 @@ smallest RTT, and its uncertainty is half that RTT. Latencies are corrected by t
 Where the time goes (December 2026, this 2-core machine): at 5,000 tokens/s the median is the
 coalescer's hold (half its 50 ms interval) plus ~12 ms to the DOM. Before the incremental
 markdown renderer, each frame re-rendered the whole answer, frames fell behind and p99 was
-0.2-0.9 s. The tail left is the kernel: a full (generation 2) collection of Python's cyclic GC
-stops every thread of the kernel for 100-300 ms (25,000 chunks keep some 130,000 tracked
-objects alive), and no flush goes out meanwhile; ``--no-gc`` shows it. The rest is the three
+0.2-0.9 s. The tail after that was the kernel's cyclic garbage collector: a full collection
+stops every thread of the kernel for 100-300 ms, and no flush goes out meanwhile; ``--no-gc``
+shows it. Full collections come when enough objects have survived, and a stream's chunks are
+all kept: each chunk was five objects the collector scans (its parsed JSON), and this script's
+own per-chunk lists added one more. A chunk now keeps its JSON as text (one object per chunk)
+and the samples here are arrays: p99 went from 126-210 ms to 90-99 ms. The rest is the three
 processes (kernel, Jupyter server, Chromium) sharing two cores.
 
 Run: ``make bench`` or ``python benchmarks/token_to_pixel.py [--rates 50,500,5000]

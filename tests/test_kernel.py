@@ -429,3 +429,27 @@ def test_a_cell_answers_a_waiting_run(kernel: BlockingKernelClient) -> None:
         "done",
         "True",
     ]
+
+
+def test_a_replay_shows_its_view_once(kernel: BlockingKernelClient, tmp_path: Path) -> None:
+    """A replayed conversation shows its ChatView, a replayed run its board: once, also as the
+    cell's last expression (the ChatView displays itself once per cell; a replay asking for
+    it to be shown must not leave it unshown)."""
+    saved = tmp_path / "chat.json"
+    run(
+        kernel,
+        "import glm_live\nreplaying = glm_live.connect(hub=False)\n"
+        "conv = glm_live.Conversation()\n"
+        "replaying.chat('Review the Globex account', conversation=conv, display=False,"
+        " sim={'ttft_ms': 1, 'itl_ms': 1, 'tokens': 20}).wait(30)\n"
+        f"conv.save({str(saved)!r})",
+    )
+    models = Models()
+    _, messages = run(kernel, f"r = glm_live.replay({str(saved)!r}, speed=None)\nr")
+    models.feed(messages)
+    views = displayed(messages) + displayed(messages, "execute_result")
+    assert len(views) == 1, views
+    models.feed(drain(kernel, 0.5))
+    assert "live_id" in models.state[views[0]]  # a ChatView's model
+    _, messages = run(kernel, "await r\nprint(r.conversation == conv)")
+    assert _stdout(messages).strip() == "True"

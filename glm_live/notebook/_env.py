@@ -65,6 +65,11 @@ def display_once(obj: Any, bundle: dict[str, Any] | None = None) -> bool:
         return False
     from IPython.display import display
 
+    if bundle is None and hasattr(type(obj), "_ipython_display_"):
+        # A view that shows itself once per cell (a ChatView, the panel) does so here; marking
+        # it first would make it think it was shown already.
+        obj._ipython_display_()
+        return shown_in_this_cell(obj)
     mark_shown(obj)
     if bundle is None:
         display(obj)  # type: ignore[no-untyped-call]
