@@ -5,6 +5,7 @@ quick start as one cell, display once per cell, and all of it with nest_asyncio 
 from __future__ import annotations
 
 import contextlib
+import json
 import queue
 import re
 import time
@@ -453,3 +454,24 @@ def test_a_replay_shows_its_view_once(kernel: BlockingKernelClient, tmp_path: Pa
     assert "live_id" in models.state[views[0]]  # a ChatView's model
     _, messages = run(kernel, "await r\nprint(r.conversation == conv)")
     assert _stdout(messages).strip() == "True"
+
+
+def test_readme_chat_blocks_run_as_pasted(kernel: BlockingKernelClient, tmp_path: Path) -> None:
+    """The README's "Chat in the notebook" blocks, verbatim, one cell each (after the
+    quick start's session), in a fresh folder: the chat answers, its export and replay work."""
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    section = readme.split("## Chat in the notebook", 1)[1].split("### From a cell", 1)[0]
+    blocks = re.findall(r"```python\n(.*?)```", section, re.S)
+    assert len(blocks) == 2, "the chat section's two blocks"
+    run(
+        kernel,
+        f"import os, time\nos.chdir({str(tmp_path)!r})\nimport glm_live\n"
+        "session = glm_live.connect()",
+    )
+    run(kernel, blocks[0], timeout=60)
+    run(kernel, "while chat.status != 'idle':\n    time.sleep(0.05)", timeout=60)
+    _, messages = run(kernel, blocks[1], timeout=60)
+    assert "## Assistant" in _stdout(messages)
+    saved = json.loads((tmp_path / "globex-chat.json").read_text())
+    assert [m["role"] for m in saved["messages"]] == ["user", "assistant", "tool", "assistant"]
+    assert "Globex" in saved["messages"][2]["content"]  # the tool's result went in
