@@ -1,7 +1,7 @@
 """JupyterLab in headless Chromium: a person chats in a ChatView. They type and press Enter,
 watch the answer stream, stop it (the partial answer stays, cancelled), regenerate it, ask a
-follow-up (the kernel's conversation sends the history), and Shift+Enter makes a new line
-instead of sending. The view is checked in the light and the dark theme, and a screenshot of
+follow-up (its answer quotes the first question: the history was sent), and Shift+Enter makes
+a new line instead of sending. The view is checked in the light and the dark theme, and a screenshot of
 each is saved (``GLM_LIVE_SCREENSHOTS=folder`` keeps them as ``chat-light.png`` and
 ``chat-dark.png``).
 
@@ -151,6 +151,10 @@ def test_a_person_chats_in_chromium(lab: str, tmp_path: Path) -> None:  # noqa: 
         expect(user.nth(1)).to_contain_text("Answer briefly.")
         expect(answers).to_have_count(2)
         expect(answers.nth(1)).to_have_attribute("data-status", "done", timeout=60_000)
+        # The simulator's answer shows the history it was sent: the first question, quoted.
+        expect(answers.nth(1)).to_contain_text(
+            'This is turn 2 of our conversation, and your first question was "Review the Globex'
+        )
         expect(chat.locator(".glm-chat-regenerate")).to_have_count(1)  # on the last answer
         expect(chat.locator(".glm-chat-edit")).to_have_count(2)  # on each user message
 
