@@ -255,6 +255,12 @@ def test_notebook_streams_into_widgets_in_chromium(lab: str, tmp_path: Path) -> 
         _check_end_states(page)
         _screenshot(page, shots / "dark.png")
         browser.close()
+    keep_screenshots(shots)
+
+
+def keep_screenshots(shots: Path) -> None:
+    """Copy the pictures to ``$GLM_LIVE_SCREENSHOTS`` when it is set (``docs/screenshots``
+    holds the ones the README shows)."""
     keep = os.environ.get("GLM_LIVE_SCREENSHOTS")
     if keep:
         Path(keep).mkdir(parents=True, exist_ok=True)

@@ -1,24 +1,22 @@
 """JupyterLab in headless Chromium: a person chats in a ChatView. They type and press Enter,
 watch the answer stream, stop it (the partial answer stays, cancelled), regenerate it, ask a
 follow-up (its answer quotes the first question: the history was sent), and Shift+Enter makes
-a new line instead of sending. The view is checked in the light and the dark theme, and a screenshot of
-each is saved (``GLM_LIVE_SCREENSHOTS=folder`` keeps them as ``chat-light.png`` and
-``chat-dark.png``).
+a new line instead of sending. The view is checked in the light and the dark theme, and a
+screenshot of each is saved (``GLM_LIVE_SCREENSHOTS=folder`` keeps them as ``chat-light.png``
+and ``chat-dark.png``).
 
 JupyterLab starts as in :mod:`tests.test_browser` (its ``lab`` fixture and Chromium).
 """
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.test_browser import _screenshot, lab, launch_chromium  # noqa: F401  # lab: a fixture
+from glm_live.testing.lab import launch_chromium, write_notebook
+from tests.test_browser import _screenshot, keep_screenshots, lab  # noqa: F401  # lab: a fixture
 
 pytestmark = pytest.mark.browser
 
@@ -31,31 +29,6 @@ CELLS = [
     "agents = session.chat_view(agent='account-review', approval=True, title='Agents',\n"
     "                           sim={'ttft_ms': 20, 'itl_ms': 4})",
 ]
-
-
-def _chat_notebook(path: Path) -> None:
-    cells = [
-        {
-            "cell_type": "code",
-            "execution_count": None,
-            "id": f"c{i}",
-            "metadata": {},
-            "outputs": [],
-            "source": source,
-        }
-        for i, source in enumerate(CELLS)
-    ]
-    kernel = {"display_name": "Python 3", "language": "python", "name": "python3"}
-    path.write_text(
-        json.dumps(
-            {
-                "cells": cells,
-                "metadata": {"kernelspec": kernel, "language_info": {"name": "python"}},
-                "nbformat": 4,
-                "nbformat_minor": 5,
-            }
-        )
-    )
 
 
 def _check_looks(page: Any) -> None:
@@ -78,7 +51,7 @@ def _check_looks(page: Any) -> None:
 def test_a_person_chats_in_chromium(lab: str, tmp_path: Path) -> None:  # noqa: F811
     from playwright.sync_api import expect, sync_playwright
 
-    _chat_notebook(tmp_path / "notebooks" / "chat.ipynb")
+    write_notebook(tmp_path / "notebooks" / "chat.ipynb", CELLS)
     shots = tmp_path / "screenshots"
     shots.mkdir()
     with sync_playwright() as p:
@@ -222,8 +195,4 @@ def test_a_person_chats_in_chromium(lab: str, tmp_path: Path) -> None:  # noqa: 
         expect(answers.nth(1)).to_have_attribute("data-status", "done", timeout=60_000)
         expect(user).to_have_count(2)
         browser.close()
-    keep = os.environ.get("GLM_LIVE_SCREENSHOTS")
-    if keep:
-        Path(keep).mkdir(parents=True, exist_ok=True)
-        for shot in shots.iterdir():
-            shutil.copy(shot, Path(keep) / shot.name)
+    keep_screenshots(shots)
