@@ -65,12 +65,6 @@ __all__ = ["ChatView", "message_row"]
 logger = logging.getLogger("glm_live.widgets")
 
 
-def _modules() -> list[str]:
-    """The JS modules, markdown-it first when it is vendored (``static/vendor``)."""
-    vendored = ["vendor/markdown-it.js"] if static("vendor/markdown-it.js").exists() else []
-    return [*vendored, "markdown.js", "chat_view.js"]
-
-
 class ChatView(LiveWidget):
     """A chat: the conversation's messages, the answer streaming in, an input box.
 
@@ -86,7 +80,7 @@ class ChatView(LiveWidget):
             inputs, ``approval=True``, ``sim=``, ``tools=``).
     """
 
-    _esm = esm(*_modules())
+    _esm = esm("vendor/markdown-it.js", "markdown.js", "chat_view.js")
     _css = static("widgets.css")
 
     title = traitlets.Unicode("").tag(sync=True)
