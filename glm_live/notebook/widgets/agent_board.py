@@ -141,7 +141,7 @@ class AgentBoard(LiveWidget):
     stream (at most 20 messages a second), not one per agent.
     """
 
-    _esm = esm("vendor/markdown-it.js", "markdown.js", "agent_board.js")
+    _esm = esm("vendor/markdown-it.js", "markdown.js", "asks.js", "agent_board.js")
     _css = static("widgets.css")
 
     title = traitlets.Unicode("").tag(sync=True)

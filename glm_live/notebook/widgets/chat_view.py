@@ -68,7 +68,7 @@ logger = logging.getLogger("glm_live.widgets")
 def _modules() -> list[str]:
     """The JS modules, markdown-it first when it is vendored (``static/vendor``)."""
     vendored = ["vendor/markdown-it.js"] if static("vendor/markdown-it.js").exists() else []
-    return [*vendored, "markdown.js", "chat_view.js"]
+    return [*vendored, "markdown.js", "asks.js", "chat_view.js"]
 
 
 class ChatView(LiveWidget):
