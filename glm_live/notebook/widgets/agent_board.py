@@ -113,6 +113,21 @@ def rounded(value: Any) -> Any:
     return value
 
 
+def ask_row(q: Interrupt, answered: str = "", refused: str = "", tries: int = 0) -> dict[str, Any]:
+    """A question as the page's question form (``static/asks.js``) takes it."""
+    return {
+        "id": q.id,
+        "reason": q.reason,
+        "message": q.message,
+        "agent": q.agent or "",
+        "schema": q.response_schema,
+        "expires_at": q.expires_at or "",
+        "answered": answered,
+        "refused": refused,
+        "tries": tries,
+    }
+
+
 def report_markdown(result: Any, agents: Collection[str] = ()) -> str:
     """A run's final result as markdown: a string as it is; a workflow's results by agent
     (keys all among ``agents``, in the order they finished) as the text of the last one,
@@ -141,7 +156,7 @@ class AgentBoard(LiveWidget):
     stream (at most 20 messages a second), not one per agent.
     """
 
-    _esm = esm("vendor/markdown-it.js", "markdown.js", "agent_board.js")
+    _esm = esm("vendor/markdown-it.js", "markdown.js", "asks.js", "agent_board.js")
     _css = static("widgets.css")
 
     title = traitlets.Unicode("").tag(sync=True)
@@ -197,17 +212,12 @@ class AgentBoard(LiveWidget):
             self._tries = {k: v for k, v in self._tries.items() if k in asked}
         self._questions = list(questions)
         return [
-            {
-                "id": q.id,
-                "reason": q.reason,
-                "message": q.message,
-                "agent": q.agent or "",
-                "schema": q.response_schema,
-                "expires_at": q.expires_at or "",
-                "answered": self._answered.get(q.id, ""),
-                "refused": self._refused.get(q.id, ""),
-                "tries": self._tries.get(q.id, 0),
-            }
+            ask_row(
+                q,
+                self._answered.get(q.id, ""),
+                self._refused.get(q.id, ""),
+                self._tries.get(q.id, 0),
+            )
             for q in questions
         ]
 

@@ -52,7 +52,7 @@ from .._env import display_once, in_kernel
 from ..conversation import Conversation, Message
 from ._base import LiveWidget, esm, static
 from ._coalescer import coalescer
-from .agent_board import _answer_text, report_markdown
+from .agent_board import _answer_text, ask_row, report_markdown
 
 # The session and its handles are typed Any here: glm_live.notebook.session imports the
 # widgets, and the floors allow no cycle between sibling modules.
@@ -80,7 +80,7 @@ class ChatView(LiveWidget):
             inputs, ``approval=True``, ``sim=``, ``tools=``).
     """
 
-    _esm = esm("vendor/markdown-it.js", "markdown.js", "chat_view.js")
+    _esm = esm("vendor/markdown-it.js", "markdown.js", "asks.js", "chat_view.js")
     _css = static("widgets.css")
 
     title = traitlets.Unicode("").tag(sync=True)
@@ -221,15 +221,7 @@ class ChatView(LiveWidget):
 
     def _asks(self) -> dict[str, Any]:
         rows = [
-            {
-                "id": q.id,
-                "reason": q.reason,
-                "message": q.message,
-                "agent": q.agent or "",
-                "schema": q.response_schema,
-                "answered": self._answered.get(q.id, ""),
-                "refused": self._refused.get(q.id, ""),
-            }
+            ask_row(q, self._answered.get(q.id, ""), self._refused.get(q.id, ""))
             for q in self._questions
         ]
         return {"asks": rows, "asks_for": self._asks_for if rows else ""}

@@ -8,80 +8,9 @@
 // controls stay disabled, showing "answered: ...", until the continuation clears the question.
 // Tool calls show one line each under the cards: "⚙ name(args) → result".
 
-/** An ISO 8601 time as the reader's local date and time to the minute (as sent, if unreadable). */
-const when = (iso) => {
-  const t = new Date(iso);
-  return Number.isNaN(t.getTime())
-    ? iso
-    : t.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
-};
-
 const RUN_LABELS = { error: "failed", waiting: "waiting for you" };
 const AGENT_LABELS = { error: "failed" };
 const RUN_ENDED = new Set(["finished", "cancelled", "error", "interrupted", "waiting"]);
-
-/** @param {any} schema @returns {boolean} the approval shape: a boolean `approved` */
-const isApproval = (schema) => schema?.properties?.approved?.type === "boolean";
-
-/**
- * One control per top-level property of `schema` (string: text or select when it has an enum;
- * boolean: checkbox; number/integer: number input), in `form`. Returns a function that reads
- * the answer, or throws with what is missing.
- * @param {HTMLElement} form @param {any} schema @param {string[]} skip
- */
-function fields(form, schema, skip = []) {
-  const required = new Set(schema?.required || []);
-  const readers = [];
-  for (const [name, spec] of Object.entries(schema?.properties || {})) {
-    if (skip.includes(name) || !spec || typeof spec !== "object") continue;
-    const label = document.createElement("label");
-    label.className = "glm-ask-field";
-    const caption = document.createElement("span");
-    caption.textContent = `${spec.title || name}${required.has(name) ? " *" : ""}`;
-    if (spec.description) caption.title = spec.description;
-    let input;
-    if (Array.isArray(spec.enum)) {
-      input = document.createElement("select");
-      for (const value of spec.enum) {
-        const option = document.createElement("option");
-        option.value = JSON.stringify(value);
-        option.textContent = String(value);
-        input.appendChild(option);
-      }
-      readers.push((out) => { out[name] = JSON.parse(input.value); });
-    } else if (spec.type === "boolean") {
-      input = document.createElement("input");
-      input.type = "checkbox";
-      readers.push((out) => { out[name] = input.checked; });
-    } else if (spec.type === "number" || spec.type === "integer") {
-      input = document.createElement("input");
-      input.type = "number";
-      if (spec.type === "integer") input.step = "1";
-      readers.push((out) => {
-        if (input.value === "") {
-          if (required.has(name)) throw new Error(`${name} is required`);
-          return;
-        }
-        out[name] = spec.type === "integer" ? Number.parseInt(input.value, 10) : Number(input.value);
-      });
-    } else {
-      input = document.createElement("input");
-      input.type = "text";
-      readers.push((out) => {
-        if (input.value === "" && !required.has(name)) return;
-        if (input.value === "") throw new Error(`${name} is required`);
-        out[name] = input.value;
-      });
-    }
-    label.append(caption, input);
-    form.appendChild(label);
-  }
-  return () => {
-    const out = {};
-    for (const read of readers) read(out);
-    return out;
-  };
-}
 
 /** @type {import("@anywidget/types").Render} */
 function render({ model, el }) {
@@ -99,87 +28,13 @@ function render({ model, el }) {
   const cards = new Map();
   let frame = 0;
   let report = null;
-  const asks = new Map(); // interrupt id -> {node, answered, refused}
-  /** @param {string} id @param {"resolved" | "cancelled"} status @param {any} payload @param {string} said */
-  const send = (id, status, payload, said) => {
-    const entry = asks.get(id);
-    if (entry) lock(entry, `answered: ${said}`, "");
+  const asks = new Map(); // interrupt id -> {node, answered, refused, tries}
+  /** @param {string} id @param {"resolved" | "cancelled"} status @param {any} payload */
+  const send = (id, status, payload) =>
     model.send(status === "cancelled" ? { type: "answer", id, status } : { type: "answer", id, status, payload });
-  };
-  const lock = (entry, answered, refused) => {
-    for (const c of entry.node.querySelectorAll("button, input, select")) c.disabled = Boolean(answered);
-    const said = entry.node.querySelector(".glm-ask-said");
-    said.textContent = answered || refused;
-    said.hidden = !(answered || refused);
-    said.dataset.kind = answered ? "answered" : "refused";
-  };
   const ask = (q) => {
-    const node = document.createElement("div");
-    node.className = "glm-ask";
-    node.dataset.status = "waiting";
-    node.innerHTML = `<div class="glm-ask-head"><span class="glm-ask-agent"></span><span class="glm-ask-reason"></span></div>
-      <div class="glm-ask-message"></div><form class="glm-ask-form"></form><div class="glm-ask-said" hidden></div>`;
-    node.querySelector(".glm-ask-agent").textContent = q.agent ? `${q.agent} asks` : "the run asks";
-    node.querySelector(".glm-ask-reason").textContent = [q.reason, q.expires_at && `until ${when(q.expires_at)}`].filter(Boolean).join(" · ");
-    node.querySelector(".glm-ask-message").textContent = q.message || "";
-    /** @type {HTMLFormElement} */
-    const form = node.querySelector(".glm-ask-form");
-    form.addEventListener("submit", (event) => event.preventDefault());
-    if (model.get("answerable") === false) {
-      // A board with nothing to answer to (a replay): the question, no controls.
-      form.hidden = true;
-      $(".glm-asks").appendChild(node);
-      return { node, answered: "", refused: "", tries: 0 };
-    }
-    const button = (text, kind, onClick) => {
-      const b = document.createElement("button");
-      b.type = "button";
-      b.className = `glm-ask-button jp-Button jp-mod-styled ${kind}`;
-      b.textContent = text;
-      b.addEventListener("click", onClick);
-      return b;
-    };
-    const buttons = document.createElement("div");
-    buttons.className = "glm-ask-buttons";
-    const schema = q.schema;
-    if (isApproval(schema)) {
-      const read = fields(form, schema, ["approved"]);
-      const decide = (approved) => () => {
-        let payload;
-        try {
-          payload = { ...read(), approved };
-        } catch (error) {
-          return lock(asks.get(q.id), "", String(error.message || error));
-        }
-        send(q.id, "resolved", payload, `${approved ? "approved" : "rejected"}${payload.note ? ` — ${payload.note}` : ""}`);
-      };
-      buttons.append(button("Approve", "glm-ask-yes", decide(true)), button("Reject", "glm-ask-no", decide(false)));
-    } else if (schema && schema.type === "object" && schema.properties) {
-      const read = fields(form, schema);
-      buttons.append(
-        button("Send", "glm-ask-yes", () => {
-          let payload;
-          try {
-            payload = read();
-          } catch (error) {
-            return lock(asks.get(q.id), "", String(error.message || error));
-          }
-          send(q.id, "resolved", payload, JSON.stringify(payload));
-        }),
-        button("Decline", "glm-ask-no", () => send(q.id, "cancelled", null, "declined")),
-      );
-    } else {
-      const text = document.createElement("input");
-      text.type = "text";
-      text.className = "glm-ask-text";
-      text.placeholder = "your answer";
-      form.appendChild(text);
-      buttons.append(
-        button("Send", "glm-ask-yes", () => send(q.id, "resolved", text.value, text.value)),
-        button("Decline", "glm-ask-no", () => send(q.id, "cancelled", null, "declined")),
-      );
-    }
-    form.appendChild(buttons);
+    // A board with nothing to answer to (a replay): the question, no controls.
+    const node = askNode(q, { onAnswer: send, answerable: model.get("answerable") !== false });
     $(".glm-asks").appendChild(node);
     return { node, answered: "", refused: "", tries: 0 };
   };
@@ -202,7 +57,7 @@ function render({ model, el }) {
         entry.answered = q.answered;
         entry.refused = q.refused;
         entry.tries = q.tries;
-        lock(entry, q.answered && `answered: ${q.answered}`, q.refused);
+        markAsk(entry.node, q.answered && `answered: ${q.answered}`, q.refused);
       }
     }
     $(".glm-asks").hidden = questions.length === 0;

@@ -202,65 +202,16 @@ function render({ model, el }) {
     return node;
   };
 
-  // A waiting run's questions, under its answer: the agent board's controls (.glm-ask-*).
+  // A waiting run's questions, under its answer: the agent board's controls (asks.js).
+  /** @param {string} id @param {"resolved" | "cancelled"} status @param {any} payload */
+  const answer = (id, status, payload) =>
+    model.send(status === "cancelled" ? { type: "answer", id, status } : { type: "answer", id, status, payload });
   const asksNode = (asks) => {
     const box = document.createElement("div");
     box.className = "glm-asks glm-chat-asks";
     for (const q of asks) {
-      const node = document.createElement("div");
-      node.className = "glm-ask";
-      node.dataset.status = q.answered ? "done" : "waiting";
-      node.innerHTML = `<div class="glm-ask-head"><span class="glm-ask-agent"></span><span class="glm-ask-reason"></span></div>
-        <div class="glm-ask-message"></div><form class="glm-ask-form" data-lm-suppress-shortcuts="true"></form>
-        <div class="glm-ask-said" hidden></div>`;
-      node.querySelector(".glm-ask-agent").textContent = q.agent ? `${q.agent} asks` : "the run asks";
-      node.querySelector(".glm-ask-reason").textContent = q.reason || "";
-      node.querySelector(".glm-ask-message").textContent = q.message || "";
-      const form = node.querySelector(".glm-ask-form");
-      form.addEventListener("submit", (event) => event.preventDefault());
-      const props = q.schema?.properties || {};
-      const approval = props.approved?.type === "boolean";
-      const text = document.createElement("input");
-      text.type = "text";
-      text.className = "glm-ask-text";
-      text.setAttribute("aria-label", approval ? "Note (optional)" : "Your answer");
-      text.placeholder = approval ? "note (optional)" : "your answer";
-      const answer = (status, payload) => {
-        for (const control of form.querySelectorAll("input, button")) control.disabled = true;
-        model.send(status === "cancelled" ? { type: "answer", id: q.id, status } : { type: "answer", id: q.id, status, payload });
-      };
-      const ask = (label, kind, act) => {
-        const b = document.createElement("button");
-        b.type = "button";
-        b.className = `glm-ask-button jp-Button jp-mod-styled ${kind}`;
-        b.textContent = label;
-        b.addEventListener("click", act);
-        return b;
-      };
-      const buttons = document.createElement("span");
-      buttons.className = "glm-ask-buttons";
-      if (approval) {
-        const decide = (approved) => () =>
-          answer("resolved", text.value.trim() && "note" in props ? { approved, note: text.value.trim() } : { approved });
-        buttons.append(ask("Approve", "glm-ask-yes", decide(true)), ask("Reject", "glm-ask-no", decide(false)));
-      } else {
-        buttons.append(
-          ask("Send", "glm-ask-yes", () => answer("resolved", text.value)),
-          ask("Decline", "glm-ask-no", () => answer("cancelled", null)),
-        );
-      }
-      if (!approval || "note" in props) form.append(text);
-      form.append(buttons);
-      const said = node.querySelector(".glm-ask-said");
-      if (q.answered) {
-        said.hidden = false;
-        said.textContent = `answered: ${q.answered}`;
-        for (const control of form.querySelectorAll("input, button")) control.disabled = true;
-      } else if (q.refused) {
-        said.hidden = false;
-        said.dataset.kind = "refused";
-        said.textContent = q.refused;
-      }
+      const node = askNode(q, { onAnswer: answer });
+      if (q.answered || q.refused) markAsk(node, q.answered && `answered: ${q.answered}`, q.refused);
       box.append(node);
     }
     return box;
