@@ -9,6 +9,7 @@ simulator computes them).
 from __future__ import annotations
 
 import json
+import random
 import re
 import uuid
 from collections.abc import Iterator
@@ -550,3 +551,14 @@ async def test_a_streamed_follow_up_through_the_runtime_quotes_the_first_questio
     assert completion.usage is not None
     assert completion.usage["completion_tokens"] == 120
     assert_ends_naturally(text)
+
+
+def test_single_turn_answers_end_naturally_at_every_length() -> None:
+    """Also where the first block cannot close at the length asked for: the answer starts at
+    a later block rather than stopping mid-table (a 96-token code answer ended on "|")."""
+    for prompt in PROMPTS:
+        for tokens in range(25, 401):
+            for seed in (0, 1):
+                text = answer_text(prompt, random.Random(seed), tokens)
+                assert len(tokenize(text)) == tokens, (prompt, tokens, seed)
+                assert_ends_naturally(text)

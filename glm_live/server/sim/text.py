@@ -708,7 +708,7 @@ def _answer_body(
         added = _units(more)
         units += added
         count += sum(len(tokenize(joint + text)) for joint, text in added)
-    return _fit(units, closers, tokens, later_blocks=lead is not None)
+    return _fit(units, closers, tokens, later_blocks=True)
 
 
 _CLOSERS = [
