@@ -159,7 +159,11 @@ def parse_chat_request(
         include_usage = bool(_optional(options, "include_usage", bool, "true or false"))
     request_id = _optional(body, "request_id", str, "a string")
     try:
-        sim = defaults if sim_overrides is None else defaults.with_overrides(sim_overrides)
+        sim = (
+            defaults
+            if sim_overrides is None
+            else defaults.with_overrides(sim_overrides, per_request=True)
+        )
     except ConfigError as exc:
         raise BadRequest(str(exc)) from None
     return ChatRequest(

@@ -23,7 +23,9 @@ A latency is a :class:`Dist`, written as a number (a constant, in milliseconds) 
     tokens = 256
     capacity = 32          # concurrent streams before the simulated backend slows down
 
-Every ``[sim]`` key can also be overridden per request in the body's ``"sim"`` object.
+Every ``[sim]`` key can also be overridden per request in the body's ``"sim"`` object, except
+``prefix_cache_tokens`` (the size of the runtime's one prefix cache; a request can bypass the
+cache with ``"prefix_cache": false``).
 """
 
 from __future__ import annotations
@@ -166,7 +168,8 @@ def _int(value: Any, name: str, minimum: int) -> int:
 
 @dataclass(frozen=True)
 class SimConfig:
-    """How the simulated GLM-4.6 behaves. Every field can be overridden per request.
+    """How the simulated GLM-4.6 behaves. Every field but ``prefix_cache_tokens`` can be
+    overridden per request.
 
     Attributes:
         ttft_ms: Time to first token (before any slowdown).
@@ -183,6 +186,15 @@ class SimConfig:
         fault_after: Tokens sent before a ``drop``, ``network_error`` or ``stall``.
         retry_after: Seconds in ``Retry-After`` for the ``rate_limit`` fault.
         stall_s: The longest a ``stall`` holds the connection open.
+        prefill_ms_per_1k_tokens: Prefill time per 1,000 prompt tokens not served from the
+            prefix cache, added to the time to first token (before any slowdown). 0 by
+            default, so that ``ttft_ms`` stays the time to first token whatever the prompt;
+            set it (e.g. 20, a GPU's order of magnitude) to see cached prefixes answered sooner.
+        prefix_cache: Whether this request reads and fills the prefix cache
+            (:mod:`.sim.prefix`); ``False`` bypasses it (``cached_tokens`` 0, full prefill).
+        prefix_cache_tokens: The prefix cache's size in tokens, shared by all requests (0
+            disables it). A runtime setting (``[sim]`` table, ``serve(sim=...)``): a request's
+            ``sim`` may not change it.
     """
 
     ttft_ms: Dist = field(default_factory=lambda: Dist("lognormal", 350.0, 0.35))
@@ -196,9 +208,18 @@ class SimConfig:
     fault_after: int | None = None
     retry_after: float = 1.0
     stall_s: float = 600.0
+    prefill_ms_per_1k_tokens: float = 0.0
+    prefix_cache: bool = True
+    prefix_cache_tokens: int = 1_000_000
 
-    def with_overrides(self, overrides: Mapping[str, Any], where: str = "sim") -> SimConfig:
-        """A copy with ``overrides`` applied; :class:`ConfigError` names a bad key or value."""
+    def with_overrides(
+        self, overrides: Mapping[str, Any], where: str = "sim", *, per_request: bool = False
+    ) -> SimConfig:
+        """A copy with ``overrides`` applied; :class:`ConfigError` names a bad key or value.
+
+        ``per_request``: the overrides come from a request's ``sim`` object, which may not
+        resize the runtime's prefix cache (``prefix_cache_tokens``).
+        """
         if not isinstance(overrides, Mapping):
             msg = f"{where} must be an object, got {type(overrides).__name__}"
             raise ConfigError(msg)
@@ -218,8 +239,22 @@ class SimConfig:
                 changes[key] = _int(value, name, 0)
             elif key == "fault_after":
                 changes[key] = None if value is None else _int(value, name, 0)
-            elif key in ("retry_after", "stall_s"):
+            elif key in ("retry_after", "stall_s", "prefill_ms_per_1k_tokens"):
                 changes[key] = _non_negative(value, name)
+            elif key == "prefix_cache":
+                if not isinstance(value, bool):
+                    msg = f"{name} must be true or false, got {value!r}"
+                    raise ConfigError(msg)
+                changes[key] = value
+            elif key == "prefix_cache_tokens":
+                changes[key] = _int(value, name, 0)
+                if per_request and changes[key] != self.prefix_cache_tokens:
+                    msg = (
+                        f"{name} sizes the runtime's prefix cache and is set when the runtime "
+                        "starts ([sim] table, serve(sim=...)); to bypass it for one request "
+                        'send "prefix_cache": false'
+                    )
+                    raise ConfigError(msg)
             elif key == "fault":
                 if value is not None and value not in FAULTS:
                     msg = f"{name} must be one of {', '.join(FAULTS)} (or null), got {value!r}"

@@ -19,7 +19,10 @@ configured distributions, and both stretch by ``active / capacity`` once more th
 
 Per model (:data:`glm_live.wire.models.CATALOG`): GLM-4.7, GLM-5 and GLM-5.1 stream reasoning
 first unless thinking is disabled. Usage always carries ``prompt_tokens_details.cached_tokens``,
-from :attr:`Simulator.prefix_cache` (:class:`NoPrefixCache` until a prefix cache is modelled).
+from :attr:`Simulator.prefix_cache`: a :class:`.prefix.BlockPrefixCache` of
+``prefix_cache_tokens`` tokens (:class:`NoPrefixCache` when that is 0). The prompt tokens it
+does not serve are prefilled: the time to first token grows by ``prefill_ms_per_1k_tokens``
+per 1,000 of them (0 by default), so that, when it is set, a shared prefix is answered sooner.
 A client's ``request_id`` is echoed as ``request_id`` (every chunk, and the whole response);
 ``id`` stays the simulator's own. On ``/v1`` with ``stream_options.include_usage`` the stream
 ends as OpenAI's does: ``"usage": null`` on every chunk, then one chunk with ``choices: []``
@@ -37,6 +40,7 @@ from typing import Any, Protocol
 
 from ..chatreq import ChatRequest
 from ..config import SimConfig
+from .prefix import BlockPrefixCache
 from .text import (
     answer_text,
     content_text,
@@ -59,9 +63,10 @@ _OPEN_TAIL_NULL_USAGE = b',"finish_reason":null}],"usage":null,"x_sent_ns":'
 class PrefixCache(Protocol):
     """How many of a request's prompt tokens a provider would serve from its prefix cache.
 
-    The seam for a later model of GLM's context cache: :meth:`Simulator.answer` asks it once
-    per request, after the answer is composed, and reports the count as
-    ``usage.prompt_tokens_details.cached_tokens``.
+    :meth:`Simulator.answer` asks it once per request, after the answer is composed, and
+    reports the count as ``usage.prompt_tokens_details.cached_tokens``; the uncached rest is
+    prefilled (``prefill_ms_per_1k_tokens``). :class:`.prefix.BlockPrefixCache` is the model
+    of a provider's automatic prefix cache.
     """
 
     def cached_tokens(self, request: ChatRequest, prompt_tokens: int) -> int:
@@ -199,8 +204,12 @@ class Simulator:
         self._counter = 0
         self._prefix = f"{random.getrandbits(24):06x}"
         self._cache: dict[tuple[Any, ...], Answer] = {}
-        #: Decides ``cached_tokens``; replace it to model a prefix cache.
-        self.prefix_cache: PrefixCache = NoPrefixCache()
+        #: Decides ``cached_tokens`` (replaceable, e.g. by a test).
+        self.prefix_cache: PrefixCache = (
+            BlockPrefixCache(config.prefix_cache_tokens)
+            if config.prefix_cache_tokens
+            else NoPrefixCache()
+        )
 
     def _slowdown(self, sim: SimConfig, active: int) -> float:
         return max(1.0, active / sim.capacity) if sim.capacity else 1.0
@@ -338,7 +347,10 @@ class Simulator:
         scale = self._slowdown(sim, active) / 1000.0
         rng = seeded_rng(sim.seed, "latency", answer.id)
         itl = sim.itl_ms
-        gaps = [sim.ttft_ms.sample(rng) * scale]
+        usage = answer.usage
+        uncached = usage["prompt_tokens"] - usage["prompt_tokens_details"]["cached_tokens"]
+        prefill = sim.prefill_ms_per_1k_tokens * uncached / 1000.0
+        gaps = [(sim.ttft_ms.sample(rng) + prefill) * scale]
         for piece in pieces[1:]:
             steps = max(1, piece.tokens)
             if itl.is_constant:
