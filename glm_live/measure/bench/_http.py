@@ -62,6 +62,7 @@ class Response:
         reused: Whether the request went out on a kept-alive connection.
         sent_ns: When the request was about to be written.
         written_ns: When its last byte was handed to the transport.
+        body_ns: A non-200 response's first body byte (a 200's is its first read stamp).
         headers_ns: When the response head was complete.
         first_byte_ns: When the first byte of the response arrived.
         end_ns: When the response ended, or failed.
@@ -85,6 +86,7 @@ class Response:
     reused: bool = False
     sent_ns: int = 0
     written_ns: int | None = None
+    body_ns: int | None = None
     headers_ns: int | None = None
     first_byte_ns: int | None = None
     end_ns: int | None = None
@@ -125,10 +127,12 @@ class Response:
 
     def phases(self) -> dict[str, Any]:
         """The request's HTTP phases, in ms after :attr:`start_ns`: ``connect_start_ms``,
-        ``connect_ms`` (TCP up), ``tls_ms`` (handshake done), ``request_written_ms``,
-        ``headers_ms``, ``first_byte_ms``, and ``reused``. A reused connection connects in
-        no time (0); a phase that does not apply or was not reached is NaN (TLS over plain
-        HTTP; every phase after a failure)."""
+        ``connect_ms`` (TCP up), ``tls_ms`` (handshake done), ``request_written_ms`` (last
+        byte handed to the transport), ``headers_ms`` (the read that completed the response
+        head), ``first_body_byte_ms`` (the read that brought the body's first byte), and
+        ``reused``. A reused connection connects in no time (0, and ``tls_ms`` 0 over TLS);
+        a phase that does not apply or was not reached is NaN (TLS over plain HTTP; every
+        phase after a failure)."""
         start = self.start_ns or self.sent_ns
 
         def ms(stamp: int | None) -> float:
@@ -142,7 +146,7 @@ class Response:
             "tls_ms": (0.0 if self.reused and self.tls_ns is not None else ms(self.tls_ns)),
             "request_written_ms": ms(self.written_ns),
             "headers_ms": ms(self.headers_ns),
-            "first_byte_ms": ms(self.first_byte_ns),
+            "first_body_byte_ms": ms(self.read_stamps[0] if self.read_stamps else self.body_ns),
         }
 
     @property
@@ -340,6 +344,8 @@ class _Protocol(asyncio.BufferedProtocol):
                 response.read_stamps.append(now)
                 response.read_bodies.append(body)
             else:
+                if response.body_ns is None:
+                    response.body_ns = now
                 response.body += body
         if type(event) is h11.EndOfMessage:
             self._finish(now)
@@ -438,7 +444,7 @@ class StreamClient:
                 transport.close()
                 raise
             assert tls is not None
-            protocol.transport = tls  # type: ignore[assignment]
+            protocol.transport = tls
             protocol.tls = True
             response.tls_ns = time.perf_counter_ns()
         return protocol

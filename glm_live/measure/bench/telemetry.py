@@ -200,7 +200,6 @@ class Scraper:
     def frame(self) -> pd.DataFrame:
         """Every sample of every scrape, one row each (:data:`COLUMNS`); a scrape whose text
         does not parse is counted as an error and left out."""
-        import pandas as pd
         from prometheus_client.parser import text_string_to_metric_families
 
         rows: list[tuple[Any, ...]] = []
