@@ -67,6 +67,8 @@ def main() -> None:
     for name, rows in runs.items():
         medians = {key: statistics.median(r[key] for r in rows) for key in rows[0]}
         print(f"  metrics {name:3}: " + ", ".join(f"{k} {v:.3f}" for k, v in medians.items()))
+        for row in rows:
+            print("      run: " + ", ".join(f"{row[k]:.2f}" for k in KEYS))
 
 
 if __name__ == "__main__":
