@@ -7,6 +7,8 @@ background loop, for scripts and for cells that should wait.
 Each takes a URL or a :class:`~glm_live.notebook.session.Session`: given a session, the run
 goes to its runtime with its token (``bench.run(session, concurrency=8)``), so a notebook
 never handles the token. Given a URL, pass ``api_key=`` when the endpoint needs one.
+``metrics_url=True`` scrapes that runtime's own ``/metrics`` (with the same token) into
+``result.telemetry`` while the run goes; it is off unless asked for.
 
 The widget is redrawn from the progress callback, four times a second, on the same event
 loop as the requests; the harness's calibration (``result.calibration``: its timing error

@@ -23,9 +23,11 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import math
 import ssl
 import time
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
 import h11
@@ -51,7 +53,16 @@ class Response:
 
     Attributes:
         status: The HTTP status (0 until the head has arrived).
-        sent_ns: When the request was written (``perf_counter_ns``).
+        start_ns: When the client was asked to send it, before it found or made a
+            connection (``perf_counter_ns``, as every stamp here): the start of its phases.
+        connect_start_ns: When a new connection was begun (``None``: a kept-alive one was
+            reused, or the request never got that far)...
+        connect_end_ns: ...and when its TCP connection was up.
+        tls_ns: When its TLS handshake ended (``https`` on a new connection; else ``None``).
+        reused: Whether the request went out on a kept-alive connection.
+        sent_ns: When the request was about to be written.
+        written_ns: When its last byte was handed to the transport.
+        body_ns: A non-200 response's first body byte (a 200's is its first read stamp).
         headers_ns: When the response head was complete.
         first_byte_ns: When the first byte of the response arrived.
         end_ns: When the response ended, or failed.
@@ -68,7 +79,14 @@ class Response:
     """
 
     status: int = 0
+    start_ns: int = 0
+    connect_start_ns: int | None = None
+    connect_end_ns: int | None = None
+    tls_ns: int | None = None
+    reused: bool = False
     sent_ns: int = 0
+    written_ns: int | None = None
+    body_ns: int | None = None
     headers_ns: int | None = None
     first_byte_ns: int | None = None
     end_ns: int | None = None
@@ -106,6 +124,30 @@ class Response:
                 self.events.append(event.data)
                 self.arrivals.append(arrival)
                 self.sizes.append(len(event.data))
+
+    def phases(self) -> dict[str, Any]:
+        """The request's HTTP phases, in ms after :attr:`start_ns`: ``connect_start_ms``,
+        ``connect_ms`` (TCP up), ``tls_ms`` (handshake done), ``request_written_ms`` (last
+        byte handed to the transport), ``headers_ms`` (the read that completed the response
+        head), ``first_body_byte_ms`` (the read that brought the body's first byte), and
+        ``reused``. A reused connection connects in no time (0, and ``tls_ms`` 0 over TLS);
+        a phase that does not apply or was not reached is NaN (TLS over plain HTTP; every
+        phase after a failure)."""
+        start = self.start_ns or self.sent_ns
+
+        def ms(stamp: int | None) -> float:
+            return math.nan if stamp is None or not start else (stamp - start) / 1e6
+
+        reused = 0.0 if self.reused else math.nan
+        return {
+            "reused": self.reused,
+            "connect_start_ms": reused if self.reused else ms(self.connect_start_ns),
+            "connect_ms": reused if self.reused else ms(self.connect_end_ns),
+            "tls_ms": (0.0 if self.reused and self.tls_ns is not None else ms(self.tls_ns)),
+            "request_written_ms": ms(self.written_ns),
+            "headers_ms": ms(self.headers_ns),
+            "first_body_byte_ms": ms(self.read_stamps[0] if self.read_stamps else self.body_ns),
+        }
 
     @property
     def first_event_ns(self) -> int | None:
@@ -191,6 +233,8 @@ class _Protocol(asyncio.BufferedProtocol):
         self.response: Response | None = None
         self.done: asyncio.Future[None] | None = None
         self.closed = False
+        self.connected_ns = 0  # when the TCP connection was up
+        self.tls = False  # whether it carries TLS (started by StreamClient after connecting)
         self.http = h11.Connection(h11.CLIENT)
         self._streaming = False  # the current response is a 200 with a chunked body
 
@@ -200,6 +244,7 @@ class _Protocol(asyncio.BufferedProtocol):
         return not self.closed and self.http.our_state is h11.IDLE
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.connected_ns = time.perf_counter_ns()
         self.transport = transport  # type: ignore[assignment]
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -223,6 +268,9 @@ class _Protocol(asyncio.BufferedProtocol):
         assert self.transport is not None
         response.sent_ns = time.perf_counter_ns()
         self.transport.write(request)
+        # Handed to the transport: written to the socket, or (a full socket buffer, or TLS)
+        # queued for the loop to write; the last byte is the transport's from here.
+        response.written_ns = time.perf_counter_ns()
 
     def get_buffer(self, sizehint: int) -> memoryview:
         return self._buffer
@@ -296,6 +344,8 @@ class _Protocol(asyncio.BufferedProtocol):
                 response.read_stamps.append(now)
                 response.read_bodies.append(body)
             else:
+                if response.body_ns is None:
+                    response.body_ns = now
                 response.body += body
         if type(event) is h11.EndOfMessage:
             self._finish(now)
@@ -366,22 +416,37 @@ class StreamClient:
         # a request): one per body length, built once. Lengths are few (prompts cycle).
         self._requests: dict[int, h11.Request] = {}
 
-    async def _connection(self) -> _Protocol:
+    async def _connection(self, response: Response) -> _Protocol:
+        """An idle kept-alive connection, or a new one; stamps ``response``'s connection
+        phases (TCP, then TLS: connected in the clear first, so that each has its stamp)."""
         while self._idle:
             protocol = self._idle.pop()
             if protocol.reusable:
+                response.reused = True
+                if protocol.tls:
+                    response.tls_ns = response.start_ns  # no handshake: 0 ms, not NaN
                 return protocol
         loop = asyncio.get_running_loop()
         if self._reads is None:
             self._reads = _Reads(loop)
         reads = self._reads
-        _, protocol = await loop.create_connection(
-            lambda: _Protocol(self._buffer, reads),
-            self.host,
-            self.port,
-            ssl=self._ssl,
-            server_hostname=self.host if self.tls else None,
+        response.connect_start_ns = time.perf_counter_ns()
+        transport, protocol = await loop.create_connection(
+            lambda: _Protocol(self._buffer, reads), self.host, self.port
         )
+        response.connect_end_ns = protocol.connected_ns
+        if self._ssl is not None:
+            try:
+                tls = await loop.start_tls(
+                    transport, protocol, self._ssl, server_hostname=self.host
+                )
+            except BaseException:
+                transport.close()
+                raise
+            assert tls is not None
+            protocol.transport = tls
+            protocol.tls = True
+            response.tls_ns = time.perf_counter_ns()
         return protocol
 
     async def post(self, body: bytes, response: Response) -> Response:
@@ -397,7 +462,8 @@ class StreamClient:
             TimeoutError: The response took longer than ``timeout``.
             OSError: The connection could not be made.
         """
-        protocol = await self._connection()
+        response.start_ns = time.perf_counter_ns()
+        protocol = await self._connection(response)
         http = protocol.http
         request = http.send(self._request(len(body))) or b""
         request += http.send(h11.Data(data=body)) or b""

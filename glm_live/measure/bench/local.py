@@ -279,6 +279,7 @@ class Local:
                 phase="warmup" if index < self.load.warmup else "measure",
                 http_status=response.status or None,
                 chunks=len(response.events),
+                **response.phases(),  # connect, TLS, written, headers, first byte (ms)
             )
         return recorder
 

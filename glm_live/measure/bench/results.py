@@ -14,6 +14,7 @@ import pandas as pd
 
 from ..recorder import Recorder
 from .stats import describe, dialects
+from .telemetry import telemetry_frame
 
 __all__ = ["BenchResult"]
 
@@ -32,7 +33,13 @@ class BenchResult:
             ``arrival_wall_ns``, ``sent_ns`` (the server's ``x_sent_ns``, when stamped),
             ``bytes``, ``kind``, ``chars``.
         config: How it was run.
-        calibration: The harness's own timing error and event-loop lag.
+        calibration: The harness's own timing error and event-loop lag (and, when the
+            server's metrics were scraped, ``telemetry``: scrapes, errors, their cost).
+        telemetry: The server's Prometheus samples scraped during the run
+            (``metrics_url=...``), one row each: ``scrape``, ``time_ns`` (on the clock of
+            ``requests.sent_ns``), ``t`` (s after the run's first scheduled send),
+            ``wall``, ``metric``, ``family``, ``type``, ``labels`` (sorted JSON), ``value``.
+            Empty when nothing was scraped.
     """
 
     def __init__(
@@ -41,11 +48,13 @@ class BenchResult:
         events: pd.DataFrame,
         config: dict[str, Any],
         calibration: dict[str, Any],
+        telemetry: pd.DataFrame | None = None,
     ) -> None:
         self.requests = requests
         self.events = events
         self.config = config
         self.calibration = calibration
+        self.telemetry = telemetry_frame() if telemetry is None else telemetry
         #: The progress widget that showed the run, when one was displayed.
         self.view: Any = None
 
@@ -86,12 +95,16 @@ class BenchResult:
     def combine(cls, results: Sequence[BenchResult], by: str = "concurrency") -> BenchResult:
         """One result from several (a sweep): frames concatenated, with a column ``by`` and
         request numbers renumbered so they stay unique."""
-        requests, events, offset = [], [], 0
+        requests, events, telemetry, offset = [], [], [], 0
         for result in results:
             value = result.config.get(by)
             r = result.requests.copy()
             e = result.events.copy()
             r[by], e[by] = value, value
+            if not result.telemetry.empty:
+                t = result.telemetry.copy()
+                t[by] = value
+                telemetry.append(t)
             r["request"] += offset
             e["request"] += offset
             offset += len(result.requests)
@@ -104,7 +117,24 @@ class BenchResult:
             pd.concat(events, ignore_index=True),
             config,
             calibration,
+            pd.concat(telemetry, ignore_index=True) if telemetry else None,
         )
+
+    def with_telemetry(self, telemetry: pd.DataFrame, info: dict[str, Any]) -> BenchResult:
+        """Attach scraped server samples (:class:`~.telemetry.Scraper`): ``t`` counts from
+        the run's first scheduled send (the first scrape's time when nothing was sent).
+        Returns ``self``."""
+        telemetry = telemetry.copy()
+        if not self.requests.empty:
+            origin = int(self.requests["scheduled_ns"].min())
+        elif not telemetry.empty:
+            origin = int(telemetry["time_ns"].min())
+        else:
+            origin = 0
+        telemetry.insert(2, "t", (telemetry["time_ns"] - origin) / 1e9)
+        self.telemetry = telemetry
+        self.calibration = {**self.calibration, "telemetry": info}
+        return self
 
     # -- summaries -----------------------------------------------------------------------------
 
@@ -175,16 +205,18 @@ class BenchResult:
 
     def save(self, path: str | Path) -> list[Path]:
         """Write ``path`` (requests; ``.parquet``, ``.json`` or ``.csv``) and, beside it,
-        ``<stem>.events<suffix>`` and ``<stem>.meta.json``. Parquet and JSON reload exactly."""
+        ``<stem>.events<suffix>``, ``<stem>.meta.json`` and, when the server's metrics were
+        scraped, ``<stem>.telemetry<suffix>``. Parquet and JSON reload exactly."""
         path = Path(path)
         suffix = path.suffix.lower()
         events_path = path.with_name(f"{path.stem}.events{path.suffix}")
         meta_path = path.with_name(f"{path.stem}.meta.json")
+        telemetry_path = path.with_name(f"{path.stem}.telemetry{path.suffix}")
         times: dict[str, list[str]] = {}
-        for name, frame, target in (
-            ("requests", self.requests, path),
-            ("events", self.events, events_path),
-        ):
+        frames = [("requests", self.requests, path), ("events", self.events, events_path)]
+        if not self.telemetry.empty:
+            frames.append(("telemetry", self.telemetry, telemetry_path))
+        for name, frame, target in frames:
             if suffix == ".parquet":
                 frame.to_parquet(target, index=False)
                 continue
@@ -214,7 +246,7 @@ class BenchResult:
                 default=str,
             )
         )
-        return [path, events_path, meta_path]
+        return [path, events_path, meta_path, *(target for _, _, target in frames[2:])]
 
     @classmethod
     def load(cls, path: str | Path) -> BenchResult:
@@ -230,15 +262,27 @@ class BenchResult:
             events = pd.read_json(events_path, orient="table")
         else:
             requests, events = pd.read_csv(path), pd.read_csv(events_path)
+        telemetry_path = path.with_name(f"{path.stem}.telemetry{path.suffix}")
+        telemetry = None
+        if telemetry_path.exists():
+            if suffix == ".parquet":
+                telemetry = pd.read_parquet(telemetry_path)
+            elif suffix == ".json":
+                telemetry = pd.read_json(telemetry_path, orient="table")
+            else:
+                telemetry = pd.read_csv(telemetry_path)
         stamps = meta.get("timestamps", {})
-        for name, frame in (("requests", requests), ("events", events)):
+        loaded = [("requests", requests), ("events", events)]
+        if telemetry is not None:
+            loaded.append(("telemetry", telemetry))
+        for name, frame in loaded:
             for column in stamps.get(name, []):
                 frame[column] = pd.to_datetime(frame[column], unit="ns", utc=True)
             for column in stamps.get(f"{name}:int64", []):
                 frame[column] = pd.array(
                     [None if pd.isna(v) else int(v) for v in frame[column]], dtype="Int64"
                 )
-        return cls(requests, events, meta["config"], meta["calibration"])
+        return cls(requests, events, meta["config"], meta["calibration"], telemetry)
 
 
 def _calibrate(events: pd.DataFrame, lag_s: Sequence[float]) -> dict[str, Any]:

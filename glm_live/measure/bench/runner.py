@@ -13,14 +13,17 @@ How load is generated and timed is in :mod:`.local`; how it is sharded, in :mod:
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from .cluster import Connection, Sharded, connect
 from .load import Load, Progress, Shard, Strategy, chat_url, prompts_from
 from .local import Local
 from .results import BenchResult
+from .telemetry import Scraper, metrics_url_for
 
 __all__ = ["Benchmark", "Shard", "chat_url", "prompts_from", "run", "sweep"]
 
@@ -43,6 +46,14 @@ class Benchmark:
     - ``cluster_timeout``: seconds to start or reach the cluster and for its workers to answer.
     - ``shard``: run only this :class:`Shard` of the load (what each worker does).
     - ``progress``: called with a snapshot of the run as it goes (settable afterwards too).
+    - ``metrics_url``: scrape this Prometheus endpoint while the run goes, into
+      ``result.telemetry`` (see :mod:`.telemetry`); ``True``: the ``/metrics`` of the
+      benchmarked server (the runtime's own). Off by default. A failed scrape is counted
+      (``result.calibration["telemetry"]``), never fatal.
+    - ``metrics_interval``: seconds between scrapes (0.5).
+    - ``metrics_token``: the scrape's bearer token (the runtime's ``/metrics`` wants the admin
+      token); default: ``api_key`` when the metrics come from the benchmarked server, none
+      otherwise. Never in the result.
 
     Attributes:
         load: The resolved options.
@@ -75,6 +86,9 @@ class Benchmark:
         cluster: Any = None,
         cluster_timeout: float = 30.0,
         shard: Shard | None = None,
+        metrics_url: str | bool | None = None,
+        metrics_interval: float = 0.5,
+        metrics_token: str | None = None,
         **params: Any,
     ) -> None:
         if _wants_cluster(cluster) and shard is not None:
@@ -101,6 +115,16 @@ class Benchmark:
             else Local(self.load, shard)
         )
         self.progress = progress
+        #: Scrapes the server's metrics during :meth:`run` (``metrics_url=...``), or ``None``.
+        self.scraper: Scraper | None = None
+        if metrics_url:
+            target = metrics_url_for(self.load.url) if metrics_url is True else str(metrics_url)
+            same = urlsplit(target)[:2] == urlsplit(self.load.url)[:2]
+            self.scraper = Scraper(
+                target,
+                interval=metrics_interval,
+                token=metrics_token if metrics_token is not None else (api_key if same else None),
+            )
 
     @property
     def url(self) -> str:
@@ -128,7 +152,17 @@ class Benchmark:
             ClusterError: A sharded run could not reach or use its cluster, or a worker
                 failed (what the others returned is on its ``partial``).
         """
-        return await self.strategy.run(self.progress)
+        scraper = self.scraper
+        if scraper is None:
+            return await self.strategy.run(self.progress)
+        scraper.start()
+        try:
+            result = await self.strategy.run(self.progress)
+        finally:
+            # Off the loop: the last scrape and the thread's end may take a scrape's timeout.
+            await asyncio.get_running_loop().run_in_executor(None, scraper.stop)
+        result.config.update(metrics_url=scraper.url, metrics_interval=scraper.interval)
+        return result.with_telemetry(scraper.frame(), scraper.info())
 
 
 async def run(url: str, **options: Any) -> BenchResult:
