@@ -12,8 +12,9 @@ from glm_live.measure.bench.search import SaturationMonitor
 from glm_live.server import ServerHandle, serve
 
 # Streams slow down by active / 8 beyond 8 in flight: at concurrency 9 some requests wait
-# 200 × 9/8 = 225 ms for their first token. A p99 TTFT target of 213 ms puts the knee at 8.
-KNEE = {"ttft_ms": 200, "itl_ms": 2, "tokens": 5, "capacity": 8}
+# 600 × 9/8 = 675 ms for their first token. A p99 TTFT target of 637 ms puts the knee at 8,
+# with room for the harness's own delays on a loaded machine (~20 ms measured).
+KNEE = {"ttft_ms": 600, "itl_ms": 2, "tokens": 5, "capacity": 8}
 
 
 @pytest.fixture(scope="module")
@@ -28,17 +29,17 @@ async def test_search_recovers_the_knee(
     found = await bench.search(
         runtime.url,
         api_key=runtime.token,
-        slo={"ttft_ms": 213},
+        slo={"ttft_ms": 637},
         over="concurrency",
         low=4,
         high=32,
-        requests=24,
-        warmup=2,
+        requests=16,
         sim=KNEE,
     )
     assert isinstance(found, SearchResult)
     passed, failed = found.capacity
-    assert passed is not None and failed is not None
+    assert passed is not None
+    assert failed is not None
     assert passed <= 8 < failed  # the highest load meeting the SLO is 8
     assert [lv.value for lv in found.levels][:3] == [4, 8, 16]  # doubling, then bisection
     assert all(lv.stopped is None for lv in found.levels)  # a closed loop never runs away
@@ -46,10 +47,10 @@ async def test_search_recovers_the_knee(
     assert list(frame["concurrency"]) == sorted(frame["concurrency"])
     assert {"passed", "uncertain", "stopped", "goodput", "ttft_ms_p99_low"} <= set(frame.columns)
     assert frame.set_index("concurrency").loc[8, "passed"]
-    assert "capacity for p99 TTFT ≤ 213 ms: concurrency: between" in found.describe()
+    assert "capacity for p99 TTFT ≤ 637 ms: concurrency: between" in found.describe()
     # In a script, each level's progress and what the search knows go to stderr as lines.
     err = capsys.readouterr().err
-    assert "concurrency 16: 26/26 done" in err
+    assert "concurrency 16: 16/16 done" in err
     assert "concurrency 16: fails. capacity for p99 TTFT" in err
 
 

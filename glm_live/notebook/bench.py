@@ -16,7 +16,7 @@ and event-loop lag) says whether that, or anything else, got in the way.
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..measure.bench import (
@@ -35,6 +35,7 @@ from ..measure.bench import (
     prompts_from,
 )
 from ..measure.bench import runner as _runner
+from ..measure.bench.load import Progress
 from ..measure.bench.search import Saturation, SearchResult
 from ..measure.bench.search import search as _search
 from ..measure.bench.slo import SLO, Goodput, goodput_frame
@@ -157,6 +158,8 @@ async def search(
         from IPython.display import Markdown
         from IPython.display import display as put
 
+        from .widgets import BenchProgress
+
         title = f"capacity search for {SLO.of(slo)}: starting"
         first = Markdown(title)  # type: ignore[no-untyped-call]
         handle = put(first, display_id=True)  # type: ignore[no-untyped-call]
@@ -165,33 +168,29 @@ async def search(
             if handle is not None:
                 handle.update(Markdown(line))  # type: ignore[no-untyped-call]
 
-        async def each(target: str, **level: Any) -> BenchResult:
-            return await run(target, display=True, **level)
+        def widget(label: str) -> tuple[Progress, Callable[[BenchResult], None]]:
+            view = BenchProgress(title=f"search {chat_url(url)}, {label}")
+            put(view)  # type: ignore[no-untyped-call]
 
-        return await _search(url, slo=slo, each=each, log=log, **options)
+            def finish(result: BenchResult) -> None:
+                view.update(status="cancelled" if result.config.get("cancelled") else "done")
+                result.view = view
+
+            return view.report, finish
+
+        return await _search(url, slo=slo, view=widget, log=log, **options)
     if display is False:
         return await _search(url, slo=slo, **options)
     from ..measure.bench.console import ProgressPrinter
 
-    async def printed(target: str, **level: Any) -> BenchResult:
-        over = "rate" if level.get("rate") is not None else "concurrency"
-        printer = ProgressPrinter(sys.stderr, label=f"{over} {level[over]:g}")
-        chained = level.pop("progress", None)
-
-        def progress(snapshot: dict[str, Any]) -> None:
-            printer(snapshot)
-            if chained is not None:
-                chained(snapshot)
-
-        try:
-            return await _runner.run(target, progress=progress, **level)
-        finally:
-            printer.close()
+    def printed(label: str) -> tuple[Progress, Callable[[BenchResult], None]]:
+        printer = ProgressPrinter(sys.stderr, label=label)
+        return printer, lambda _: printer.close()
 
     def line(text: str) -> None:
         print(text, file=sys.stderr, flush=True)
 
-    return await _search(url, slo=slo, each=printed, log=line, **options)
+    return await _search(url, slo=slo, view=printed, log=line, **options)
 
 
 def search_sync(url: str | Session, *, slo: Any, **options: Any) -> SearchResult:

@@ -361,6 +361,7 @@ class Runtime:
             # The stream leaves the count when its last frame is written, not when this
             # handler wakes up: a closed-loop client's next request can arrive in between,
             # and would be planned as if one stream too many were in flight.
+            stream.on_last_frame = release
             stream.done.add_done_callback(release)
             self.pacer.start(stream)
             outcome = await _until_done_or_gone(stream.done, receive)

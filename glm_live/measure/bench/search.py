@@ -24,16 +24,15 @@ A level is stopped early, and fails, when it is clearly saturated (:class:`Satur
 - either: more than ``max_error_rate`` of the requests done so far failed (after
   ``min_done`` of them).
 
-The reason is recorded on the level (:attr:`Level.stopped`). Stopping cancels the level's
-run task, which keeps what it measured (see :meth:`~.runner.Benchmark.run`).
+The reason is recorded on the level (:attr:`Level.stopped`). Stopping is
+:meth:`~.runner.Benchmark.cancel`: the level's run returns what it measured.
 """
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from html import escape as html_escape
 from typing import Any
@@ -42,13 +41,14 @@ import pandas as pd
 
 from .load import Progress
 from .results import BenchResult
-from .runner import run as _run
+from .runner import Benchmark
 from .slo import SLO, Goodput, SLOLike
 
 __all__ = ["Level", "Saturation", "SaturationMonitor", "SearchResult", "search"]
 
-#: Makes one level's run: ``each(url, **options)`` (:func:`~.runner.run`, or the notebook's).
-Each = Callable[..., Awaitable[BenchResult]]
+#: Shows a level as it runs: called with its label (``"concurrency 8"``) as it starts, it
+#: returns the level's progress callback and what to call with its result at the end.
+View = Callable[[str], tuple[Progress, Callable[[BenchResult], None]]]
 
 
 @dataclass(frozen=True)
@@ -285,7 +285,7 @@ async def search(
     resolution: float = 0.1,
     max_levels: int = 16,
     saturation: Saturation | None = Saturation(),
-    each: Each = _run,
+    view: View | None = None,
     log: Callable[[str], None] | None = None,
     **options: Any,
 ) -> SearchResult:
@@ -303,8 +303,8 @@ async def search(
         resolution: Rate only: stop bisecting when ``failed ≤ passed × (1 + resolution)``.
         max_levels: At most this many levels.
         saturation: When to stop a level early; ``None``: never.
-        each: Runs one level: ``each(url, **options)`` (the notebook passes its own, which
-            shows each level live).
+        view: Shows each level as it runs (:func:`glm_live.bench.search` passes a
+            progress widget in a notebook, progress lines in a script).
         log: Called with a line saying what the search knows, after each level.
         **options: For every level's run (e.g. ``warmup``, ``sim={...}``, ``api_key``).
 
@@ -333,18 +333,23 @@ async def search(
             if saturation is not None
             else None
         )
-        task: asyncio.Future[BenchResult] | None = None
+        label = f"{over} {value:g}"
+        shown, finish = view(label) if view is not None else (None, None)
 
         def watch(snapshot: dict[str, Any]) -> None:
+            if shown is not None:
+                shown(snapshot)
             if progress is not None:
                 progress(snapshot)
-            if monitor is not None and monitor(snapshot) and task is not None:
-                task.cancel()  # the run returns what it has
+            # Only while requests remain: the run's final report must not mark it cancelled.
+            if monitor is not None and snapshot["done"] < snapshot["total"] and monitor(snapshot):
+                benchmark.cancel()  # the run stops and returns what it has
 
-        task = asyncio.ensure_future(
-            each(url, **{over: value}, requests=requests, progress=watch, **options)
-        )
-        result = await task
+        load: dict[str, Any] = {**options, over: int(value) if integer else value}
+        benchmark = Benchmark(url, requests=requests, progress=watch, **load)
+        result = await benchmark.run()
+        if finish is not None:
+            finish(result)
         stopped = monitor.reason if monitor is not None else None
         judged = result.goodput(objective)
         level = Level(value, result, judged, judged.passes and stopped is None, stopped)
@@ -355,7 +360,7 @@ async def search(
             if level.uncertain:
                 verdict += " (uncertain)"
             why = f", stopped early: {stopped}" if stopped else ""
-            log(f"{over} {value:g}: {verdict}{why}. {out.describe()}")
+            log(f"{label}: {verdict}{why}. {out.describe()}")
         return level.passed
 
     def done(passed: float, failed: float) -> bool:
