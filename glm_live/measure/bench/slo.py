@@ -34,17 +34,25 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
 
 from .stats import bootstrap_ci
 
-if TYPE_CHECKING:
-    from .results import BenchResult
-
 __all__ = ["DEFINITIONS", "SLO", "Goodput", "SLOLike", "goodput", "goodput_frame"]
+
+
+class Measured(Protocol):
+    """What goodput needs of a run (a :class:`~.results.BenchResult`, which imports this
+    module: naming it here would be a cycle)."""
+
+    requests: pd.DataFrame
+    config: dict[str, Any]
+
+    def throughput(self) -> dict[str, float]: ...
+
 
 #: Each SLO metric and the per-request column it is judged on.
 COLUMNS = {"ttft_ms": "ttft_ms", "itl_ms": "tpot_ms", "e2e_ms": "e2e_ms"}
@@ -229,7 +237,7 @@ class Goodput:
 
 
 def goodput(
-    result: BenchResult,
+    result: Measured,
     slo: SLOLike,
     *,
     percentile: float | None = None,
@@ -286,7 +294,7 @@ def goodput(
 
 
 def goodput_frame(
-    results: Sequence[BenchResult] | Mapping[str, BenchResult],
+    results: Sequence[Measured] | Mapping[str, Measured],
     slo: SLOLike,
     *,
     percentile: float | None = None,
@@ -302,7 +310,7 @@ def goodput_frame(
     return pd.DataFrame(rows).T
 
 
-def _label(result: BenchResult) -> str:
+def _label(result: Measured) -> str:
     rate = result.config.get("rate")
     if rate is not None:
         return f"rate {rate:g}"
