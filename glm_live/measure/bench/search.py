@@ -39,6 +39,7 @@ from typing import Any
 
 import pandas as pd
 
+from .cluster import Connection, connect
 from .load import Progress
 from .results import BenchResult
 from .runner import Benchmark
@@ -318,6 +319,27 @@ async def search(
         msg = f"need 0 < low <= high, not low={low}, high={high}"
         raise ValueError(msg)
     objective = SLO.of(slo, percentile)
+    cluster = options.get("cluster")
+    if cluster is not None and cluster is not False and not isinstance(cluster, Connection):
+        # One cluster for every level, as for a sweep.
+        del options["cluster"]
+        timeout = options.get("cluster_timeout", 30.0)
+        async with connect(cluster, timeout=timeout) as connection:
+            return await search(
+                url,
+                slo=objective,
+                over=over,
+                low=low,
+                high=high,
+                requests=requests,
+                resolution=resolution,
+                max_levels=max_levels,
+                saturation=saturation,
+                view=view,
+                log=log,
+                cluster=connection,
+                **options,
+            )
     out = SearchResult(over=over, slo=objective)
     integer = over == "concurrency"
     if integer:
@@ -395,9 +417,9 @@ async def search(
 
 
 def _bound(out: SearchResult) -> None:
-    """Set the interval from the levels run: the highest pass below the lowest failure above
-    it (a pass above a failure moves the interval up: the search follows the evidence it
-    has last)."""
+    """Set the interval from every level run: the highest level that passed, and the lowest
+    that failed above it (a pass above a failure, which a monotonic endpoint never gives,
+    is listed by :attr:`SearchResult.non_monotonic`)."""
     passes = [lv.value for lv in out.levels if lv.passed]
     fails = [lv.value for lv in out.levels if not lv.passed]
     out.passed = max(passes) if passes else None
