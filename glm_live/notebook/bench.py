@@ -17,7 +17,8 @@ and event-loop lag) says whether that, or anything else, got in the way.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import sys
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..measure.bench import (
@@ -36,26 +37,37 @@ from ..measure.bench import (
     prompts_from,
 )
 from ..measure.bench import runner as _runner
+from ..measure.bench.load import Progress
+from ..measure.bench.search import Saturation, SearchResult
+from ..measure.bench.search import search as _search
+from ..measure.bench.slo import SLO, Goodput, goodput_frame
 from ._env import in_kernel
 from .aio import background_loop
 from .session import Session
 
 __all__ = [
     "PERCENTILES",
+    "SLO",
     "BenchResult",
     "Benchmark",
     "ClusterError",
+    "Goodput",
+    "Saturation",
+    "SearchResult",
     "Shard",
     "bootstrap_ci",
     "chat_url",
     "compare",
     "describe",
     "dialects",
+    "goodput_frame",
     "permutation_test",
     "plots",
     "prompts_from",
     "run",
     "run_sync",
+    "search",
+    "search_sync",
     "sweep",
 ]
 
@@ -128,3 +140,61 @@ async def sweep(
     """
     url = _target(url, options)
     return await _runner.sweep(url, concurrency=concurrency, rate=rate, each=run, **options)
+
+
+async def search(
+    url: str | Session, *, slo: Any, display: bool | None = None, **options: Any
+) -> SearchResult:
+    """Find the highest load that meets ``slo``
+    (:func:`glm_live.measure.bench.search.search`: the options, the algorithm, the early
+    stop), each level shown live.
+
+    In a notebook each level gets its :class:`~glm_live.notebook.widgets.BenchProgress`
+    (kept as ``level.result.view``), under a line saying what the search knows so far; in a
+    script, each level's progress and that line are written to stderr. ``display=False``:
+    neither. ``url`` may be a session, as for :func:`run`.
+    """
+    url = _target(url, options)
+    show = in_kernel() if display is None else display
+    if show:
+        from IPython.display import Markdown
+        from IPython.display import display as put
+
+        from .widgets import BenchProgress
+
+        title = f"capacity search for {SLO.of(slo)}: starting"
+        first = Markdown(title)  # type: ignore[no-untyped-call]
+        handle = put(first, display_id=True)  # type: ignore[no-untyped-call]
+
+        def log(line: str) -> None:
+            if handle is not None:
+                handle.update(Markdown(line))  # type: ignore[no-untyped-call]
+
+        def widget(label: str) -> tuple[Progress, Callable[[BenchResult], None]]:
+            view = BenchProgress(title=f"search {chat_url(url)}, {label}")
+            put(view)  # type: ignore[no-untyped-call]
+
+            def finish(result: BenchResult) -> None:
+                view.update(status="cancelled" if result.config.get("cancelled") else "done")
+                result.view = view
+
+            return view.report, finish
+
+        return await _search(url, slo=slo, view=widget, log=log, **options)
+    if display is False:
+        return await _search(url, slo=slo, **options)
+    from ..measure.bench.console import ProgressPrinter
+
+    def printed(label: str) -> tuple[Progress, Callable[[BenchResult], None]]:
+        printer = ProgressPrinter(sys.stderr, label=label)
+        return printer, lambda _: printer.close()
+
+    def line(text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
+    return await _search(url, slo=slo, view=printed, log=line, **options)
+
+
+def search_sync(url: str | Session, *, slo: Any, **options: Any) -> SearchResult:
+    """:func:`search`, blocking (scripts; or a notebook cell that should wait)."""
+    return background_loop().run(search(url, slo=slo, **options))

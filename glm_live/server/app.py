@@ -341,6 +341,14 @@ class Runtime:
         self.simulator.check_http_fault(request.sim)
         answer = self.simulator.answer(request)
         self.active_streams += 1
+        released = False
+
+        def release(_: object = None) -> None:
+            nonlocal released
+            if not released:
+                released = True
+                self.active_streams -= 1
+
         try:
             if not request.stream:
                 return await self._simulate_whole(request, answer, receive, send)
@@ -350,6 +358,11 @@ class Runtime:
             loop = asyncio.get_running_loop()
             direct = direct_sink(send) if self.config.uvicorn_fast_path else None
             stream = PacedStream(plan, send, loop.create_future(), direct)
+            # The stream leaves the count when its last frame is written, not when this
+            # handler wakes up: a closed-loop client's next request can arrive in between,
+            # and would be planned as if one stream too many were in flight.
+            stream.on_last_frame = release
+            stream.done.add_done_callback(release)
             self.pacer.start(stream)
             outcome = await _until_done_or_gone(stream.done, receive)
             if outcome == "gone":
@@ -361,7 +374,7 @@ class Runtime:
                 raise ConnectionCut  # no connection to close: let the server cut it
             return 200
         finally:
-            self.active_streams -= 1
+            release()
 
     async def _simulate_whole(
         self, request: ChatRequest, answer: Answer, receive: Receive, send: Send

@@ -15,22 +15,30 @@ from .cluster import ClusterError
 from .compare import compare
 from .results import BenchResult
 from .runner import Benchmark, Shard, chat_url, prompts_from, run, sweep
+from .search import Saturation, SearchResult, search
+from .slo import SLO, Goodput, goodput_frame
 from .stats import PERCENTILES, bootstrap_ci, describe, dialects, permutation_test
 
 __all__ = [
     "PERCENTILES",
+    "SLO",
     "BenchResult",
     "Benchmark",
     "ClusterError",
+    "Goodput",
+    "Saturation",
+    "SearchResult",
     "Shard",
     "bootstrap_ci",
     "chat_url",
     "compare",
     "describe",
     "dialects",
+    "goodput_frame",
     "permutation_test",
     "plots",
     "prompts_from",
     "run",
+    "search",
     "sweep",
 ]

@@ -7,7 +7,7 @@ import json
 from collections.abc import Sequence
 from html import escape as html_escape
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -15,6 +15,9 @@ import pandas as pd
 from ..recorder import Recorder
 from .stats import describe, dialects
 from .telemetry import telemetry_frame
+
+if TYPE_CHECKING:
+    from .slo import Goodput, SLOLike
 
 __all__ = ["BenchResult"]
 
@@ -172,6 +175,19 @@ class BenchResult:
             "output_tokens_per_s": tokens / seconds,
             "seconds": seconds,
         }
+
+    def goodput(self, slo: SLOLike, *, percentile: float | None = None) -> Goodput:
+        """The run against a service-level objective: goodput (requests/s meeting every
+        target, with a bootstrap interval), the fraction meeting each, and whether the run
+        passes at the SLO's percentile. See :mod:`.slo` for the definitions.
+
+        Args:
+            slo: An :class:`~.slo.SLO`, or a dict such as ``{"ttft_ms": 500, "itl_ms": 50}``.
+            percentile: The percentile the run is judged at (default: the SLO's, 99).
+        """
+        from .slo import goodput
+
+        return goodput(self, slo, percentile=percentile)
 
     def __repr__(self) -> str:
         done = int((self.requests["status"] == "ok").sum()) if not self.requests.empty else 0

@@ -30,7 +30,7 @@ import bisect
 import heapq
 import itertools
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from .._uvicorn_fast import DirectSink
@@ -112,6 +112,7 @@ class PacedStream:
         "index",
         "keepalive_handle",
         "last_write",
+        "on_last_frame",
         "plan",
         "queued",
         "send",
@@ -140,6 +141,9 @@ class PacedStream:
         self.last_write = 0.0
         #: Where body chunks go directly (see :mod:`.._uvicorn_fast`), or ``None``: ``send``.
         self.direct = direct
+        #: Called once the last frame of a complete answer has been handed to the transport
+        #: (before :attr:`done` resolves, which may take a few loop turns more).
+        self.on_last_frame: Callable[[], None] | None = None
 
     def close(self, outcome: str) -> None:
         """Stop pacing this stream (idempotent); ``outcome`` resolves :attr:`done`."""
@@ -262,6 +266,8 @@ class Pacer:
         if last and plan.end == "done":
             parts.append(DONE)
         self._write(stream, b"".join(parts), more=not (last and plan.end == "done"))
+        if last and plan.end == "done" and stream.on_last_frame is not None:
+            stream.on_last_frame()
         if not last:
             stream.due += gaps[index]
             if not stream.blocked:
