@@ -29,9 +29,16 @@ from ..measure.bench import (
     compare,
     describe,
     dialects,
+    load_foreign,
+    load_guidellm,
+    load_vllm,
     permutation_test,
     plots,
     prompts_from,
+    render_report,
+    to_guidellm,
+    to_vllm,
+    write_report,
 )
 from ..measure.bench import runner as _runner
 from ._env import in_kernel
@@ -49,12 +56,19 @@ __all__ = [
     "compare",
     "describe",
     "dialects",
+    "load_foreign",
+    "load_guidellm",
+    "load_vllm",
     "permutation_test",
     "plots",
     "prompts_from",
+    "render_report",
     "run",
     "run_sync",
     "sweep",
+    "to_guidellm",
+    "to_vllm",
+    "write_report",
 ]
 
 

@@ -13,6 +13,10 @@ from __future__ import annotations
 from . import plots
 from .cluster import ClusterError
 from .compare import compare
+from .interop import from_guidellm as load_guidellm
+from .interop import from_vllm as load_vllm
+from .interop import load_foreign, to_guidellm, to_vllm
+from .report import render_report, write_report
 from .results import BenchResult
 from .runner import Benchmark, Shard, chat_url, prompts_from, run, sweep
 from .stats import PERCENTILES, bootstrap_ci, describe, dialects, permutation_test
@@ -28,9 +32,16 @@ __all__ = [
     "compare",
     "describe",
     "dialects",
+    "load_foreign",
+    "load_guidellm",
+    "load_vllm",
     "permutation_test",
     "plots",
     "prompts_from",
+    "render_report",
     "run",
     "sweep",
+    "to_guidellm",
+    "to_vllm",
+    "write_report",
 ]

@@ -171,6 +171,37 @@ class BenchResult:
             html += f"<p><b>Warning:</b> {html_escape(str(self.calibration['warning']))}</p>"
         return {"text/plain": text, "text/html": html}
 
+    @property
+    def source(self) -> str:
+        """Which tool measured this: ``"glm_live"``, or the tool a loaded file came from
+        (``"vLLM bench serve"``, ``"GuideLLM"``; see :mod:`.interop`)."""
+        return str(self.config.get("source", "glm_live"))
+
+    # -- reports and other tools' formats --------------------------------------------------------
+
+    def report(
+        self, path: str | Path, *, label: str | None = None, title: str | None = None
+    ) -> Path:
+        """Write one self-contained HTML report (figures, definitions, intervals, calibration,
+        config, environment) to ``path``; see :func:`glm_live.bench.report.write_report`."""
+        from .report import write_report
+
+        return write_report(self, path, labels=[label] if label else None, title=title)
+
+    def export(self, path: str | Path, format: str = "vllm") -> Path:
+        """Write this run as another tool writes its results: ``"vllm"`` (``vllm bench serve
+        --save-result --save-detailed`` JSON) or ``"guidellm"`` (GuideLLM's JSON report),
+        each number by that tool's rule. See :mod:`.interop`."""
+        from .interop import to_guidellm, to_vllm
+
+        writers = {"vllm": to_vllm, "guidellm": to_guidellm}
+        if format not in writers:
+            msg = f"export format is 'vllm' or 'guidellm', not {format!r}"
+            raise ValueError(msg)
+        path = Path(path)
+        path.write_text(json.dumps(writers[format](self), allow_nan=False))
+        return path
+
     # -- files -----------------------------------------------------------------------------------
 
     def save(self, path: str | Path) -> list[Path]:
