@@ -348,10 +348,13 @@ def _throughput_over_time(result: BenchResult) -> Any:
         order = np.sort(ends.to_numpy())
         twin.plot(order, np.arange(1, len(order) + 1), color="tab:green", label="requests done")
         twin.set_ylabel("requests done")
+        twin.set_ylim(bottom=0)
+        axes.plot([], [], color="tab:green", label="requests done (right axis)")
+    axes.set_ylim(bottom=0)
     axes.set_xlabel("s since the first scheduled send")
     axes.set_ylabel("output tokens/s")
     axes.grid(alpha=0.3)
-    axes.legend(fontsize=8, loc="upper left")
+    axes.legend(fontsize=8, loc="lower right")
     return figure
 
 
