@@ -85,6 +85,16 @@ def _json_number(value: Any) -> Any:
     return value
 
 
+def _run_config(result: BenchResult) -> dict[str, Any]:
+    """How the run was asked for; for a combined result (:meth:`BenchResult.combine`), its
+    first run's settings, with the ``by`` column of each level."""
+    config = result.config
+    runs = config.get("runs")
+    if runs and isinstance(runs, list):
+        return {**runs[0], "runs": len(runs), "by": config.get("by")}
+    return config
+
+
 def _measured_rows(result: BenchResult) -> pd.DataFrame:
     r = result.requests
     if r.empty:
@@ -121,7 +131,7 @@ def to_vllm(result: BenchResult) -> dict[str, Any]:
     ttft = dict(zip(ok_order, samples["vLLM", "ttft_ms"], strict=True))
     e2el = dict(zip(ok_order, samples["vLLM", "e2el_ms"], strict=True))
     gaps = _per_request_gaps(result, ok_order)
-    config = result.config
+    config = _run_config(result)
     throughput = result.throughput()
     seconds = float(throughput.get("seconds", 0.0)) or float("nan")
     input_lens = [int(v) if v == v else 0 for v in rows["prompt_tokens"].fillna(0)]
@@ -151,8 +161,8 @@ def to_vllm(result: BenchResult) -> dict[str, Any]:
         "endpoint_type": "openai-chat",
         "backend": "openai-chat",
         "label": config.get("label"),
-        "model_id": config.get("model"),
-        "tokenizer_id": config.get("model"),
+        "model_id": str(config.get("model") or "unknown"),
+        "tokenizer_id": str(config.get("model") or "unknown"),
         "num_prompts": len(rows),
         "request_rate": float(rate) if rate is not None else "inf",
         "burstiness": float(config.get("burstiness") or 1.0),
@@ -301,7 +311,7 @@ def _wall_s(result: BenchResult, perf_ns: float) -> float:
     if not ev.empty and "arrival_wall_ns" in ev:
         offset = float(ev["arrival_wall_ns"].iloc[0]) - float(ev["arrival_ns"].iloc[0])
     else:
-        offset = (result.config.get("started_wall") or 0.0) * 1e9
+        offset = (_run_config(result).get("started_wall") or 0.0) * 1e9
     return (perf_ns + offset) / 1e9
 
 
@@ -348,7 +358,7 @@ def _guidellm_benchmark(result: BenchResult, index: int) -> dict[str, Any]:
         (successful if row["status"] == "ok" else errored).append(
             {k: _json_number(v) for k, v in stats.items()}
         )
-    config = result.config
+    config = _run_config(result)
     strategy: dict[str, Any]
     if config.get("rate") is not None:
         kind = "poisson" if config.get("arrivals", "poisson") == "poisson" else "constant"
