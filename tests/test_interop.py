@@ -86,12 +86,14 @@ def test_vllm_export_has_the_tools_fields_and_types(result: BenchResult, tmp_pat
         assert isinstance(data[field], kind), (field, data[field])
     n = data["num_prompts"]
     assert n == 16  # the warm-up is not part of what vLLM reports
-    assert data["completed"] == 15 and data["failed"] == 1
+    assert data["completed"] == 15
+    assert data["failed"] == 1
     assert len(data["ttfts"]) == len(data["itls"]) == len(data["output_lens"]) == n
     assert all(isinstance(t, float) for t in data["ttfts"])
     assert all(isinstance(g, float) for gaps in data["itls"] for g in gaps)
     assert sum(1 for e in data["errors"] if e) == 1
-    assert data["request_rate"] == "inf" and data["max_concurrency"] == 3
+    assert data["request_rate"] == "inf"
+    assert data["max_concurrency"] == 3
     # Seconds in the lists, milliseconds in the statistics, as vLLM writes them.
     ok = [t for t, e in zip(data["ttfts"], data["errors"], strict=True) if not e]
     assert data["mean_ttft_ms"] == pytest.approx(np.mean(ok) * 1000)
@@ -202,7 +204,8 @@ def test_the_real_guidellm_report_loads() -> None:
     real = json.loads(GUIDELLM.read_text())["benchmarks"][0]
     assert loaded.config["source"] == "GuideLLM"
     assert loaded.config["source_version"] == "0.8.1"
-    assert loaded.config["concurrency"] == 4 and loaded.config["strategy"] == "concurrent"
+    assert loaded.config["concurrency"] == 4
+    assert loaded.config["strategy"] == "concurrent"
     measured = loaded.measured
     assert len(measured) == 20
     assert (measured["completion_tokens"] == 32).all()
@@ -236,13 +239,15 @@ def test_compare_sets_guidellm_beside_glm_live(runtime: ServerHandle, tmp_path: 
     assert list(table.columns[:2]) == ["glm_live", "GuideLLM"]
     by = table.attrs["measured_by"]
     assert "scheduled send" in by["glm_live"]
-    assert by["GuideLLM"].startswith("GuideLLM 0.8.1: ") and "request start" in by["GuideLLM"]
+    assert by["GuideLLM"].startswith("GuideLLM 0.8.1: ")
+    assert "request start" in by["GuideLLM"]
     # Both tools see the configured 200 ms, within a few ms of each other.
     assert abs(table.loc["p50", "diff"]) < 5
     assert 200 <= table.loc["p50", "glm_live"] < 215
     tpot = bench.compare(ours, theirs, "tpot_ms")
     assert abs(tpot.loc["p50", "diff"]) < 1
     html = bench.write_report([ours, theirs], tmp_path / "side.html").read_text()
-    assert "GuideLLM 0.8.1" in html and "measured by" in html
+    assert "GuideLLM 0.8.1" in html
+    assert "measured by" in html
     with pytest.raises(ValueError, match="no measured"):
         bench.compare(ours, theirs, "ttft_content_ms")

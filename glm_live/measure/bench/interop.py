@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .results import BenchResult
+from .results import WRITERS, BenchResult
 from .stats import CHOICE_KINDS, DEFINITIONS, dialect_samples
 
 __all__ = [
@@ -110,7 +110,7 @@ def _per_request_gaps(result: BenchResult, requests: Sequence[int]) -> dict[int,
     out: dict[int, list[float]] = {}
     for request, group in ev.sort_values(["request", "index"]).groupby("request"):
         gaps = np.diff(group["arrival_ns"].to_numpy(dtype="int64")) / 1e9
-        out[int(request)] = [float(g) for g in gaps]  # type: ignore[call-overload]
+        out[int(request)] = [float(g) for g in gaps]
     return out
 
 
@@ -223,8 +223,7 @@ def from_vllm(data: dict[str, Any] | str | Path) -> BenchResult:
     ``e2e_ms`` is TTFT plus the request's ITLs (the last choice-bearing message: vLLM's
     E2EL), ``tpot_ms`` vLLM's ``(E2EL − TTFT) / (output tokens − 1)``.
     """
-    if not isinstance(data, dict):
-        data = json.loads(Path(data).read_text())
+    data = _read(data)
     ttfts = data.get("ttfts") or []
     itls = data.get("itls") or [[] for _ in ttfts]
     n = len(ttfts)
@@ -320,7 +319,8 @@ def _guidellm_benchmark(result: BenchResult, index: int) -> dict[str, Any]:
     ev = result.events[result.events["kind"].isin(["reasoning", "content", "tool"])]
     first = ev.groupby("request")["arrival_ns"].min()
     last = ev.groupby("request")["arrival_ns"].max()
-    successful, errored = [], []
+    successful: list[dict[str, Any]] = []
+    errored: list[dict[str, Any]] = []
     for _, row in rows.iterrows():
         r = int(row["request"])
         start = float(row["scheduled_ns"])
@@ -467,8 +467,7 @@ def from_guidellm(data: dict[str, Any] | str | Path, benchmark: int | None = Non
     Raises:
         ValueError: Not a GuideLLM report, or a schema version this does not read.
     """
-    if not isinstance(data, dict):
-        data = json.loads(Path(data).read_text())
+    data = _read(data)
     meta = data.get("metadata") or {}
     if "benchmarks" not in data:
         msg = "not a GuideLLM report: no 'benchmarks'"
@@ -575,6 +574,10 @@ def load_foreign(path: str | Path) -> BenchResult | list[BenchResult]:
     raise ValueError(msg)
 
 
+WRITERS["export:vllm"] = to_vllm
+WRITERS["export:guidellm"] = to_guidellm
+
+
 # -- shared -----------------------------------------------------------------------------------
 
 _REQUEST_COLUMNS = [
@@ -591,6 +594,16 @@ _REQUEST_COLUMNS = [
     "prompt_tokens",
     "completion_tokens",
 ]
+
+
+def _read(data: dict[str, Any] | str | Path) -> dict[str, Any]:
+    if isinstance(data, dict):
+        return data
+    parsed = json.loads(Path(data).read_text())
+    if not isinstance(parsed, dict):
+        msg = f"{data}: a JSON object was expected"
+        raise ValueError(msg)
+    return parsed
 
 
 def _nan(value: Any) -> float:

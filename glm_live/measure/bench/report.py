@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .results import BenchResult
+from .results import WRITERS, BenchResult
 from .stats import DEFINITIONS, describe, dialect_samples
 
 __all__ = ["render_report", "write_report"]
@@ -126,6 +126,9 @@ def render_report(
         f"{escape(time.strftime('%Y-%m-%d %H:%M:%S %Z'))}</p>\n<nav>{nav}</nav>\n"
         f"{body}\n</body></html>\n"
     )
+
+
+WRITERS["report"] = write_report
 
 
 # -- sections ---------------------------------------------------------------------------------

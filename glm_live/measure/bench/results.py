@@ -4,7 +4,7 @@ lossless save/load (Parquet, JSON; CSV too, lossy on types)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from html import escape as html_escape
 from pathlib import Path
 from typing import Any
@@ -15,7 +15,12 @@ import pandas as pd
 from ..recorder import Recorder
 from .stats import describe, dialects
 
-__all__ = ["BenchResult"]
+__all__ = ["WRITERS", "BenchResult"]
+
+#: What :meth:`BenchResult.report` and :meth:`BenchResult.export` call: ``"report"`` and
+#: ``"export:<format>"``, filled in by :mod:`.report` and :mod:`.interop` as the package loads.
+#: They import this module, so this one does not import them (sibling modules stay acyclic).
+WRITERS: dict[str, Callable[..., Any]] = {}
 
 _LATENCIES = ("ttft_ms", "ttft_content_ms", "tpot_ms", "e2e_ms", "queue_ms")
 _WARN_LAG_MS = 5.0  # event-loop lag p99 above this: the client may be the bottleneck
@@ -184,22 +189,20 @@ class BenchResult:
     ) -> Path:
         """Write one self-contained HTML report (figures, definitions, intervals, calibration,
         config, environment) to ``path``; see :func:`glm_live.bench.report.write_report`."""
-        from .report import write_report
-
-        return write_report(self, path, labels=[label] if label else None, title=title)
+        written: Path = WRITERS["report"](
+            self, path, labels=[label] if label else None, title=title
+        )
+        return written
 
     def export(self, path: str | Path, format: str = "vllm") -> Path:
         """Write this run as another tool writes its results: ``"vllm"`` (``vllm bench serve
         --save-result --save-detailed`` JSON) or ``"guidellm"`` (GuideLLM's JSON report),
         each number by that tool's rule. See :mod:`.interop`."""
-        from .interop import to_guidellm, to_vllm
-
-        writers = {"vllm": to_vllm, "guidellm": to_guidellm}
-        if format not in writers:
+        if f"export:{format}" not in WRITERS:
             msg = f"export format is 'vllm' or 'guidellm', not {format!r}"
             raise ValueError(msg)
         path = Path(path)
-        path.write_text(json.dumps(writers[format](self), allow_nan=False))
+        path.write_text(json.dumps(WRITERS[f"export:{format}"](self), allow_nan=False))
         return path
 
     # -- files -----------------------------------------------------------------------------------
