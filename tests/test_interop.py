@@ -4,6 +4,7 @@ a real GuideLLM report), and compare a foreign run beside a glm_live one."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from glm_live.server import ServerHandle, serve
 
 DATA = Path(__file__).parent / "data"
 GUIDELLM = DATA / "guidellm-0.8.1-sim-concurrent4.json"
+VLLM = DATA / "vllm-0.33.0-sim-concurrent4.json"
 SIM = {"ttft_ms": 5, "itl_ms": 1, "tokens": 12}
 
 
@@ -102,6 +104,23 @@ def test_vllm_export_has_the_tools_fields_and_types(result: BenchResult, tmp_pat
     assert sorted(np.asarray(ok) * 1000) == pytest.approx(sorted(vllm_ttft))
 
 
+def test_vllm_export_matches_the_real_files_fields(result: BenchResult, tmp_path: Path) -> None:
+    real = json.loads(VLLM.read_text())
+    ours = json.loads(result.export(tmp_path / "vllm.json", "vllm").read_text())
+
+    def fields(data: dict) -> set[str]:  # percentiles follow --metric-percentiles
+        return {k for k in data if not re.match(r"p[0-9.]+_", k)}
+
+    assert fields(ours) - {"glm_live"} <= fields(real), fields(ours) - fields(real)
+    missing = fields(real) - fields(ours)
+    # rtfx is for speech; server_* come from a vLLM server's own metrics.
+    assert missing <= {"rtfx", "server_queue_times", "server_ttfts"}, missing
+    for key in fields(ours) & fields(real):
+        if ours[key] is not None and real[key] is not None:
+            assert type(ours[key]) is type(real[key]), key
+    assert type(ours["itls"][0][0]) is type(real["itls"][0][0])
+
+
 def test_vllm_round_trip_gives_the_same_numbers(result: BenchResult, tmp_path: Path) -> None:
     data = json.loads(result.export(tmp_path / "vllm.json", "vllm").read_text())
     back = bench.load_foreign(tmp_path / "vllm.json")
@@ -123,9 +142,28 @@ def test_vllm_round_trip_gives_the_same_numbers(result: BenchResult, tmp_path: P
     assert back.measured["completion_tokens"].sum() == data["total_output_tokens"]
 
 
-def test_a_vllm_file_in_its_documented_schema_loads() -> None:
-    # Written by hand from vllm/benchmarks/serve.py's result_json: three requests, one failed
-    # (ttft 0.0, output_len 0, an error string), as vLLM records them.
+def test_the_real_vllm_file_loads() -> None:
+    real = json.loads(VLLM.read_text())
+    loaded = bench.load_foreign(VLLM)
+    assert isinstance(loaded, BenchResult)
+    assert loaded.source == "vLLM bench serve"
+    assert loaded.config["concurrency"] == 4
+    measured = loaded.measured
+    assert len(measured) == 20
+    for metric, column in (("ttft", "ttft_ms"), ("tpot", "tpot_ms"), ("e2el", "e2e_ms")):
+        values = measured[column].to_numpy(dtype=float)
+        assert np.mean(values) == pytest.approx(real[f"mean_{metric}_ms"]), metric
+        assert np.percentile(values, 99) == pytest.approx(real[f"p99_{metric}_ms"]), metric
+    gaps = loaded.events.sort_values(["request", "index"]).groupby("request")["arrival_ns"].diff()
+    assert np.mean(gaps.dropna()) / 1e6 == pytest.approx(real["mean_itl_ms"], rel=1e-6)
+    assert (measured["queue_ms"] >= 0).all()
+    assert 200 <= measured["ttft_ms"].median() < 215  # the simulator's configured 200 ms
+
+
+def test_a_pre_0_33_vllm_file_loads() -> None:
+    # Before vLLM 0.33 there were no latencies/start_times/queue_times: written by hand from
+    # benchmarks/benchmark_serving.py's result_json, three requests, one failed (ttft 0.0,
+    # output_len 0, an error string), as vLLM records them.
     data = {
         "date": "20260101-120000",
         "endpoint_type": "openai-chat",
@@ -235,6 +273,11 @@ def test_compare_sets_guidellm_beside_glm_live(runtime: ServerHandle, tmp_path: 
         sim={"ttft_ms": 200, "itl_ms": 20, "tokens": 32},
     )
     theirs = bench.load_guidellm(GUIDELLM, 0)
+    vllm = bench.load_vllm(VLLM)
+    by_vllm = bench.compare(ours, vllm)
+    assert list(by_vllm.columns[:2]) == ["glm_live", "vLLM bench serve"]
+    assert "role chunk" in by_vllm.attrs["measured_by"]["vLLM bench serve"]
+    assert abs(by_vllm.loc["p50", "diff"]) < 10
     table = bench.compare(ours, theirs)
     assert list(table.columns[:2]) == ["glm_live", "GuideLLM"]
     by = table.attrs["measured_by"]
@@ -246,7 +289,8 @@ def test_compare_sets_guidellm_beside_glm_live(runtime: ServerHandle, tmp_path: 
     assert 200 <= table.loc["p50", "glm_live"] < 215
     tpot = bench.compare(ours, theirs, "tpot_ms")
     assert abs(tpot.loc["p50", "diff"]) < 1
-    html = bench.write_report([ours, theirs], tmp_path / "side.html").read_text()
+    html = bench.write_report([ours, theirs, vllm], tmp_path / "side.html").read_text()
+    assert "vLLM bench serve" in html
     assert "GuideLLM 0.8.1" in html
     assert "measured by" in html
     with pytest.raises(ValueError, match="no measured"):

@@ -15,12 +15,16 @@ otherwise, and whose ``config`` says which tool measured it (``source``) and by 
 Schemas followed
 ----------------
 - vLLM: the ``result_json`` that ``vllm bench serve --save-result --save-detailed`` writes,
-  ``vllm/benchmarks/serve.py`` (``main_async`` and ``benchmark``; formerly
-  ``benchmarks/benchmark_serving.py``): top-level fields only, times in seconds for the
-  per-request lists (``ttfts``, ``itls``) and in milliseconds for the statistics.
+  ``vllm/benchmarks/serve.py`` (``main_async`` and ``benchmark``; before that
+  ``benchmarks/benchmark_serving.py``): top-level fields, the per-request lists in seconds
+  (``ttfts``, ``itls``, and since 0.33 ``latencies``, ``start_times``, ``queue_times``), the
+  statistics in milliseconds. Checked against a file vLLM 0.33.0 wrote (tests/data).
 - GuideLLM: the report ``guidellm run --output kind=json`` writes, ``metadata.version`` 2
   (GuideLLM 0.8.1): ``benchmarks[].metrics.<metric>.<status>`` distribution summaries and
   ``benchmarks[].requests.<status>[]`` per-request stats, times in seconds since the epoch.
+  Checked against a report GuideLLM 0.8.1 wrote (tests/data). An export writes the subset of
+  fields a reader needs (per-request timings and counts, the latency and token summaries),
+  every one named and typed as GuideLLM names and types it.
 """
 
 from __future__ import annotations
@@ -180,8 +184,16 @@ def to_vllm(result: BenchResult) -> dict[str, Any]:
         "output_lens": output_lens,
         "ttfts": ttfts,
         "itls": itls,
+        # vLLM 0.33 adds these three: E2EL, the send (perf_counter s) and the wait for a slot.
+        "latencies": [
+            float(e2el[r]) / 1000 if s == "ok" else 0.0
+            for r, s in zip(rows["request"], rows["status"], strict=True)
+        ],
+        "start_times": [float(v) / 1e9 for v in rows["sent_ns"]],
+        "queue_times": [float(v) / 1000 if v == v else 0.0 for v in rows["queue_ms"]],
         "generated_texts": ["" for _ in ttfts],  # the harness keeps timings, not text
         "errors": errors,
+        **_vllm_peaks(result, ok),
     }
     tokens = ok.set_index("request")["completion_tokens"].astype(float)
     tpot = [(e2el[r] - ttft[r]) / (tokens[r] - 1) for r in ok_order if tokens.get(r, 0) > 1]
@@ -199,6 +211,31 @@ def to_vllm(result: BenchResult) -> dict[str, Any]:
         "url": config.get("url"),
     }
     return {k: _json_number(v) for k, v in out.items()}
+
+
+def _vllm_peaks(result: BenchResult, ok: pd.DataFrame) -> dict[str, Any]:
+    """vLLM's ``max_output_tokens_per_s`` and ``max_concurrent_requests``: the busiest
+    one-second bucket from the first send, of token arrivals and of requests in flight."""
+    if ok.empty:
+        return {"max_output_tokens_per_s": 0.0, "max_concurrent_requests": 0}
+    origin = float(ok["sent_ns"].min())
+    ev = result.events
+    token = ev[
+        ev["request"].isin(ok["request"]) & (ev["kind"].isin(["reasoning", "content", "tool"]))
+    ]
+    ends = ok["sent_ns"].astype(float) + (ok["e2e_ms"] - ok["queue_ms"].fillna(0)) * 1e6
+    buckets = int(np.ceil((float(ends.max()) - origin) / 1e9)) + 1
+    tokens = np.bincount(
+        ((token["arrival_ns"].astype(float) - origin) // 1e9).astype(int).clip(0, buckets - 1),
+        minlength=buckets,
+    )
+    active = np.zeros(buckets, dtype=int)
+    for start, end in zip(ok["sent_ns"].astype(float), ends, strict=True):
+        active[int((start - origin) // 1e9) : int((end - origin) // 1e9) + 1] += 1
+    return {
+        "max_output_tokens_per_s": float(tokens.max()),
+        "max_concurrent_requests": int(active.max()),
+    }
 
 
 def _vllm_statistics(name: str, values: Sequence[float]) -> dict[str, float]:
@@ -220,8 +257,9 @@ def from_vllm(data: dict[str, Any] | str | Path) -> BenchResult:
 
     Per-request rows need ``--save-detailed`` (``ttfts``, ``itls``, ``output_lens``); without
     them the result has no rows and only ``config["reported"]``, the file's statistics.
-    ``e2e_ms`` is TTFT plus the request's ITLs (the last choice-bearing message: vLLM's
-    E2EL), ``tpot_ms`` vLLM's ``(E2EL − TTFT) / (output tokens − 1)``.
+    ``e2e_ms`` is vLLM's E2EL (``latencies``, vLLM ≥ 0.33; before, TTFT plus the request's
+    ITLs), ``tpot_ms`` vLLM's ``(E2EL − TTFT) / (output tokens − 1)``, ``queue_ms`` its
+    ``queue_times`` (the wait for a ``--max-concurrency`` slot, outside its latencies).
     """
     data = _read(data)
     ttfts = data.get("ttfts") or []
@@ -230,6 +268,9 @@ def from_vllm(data: dict[str, Any] | str | Path) -> BenchResult:
     errors = data.get("errors") or ["" for _ in range(n)]
     outputs = data.get("output_lens") or [None] * n
     inputs = data.get("input_lens") or [None] * n
+    latencies = data.get("latencies")  # vLLM ≥ 0.33; before, E2EL is TTFT + the ITLs
+    starts = data.get("start_times") or [0.0] * n
+    queues = data.get("queue_times")
     rows, events = [], []
     for i in range(n):
         ok = not errors[i]
@@ -237,16 +278,21 @@ def from_vllm(data: dict[str, Any] | str | Path) -> BenchResult:
         gaps = [float(g) * 1e9 for g in (itls[i] or [])]
         arrivals = np.cumsum([first, *gaps]) if ok else np.array([])
         e2e = (arrivals[-1] / 1e6) if ok else math.nan
+        if ok and latencies is not None:
+            e2e = float(latencies[i]) * 1000
         out_tokens = outputs[i] if ok else None
+        sent = round(float(starts[i]) * 1e9)
+        queue = float(queues[i]) if queues is not None else math.nan
         rows.append(
             {
                 "request": i,
                 "phase": "measure",
                 "status": "ok" if ok else "error",
                 "error": errors[i] or None,
-                "scheduled_ns": 0,
-                "sent_ns": 0,
-                "queue_ms": math.nan,  # vLLM starts its clock after the slot is free
+                "scheduled_ns": sent - round(queue * 1e9) if queue == queue else sent,
+                "sent_ns": sent,
+                # vLLM starts its clocks once a slot is free: the wait is apart, not in them.
+                "queue_ms": queue * 1000,
                 "ttft_ms": first / 1e6,
                 "tpot_ms": (e2e - first / 1e6) / (out_tokens - 1)
                 if out_tokens and out_tokens > 1
@@ -258,7 +304,12 @@ def from_vllm(data: dict[str, Any] | str | Path) -> BenchResult:
         )
         for index, arrival in enumerate(arrivals):
             events.append(
-                {"request": i, "index": index, "arrival_ns": round(arrival), "kind": "content"}
+                {
+                    "request": i,
+                    "index": index,
+                    "arrival_ns": sent + round(arrival),
+                    "kind": "content",
+                }
             )
     requests = pd.DataFrame(rows, columns=_REQUEST_COLUMNS)
     stats = {k: v for k, v in data.items() if not isinstance(v, list)}
