@@ -295,3 +295,7 @@ def test_compare_sets_guidellm_beside_glm_live(runtime: ServerHandle, tmp_path: 
     assert "measured by" in html
     with pytest.raises(ValueError, match="no measured"):
         bench.compare(ours, theirs, "ttft_content_ms")
+    # A foreign run's own report: its tool's definitions, no calibration of its own.
+    alone = vllm.report(tmp_path / "vllm.html").read_text()
+    assert "measured by vLLM bench serve" in alone
+    assert "role chunk" in alone
