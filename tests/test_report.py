@@ -119,7 +119,11 @@ def test_secrets_in_the_config_are_not_written(result: BenchResult, tmp_path: Pa
     config = {
         **result.config,
         "api_key": "sk-top-secret-1",
-        "params": {"extra_headers": {"Authorization": "Bearer sk-top-secret-2"}},
+        "params": {
+            "extra_headers": {"Authorization": "Bearer sk-top-secret-2"},
+            "access_token": "sk-top-secret-3",
+            "max_tokens": 64,
+        },
     }
     html = BenchResult(result.requests, result.events, config, result.calibration).report(
         tmp_path / "k.html"
@@ -127,6 +131,7 @@ def test_secrets_in_the_config_are_not_written(result: BenchResult, tmp_path: Pa
     text = html.read_text()
     assert "sk-top-secret" not in text
     assert "[redacted]" in text
+    assert "max_tokens&quot;: 64" in text  # a setting, not a secret
 
 
 def test_optional_sections_only_when_the_result_has_them(

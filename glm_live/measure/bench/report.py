@@ -36,8 +36,19 @@ from .stats import DEFINITIONS, describe, dialect_samples
 
 __all__ = ["render_report", "write_report"]
 
-#: Config keys whose values are never written: a report is meant to be shared.
-_SECRET_WORDS = ("key", "token", "secret", "password", "authorization", "cookie")
+#: Config keys whose values are never written: a report is meant to be shared. (``token``
+#: only as a suffix: ``max_tokens`` and ``tokenizer`` are settings, not secrets.)
+_SECRET_WORDS = ("apikey", "api_key", "secret", "password", "authorization", "cookie", "bearer")
+
+
+def _secret(key: str) -> bool:
+    k = key.lower().replace("-", "_")
+    return (
+        any(w in k for w in _SECRET_WORDS)
+        or k in ("key", "token")
+        or k.endswith(("_key", "_token"))
+    )
+
 
 _CSS = """
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto;
@@ -526,10 +537,7 @@ def _calibration(runs: list[BenchResult], names: list[str]) -> str:
 
 def _redact(value: Any) -> Any:
     if isinstance(value, dict):
-        return {
-            k: ("[redacted]" if any(w in str(k).lower() for w in _SECRET_WORDS) else _redact(v))
-            for k, v in value.items()
-        }
+        return {k: ("[redacted]" if _secret(str(k)) else _redact(v)) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_redact(v) for v in value]
     return value
