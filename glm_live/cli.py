@@ -5,9 +5,10 @@ made one) its token, as Jupyter does, and stops cleanly on Ctrl-C. It writes the
 ``runtime-<port>.json`` (url, token, pid; readable by its owner only) for
 ``glm_live.connect(url)`` to find the token, and removes it when it stops.
 ``glm-live bench URL --concurrency 1,8,64 --requests 200 --out r.parquet``
-benchmarks an endpoint and writes the results. It first times one request (not counted) and
-prints how long the run should take and how to make it shorter; then progress goes to stderr,
-as a bar redrawn in place on a terminal and as a plain line every few seconds otherwise (a file,
+benchmarks an endpoint and writes the results (``--report run.html``: an HTML report too). It
+first times one request (not counted) and prints how long the run should take and how to make
+it shorter; then progress goes to stderr, as a bar redrawn in place on a terminal and as a
+plain line every few seconds otherwise (a file,
 a pipe, a CI log): see :mod:`glm_live.measure.bench.console`.
 """
 
@@ -230,6 +231,11 @@ def _bench_parser(commands: Any) -> None:
     bench.add_argument("--sim", help="simulator knobs as JSON, e.g. '{\"tokens\": 64}'")
     bench.add_argument("--out", help="results file: .parquet, .json or .csv")
     bench.add_argument(
+        "--report",
+        help="write one self-contained HTML report (figures, definitions, intervals, "
+        "calibration, config, environment; several levels are compared) to this file",
+    )
+    bench.add_argument(
         "--cluster",
         help="shard the load over dask workers: 'local' (2 worker processes), a number of "
         "local worker processes, or a scheduler address (tcp://host:8786); needs glm_live[dask]",
@@ -331,6 +337,10 @@ def _bench(args: argparse.Namespace) -> int:
         combined = BenchResult.combine(results, by=by)
         written = combined.save(args.out)
         print("wrote " + ", ".join(str(p) for p in written))
+    if args.report and results:
+        from .measure.bench.report import write_report
+
+        print(f"wrote {write_report(results, args.report)}")
     return 0 if results else 1
 
 

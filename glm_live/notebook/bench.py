@@ -32,9 +32,16 @@ from ..measure.bench import (
     compare,
     describe,
     dialects,
+    load_foreign,
+    load_guidellm,
+    load_vllm,
     permutation_test,
     plots,
     prompts_from,
+    render_report,
+    to_guidellm,
+    to_vllm,
+    write_report,
 )
 from ..measure.bench import runner as _runner
 from ..measure.bench.load import Progress
@@ -61,14 +68,21 @@ __all__ = [
     "describe",
     "dialects",
     "goodput_frame",
+    "load_foreign",
+    "load_guidellm",
+    "load_vllm",
     "permutation_test",
     "plots",
     "prompts_from",
+    "render_report",
     "run",
     "run_sync",
     "search",
     "search_sync",
     "sweep",
+    "to_guidellm",
+    "to_vllm",
+    "write_report",
 ]
 
 

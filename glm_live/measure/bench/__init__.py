@@ -13,6 +13,10 @@ from __future__ import annotations
 from . import plots
 from .cluster import ClusterError
 from .compare import compare
+from .interop import from_guidellm as load_guidellm
+from .interop import from_vllm as load_vllm
+from .interop import load_foreign, to_guidellm, to_vllm
+from .report import render_report, write_report
 from .results import BenchResult
 from .runner import Benchmark, Shard, chat_url, prompts_from, run, sweep
 from .search import Saturation, SearchResult, search
@@ -35,10 +39,17 @@ __all__ = [
     "describe",
     "dialects",
     "goodput_frame",
+    "load_foreign",
+    "load_guidellm",
+    "load_vllm",
     "permutation_test",
     "plots",
     "prompts_from",
+    "render_report",
     "run",
     "search",
     "sweep",
+    "to_guidellm",
+    "to_vllm",
+    "write_report",
 ]

@@ -4,7 +4,7 @@ lossless save/load (Parquet, JSON; CSV too, lossy on types)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from html import escape as html_escape
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,7 +19,12 @@ from .telemetry import telemetry_frame
 if TYPE_CHECKING:
     from .slo import Goodput, SLOLike
 
-__all__ = ["BenchResult"]
+__all__ = ["WRITERS", "BenchResult"]
+
+#: What :meth:`BenchResult.report` and :meth:`BenchResult.export` call: ``"report"`` and
+#: ``"export:<format>"``, filled in by :mod:`.report` and :mod:`.interop` as the package loads.
+#: They import this module, so this one does not import them (sibling modules stay acyclic).
+WRITERS: dict[str, Callable[..., Any]] = {}
 
 _LATENCIES = ("ttft_ms", "ttft_content_ms", "tpot_ms", "e2e_ms", "queue_ms")
 _WARN_LAG_MS = 5.0  # event-loop lag p99 above this: the client may be the bottleneck
@@ -216,6 +221,35 @@ class BenchResult:
         if self.calibration.get("warning"):
             html += f"<p><b>Warning:</b> {html_escape(str(self.calibration['warning']))}</p>"
         return {"text/plain": text, "text/html": html}
+
+    @property
+    def source(self) -> str:
+        """Which tool measured this: ``"glm_live"``, or the tool a loaded file came from
+        (``"vLLM bench serve"``, ``"GuideLLM"``; see :mod:`.interop`)."""
+        return str(self.config.get("source", "glm_live"))
+
+    # -- reports and other tools' formats --------------------------------------------------------
+
+    def report(
+        self, path: str | Path, *, label: str | None = None, title: str | None = None
+    ) -> Path:
+        """Write one self-contained HTML report (figures, definitions, intervals, calibration,
+        config, environment) to ``path``; see :func:`glm_live.bench.report.write_report`."""
+        written: Path = WRITERS["report"](
+            self, path, labels=[label] if label else None, title=title
+        )
+        return written
+
+    def export(self, path: str | Path, format: str = "vllm") -> Path:
+        """Write this run as another tool writes its results: ``"vllm"`` (``vllm bench serve
+        --save-result --save-detailed`` JSON) or ``"guidellm"`` (GuideLLM's JSON report),
+        each number by that tool's rule. See :mod:`.interop`."""
+        if f"export:{format}" not in WRITERS:
+            msg = f"export format is 'vllm' or 'guidellm', not {format!r}"
+            raise ValueError(msg)
+        path = Path(path)
+        path.write_text(json.dumps(WRITERS[f"export:{format}"](self), allow_nan=False))
+        return path
 
     # -- files -----------------------------------------------------------------------------------
 

@@ -9,7 +9,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["PERCENTILES", "bootstrap_ci", "describe", "dialects", "permutation_test"]
+__all__ = [
+    "CHOICE_KINDS",
+    "DEFINITIONS",
+    "PERCENTILES",
+    "bootstrap_ci",
+    "describe",
+    "dialect_samples",
+    "dialects",
+    "permutation_test",
+]
 
 #: The percentiles every summary reports.
 PERCENTILES = (50.0, 90.0, 95.0, 99.0, 99.9)
@@ -78,11 +87,27 @@ def permutation_test(
     return (hits + 1) / (resamples + 1)
 
 
-_DEFINITIONS = {
+#: The SSE message kinds vLLM counts as "choice-bearing" (its TTFT and ITL stamps).
+CHOICE_KINDS = ("role", "reasoning", "content", "tool", "usage")
+
+#: What each tool's metric measures, from which stamp to which: ``(tool, metric)`` keys. The
+#: one place these rules are written; :func:`dialects`, the HTML report and the exports quote it.
+DEFINITIONS = {
     ("glm_live", "ttft_ms"): "first token of any kind (reasoning, content, tool) − scheduled send",
     ("glm_live", "ttft_content_ms"): "first content token − scheduled send",
     ("glm_live", "tpot_ms"): "(last token − first token) / (usage.completion_tokens − 1)",
     ("glm_live", "e2e_ms"): "end of the response − scheduled send",
+    ("glm_live", "queue_ms"): "actual send − scheduled send (time spent waiting for a slot)",
+    ("glm_live", "ttft_reasoning_ms"): "first reasoning token − scheduled send",
+    ("glm_live", "ttft_first_byte_ms"): "first response byte − scheduled send",
+    (
+        "glm_live",
+        "requests_per_s",
+    ): "measured requests finished / (last end − first scheduled send)",
+    ("glm_live", "output_tokens_per_s"): "Σ usage.completion_tokens / the same window",
+    ("glm_live", "timing_error_ms"): "client arrival (wall clock) − the server's x_sent_ns stamp, "
+    "per SSE message: network + the harness's own delay",
+    ("glm_live", "loop_lag_ms"): "how late the client's event loop woke from a timed sleep",
     ("vLLM", "ttft_ms"): "first SSE message with non-empty choices (the role chunk counts) − send",
     ("vLLM", "itl_ms"): "gap between consecutive choice-bearing messages, pooled, not divided",
     ("vLLM", "tpot_ms"): "(E2EL − TTFT) / (output tokens − 1), per request",
@@ -95,29 +120,22 @@ _DEFINITIONS = {
 }
 
 
-def dialects(requests: pd.DataFrame, events: pd.DataFrame) -> pd.DataFrame:
-    """Each tool's TTFT / ITL / TPOT from the same raw data, side by side, with definitions."""
+def dialect_samples(
+    requests: pd.DataFrame, events: pd.DataFrame
+) -> dict[tuple[str, str], np.ndarray]:
+    """Each tool's samples, keyed ``(tool, metric)`` as in :data:`DEFINITIONS`: one value per
+    measured request (in the order of ``requests``), except vLLM's ITL, pooled over gaps.
+
+    The one place where each tool's rule is computed: :func:`dialects` summarises these, and
+    the exports (:mod:`.interop`) write them in the tool's own file format."""
     measured = requests[
         (requests["status"] == "ok") & (requests.get("phase", "measure") == "measure")
     ]
-    rows: list[dict[str, Any]] = []
-
-    def add(tool: str, metric: str, values: Any) -> None:
-        summary = describe(np.asarray(values, dtype=float), ci=False)
-        rows.append(
-            {
-                "tool": tool,
-                "metric": metric,
-                "definition": _DEFINITIONS[(tool, metric)],
-                **{k: summary[k] for k in ("count", "mean", "p50", "p90", "p99")},
-            }
-        )
-
-    start = measured["scheduled_ns"].astype("float64")
-    sent = measured["sent_ns"].astype("float64")
-    tokens = measured["completion_tokens"].astype("float64")
+    start = measured["scheduled_ns"].astype("float64").to_numpy()
+    sent = measured["sent_ns"].astype("float64").to_numpy()
+    tokens = measured["completion_tokens"].astype("float64").to_numpy()
     ev = events[events["request"].isin(measured["request"])]
-    choice = ev[ev["kind"].isin(["role", "reasoning", "content", "tool", "usage"])]
+    choice = ev[ev["kind"].isin(CHOICE_KINDS)]
     token = ev[ev["kind"].isin(["reasoning", "content", "tool"])]
     first_choice = choice.groupby("request")["arrival_ns"].min()
     first_token = token.groupby("request")["arrival_ns"].min()
@@ -131,26 +149,39 @@ def dialects(requests: pd.DataFrame, events: pd.DataFrame) -> pd.DataFrame:
         return values
 
     ft, lt = aligned(first_token), aligned(last_token)
-    add("glm_live", "ttft_ms", (ft - start.to_numpy()) / 1e6)
-    add("glm_live", "ttft_content_ms", (aligned(first_content) - start.to_numpy()) / 1e6)
-    add("glm_live", "tpot_ms", (lt - ft) / 1e6 / (tokens.to_numpy() - 1))
-    add(
-        "glm_live",
-        "e2e_ms",
-        measured["e2e_ms"].to_numpy(dtype=float) + ((sent - start).to_numpy() / 1e6),
-    )
-    vllm_ttft = (aligned(first_choice) - sent.to_numpy()) / 1e6
-    vllm_e2el = (lt - sent.to_numpy()) / 1e6
-    add("vLLM", "ttft_ms", vllm_ttft)
+    out: dict[tuple[str, str], np.ndarray] = {}
+    out["glm_live", "ttft_ms"] = (ft - start) / 1e6
+    out["glm_live", "ttft_content_ms"] = (aligned(first_content) - start) / 1e6
+    out["glm_live", "tpot_ms"] = (lt - ft) / 1e6 / (tokens - 1)
+    out["glm_live", "e2e_ms"] = measured["e2e_ms"].to_numpy(dtype=float) + (sent - start) / 1e6
+    vllm_ttft = (aligned(first_choice) - sent) / 1e6
+    vllm_e2el = (lt - sent) / 1e6
+    out["vLLM", "ttft_ms"] = vllm_ttft
     gaps = choice.sort_values(["request", "index"]).groupby("request")["arrival_ns"].diff()
-    add("vLLM", "itl_ms", gaps.dropna().to_numpy(dtype=float) / 1e6)
-    add("vLLM", "tpot_ms", (vllm_e2el - vllm_ttft) / (tokens.to_numpy() - 1))
-    add("vLLM", "e2el_ms", vllm_e2el)
-    add("GuideLLM", "ttft_ms", (ft - start.to_numpy()) / 1e6)
-    add("GuideLLM", "itl_ms", (lt - ft) / 1e6 / (tokens.to_numpy() - 1))
-    add("GuideLLM", "tpot_ms", (lt - start.to_numpy()) / 1e6 / tokens.to_numpy())
-    gp_ttft = (aligned(first_content) - start.to_numpy()) / 1e6
-    gp_latency = (aligned(last_content) - start.to_numpy()) / 1e6
-    add("genai-perf", "ttft_ms", gp_ttft)
-    add("genai-perf", "itl_ms", (gp_latency - gp_ttft) / (tokens.to_numpy() - 1))
+    out["vLLM", "itl_ms"] = gaps.dropna().to_numpy(dtype=float) / 1e6
+    out["vLLM", "tpot_ms"] = (vllm_e2el - vllm_ttft) / (tokens - 1)
+    out["vLLM", "e2el_ms"] = vllm_e2el
+    out["GuideLLM", "ttft_ms"] = (ft - start) / 1e6
+    out["GuideLLM", "itl_ms"] = (lt - ft) / 1e6 / (tokens - 1)
+    out["GuideLLM", "tpot_ms"] = (lt - start) / 1e6 / tokens
+    gp_ttft = (aligned(first_content) - start) / 1e6
+    gp_latency = (aligned(last_content) - start) / 1e6
+    out["genai-perf", "ttft_ms"] = gp_ttft
+    out["genai-perf", "itl_ms"] = (gp_latency - gp_ttft) / (tokens - 1)
+    return out
+
+
+def dialects(requests: pd.DataFrame, events: pd.DataFrame) -> pd.DataFrame:
+    """Each tool's TTFT / ITL / TPOT from the same raw data, side by side, with definitions."""
+    rows: list[dict[str, Any]] = []
+    for (tool, metric), values in dialect_samples(requests, events).items():
+        summary = describe(np.asarray(values, dtype=float), ci=False)
+        rows.append(
+            {
+                "tool": tool,
+                "metric": metric,
+                "definition": DEFINITIONS[(tool, metric)],
+                **{k: summary[k] for k in ("count", "mean", "p50", "p90", "p99")},
+            }
+        )
     return pd.DataFrame(rows)
