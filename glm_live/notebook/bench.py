@@ -19,11 +19,15 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..measure.bench import (
+    EXAMPLE_TRACE,
     PERCENTILES,
     Benchmark,
     BenchResult,
     ClusterError,
+    Sessions,
     Shard,
+    TokenCounter,
+    Trace,
     bootstrap_ci,
     chat_url,
     compare,
@@ -32,6 +36,7 @@ from ..measure.bench import (
     permutation_test,
     plots,
     prompts_from,
+    read_trace,
 )
 from ..measure.bench import runner as _runner
 from ._env import in_kernel
@@ -39,11 +44,15 @@ from .aio import background_loop
 from .session import Session
 
 __all__ = [
+    "EXAMPLE_TRACE",
     "PERCENTILES",
     "BenchResult",
     "Benchmark",
     "ClusterError",
+    "Sessions",
     "Shard",
+    "TokenCounter",
+    "Trace",
     "bootstrap_ci",
     "chat_url",
     "compare",
@@ -52,6 +61,7 @@ __all__ = [
     "permutation_test",
     "plots",
     "prompts_from",
+    "read_trace",
     "run",
     "run_sync",
     "sweep",
