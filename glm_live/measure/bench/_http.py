@@ -371,6 +371,10 @@ class StreamClient:
             protocol = self._idle.pop()
             if protocol.reusable:
                 return protocol
+        return await self._connect()
+
+    async def _connect(self) -> _Protocol:
+        """A new connection."""
         loop = asyncio.get_running_loop()
         if self._reads is None:
             self._reads = _Reads(loop)
@@ -383,6 +387,17 @@ class StreamClient:
             server_hostname=self.host if self.tls else None,
         )
         return protocol
+
+    async def warm(self, idle: int = 1) -> None:
+        """Open connections until ``idle`` are idle, ready for the next sends: an open loop
+        opens them ahead of its scheduled sends, which then skip the connect.
+
+        Raises:
+            OSError: A connection could not be made.
+        """
+        self._idle = [protocol for protocol in self._idle if protocol.reusable]
+        while len(self._idle) < idle:
+            self._idle.append(await self._connect())
 
     async def post(self, body: bytes, response: Response) -> Response:
         """Send one request and stream its response into ``response`` to the end of the body.

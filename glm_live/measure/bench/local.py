@@ -265,13 +265,25 @@ class Local:
             async with limit:
                 await self._one(index, scheduled)
 
-        for index, offset in zip(self.indices, offsets, strict=True):
+        warming: asyncio.Future[None] | None = None
+        for k, (index, offset) in enumerate(zip(self.indices, offsets, strict=True)):
             scheduled = start + round(offset * 1e9)
+            if limit is None and (warming is None or warming.done()):
+                # Connect ahead: one idle connection for each send due at this instant.
+                due = sum(1 for later in offsets[k : k + 64] if later == offset)
+                warming = asyncio.ensure_future(self._warm(due))
             await self._until_ns(scheduled)
             if self._stopped.is_set():
                 break
             tasks.append(asyncio.ensure_future(limited(index, scheduled)))
+        if warming is not None:
+            warming.cancel()
         await _until(tasks, asyncio.ensure_future(self._stopped.wait()))
+
+    async def _warm(self, idle: int) -> None:
+        """Open idle connections ahead of the next sends (a failure is the send's to report)."""
+        with contextlib.suppress(OSError, ConnectionError):
+            await self.client.warm(idle)
 
     async def _sessions(self, tasks: list[asyncio.Task[None]]) -> None:
         """Conversations, ``concurrency`` at a time: each turn sends the history so far and
