@@ -22,11 +22,15 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..measure.bench import (
+    EXAMPLE_TRACE,
     PERCENTILES,
     Benchmark,
     BenchResult,
     ClusterError,
+    Sessions,
     Shard,
+    TokenCounter,
+    Trace,
     bootstrap_ci,
     chat_url,
     compare,
@@ -38,6 +42,7 @@ from ..measure.bench import (
     permutation_test,
     plots,
     prompts_from,
+    read_trace,
     render_report,
     to_guidellm,
     to_vllm,
@@ -53,6 +58,7 @@ from .aio import background_loop
 from .session import Session
 
 __all__ = [
+    "EXAMPLE_TRACE",
     "PERCENTILES",
     "SLO",
     "BenchResult",
@@ -61,7 +67,10 @@ __all__ = [
     "Goodput",
     "Saturation",
     "SearchResult",
+    "Sessions",
     "Shard",
+    "TokenCounter",
+    "Trace",
     "bootstrap_ci",
     "chat_url",
     "compare",
@@ -74,6 +83,7 @@ __all__ = [
     "permutation_test",
     "plots",
     "prompts_from",
+    "read_trace",
     "render_report",
     "run",
     "run_sync",

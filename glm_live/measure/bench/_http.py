@@ -426,15 +426,22 @@ class StreamClient:
                 if protocol.tls:
                     response.tls_ns = response.start_ns  # no handshake: 0 ms, not NaN
                 return protocol
+        return await self._connect(response)
+
+    async def _connect(self, response: Response | None = None) -> _Protocol:
+        """A new connection; its TCP and TLS phases are stamped on ``response``, if given (a
+        connection opened ahead of the sends, by :meth:`warm`, is an idle one to them)."""
         loop = asyncio.get_running_loop()
         if self._reads is None:
             self._reads = _Reads(loop)
         reads = self._reads
-        response.connect_start_ns = time.perf_counter_ns()
+        started = time.perf_counter_ns()
         transport, protocol = await loop.create_connection(
             lambda: _Protocol(self._buffer, reads), self.host, self.port
         )
-        response.connect_end_ns = protocol.connected_ns
+        if response is not None:
+            response.connect_start_ns = started
+            response.connect_end_ns = protocol.connected_ns
         if self._ssl is not None:
             try:
                 tls = await loop.start_tls(
@@ -446,8 +453,20 @@ class StreamClient:
             assert tls is not None
             protocol.transport = tls
             protocol.tls = True
-            response.tls_ns = time.perf_counter_ns()
+            if response is not None:
+                response.tls_ns = time.perf_counter_ns()
         return protocol
+
+    async def warm(self, idle: int = 1) -> None:
+        """Open connections until ``idle`` are idle, ready for the next sends: an open loop
+        opens them ahead of its scheduled sends, which then skip the connect.
+
+        Raises:
+            OSError: A connection could not be made.
+        """
+        self._idle = [protocol for protocol in self._idle if protocol.reusable]
+        while len(self._idle) < idle:
+            self._idle.append(await self._connect())
 
     async def post(self, body: bytes, response: Response) -> Response:
         """Send one request and stream its response into ``response`` to the end of the body.

@@ -413,6 +413,12 @@ class Sharded:
     """
 
     def __init__(self, load: Load, cluster: Any, *, timeout: float = 30.0) -> None:
+        if load.sessions is not None:
+            msg = (
+                "multi-turn sessions cannot be sharded: each turn waits for the answer to the "
+                "previous one in the same process; run them without cluster=..."
+            )
+            raise ValueError(msg)
         self.load = load
         self.cluster = cluster
         self.timeout = timeout

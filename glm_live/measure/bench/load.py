@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .results import BenchResult
+from .workloads import Sessions, Trace, counter_name, seeded, text_of, unique_prefix
 
 __all__ = [
     "Load",
@@ -121,6 +122,18 @@ class Load:
         timeout: Seconds one response may take, from the request to the end of its body.
         api_key: Sent as a bearer token; never in the repr (a dask worker logs a failed
             task's arguments) nor in :meth:`config`.
+        shared_prefix_tokens: A system prompt of this many tokens, the same on every request
+            (drawn from ``seed``): what a prefix cache should serve.
+        unique_prefix_tokens: A system prompt of this many tokens unique to each request and
+            to each run (drawn from ``prefix_seed``): cache busting. It comes before the
+            shared prefix, when both are given.
+        prefix_seed: Seeds the unique prefixes (the runner draws it at random unless given).
+        trace: Replay this trace: its arrivals, lengths and shared blocks
+            (:class:`~.workloads.Trace`); ``requests`` and ``rate`` do not apply.
+        sessions: Multi-turn conversations (:class:`~.workloads.Sessions`); ``concurrency``
+            is the conversations in flight.
+        tokenizer: What counts tokens client-side (:class:`~.workloads.TokenCounter`):
+            ``None`` for words, ``"tiktoken:<encoding>"`` or a ``tokenizer.json`` path.
     """
 
     url: str
@@ -136,9 +149,24 @@ class Load:
     params: dict[str, Any] = field(default_factory=dict)
     timeout: float = 300.0
     api_key: str | None = field(default=None, repr=False)
+    shared_prefix_tokens: int = 0
+    unique_prefix_tokens: int = 0
+    prefix_seed: int | None = None
+    trace: Trace | None = None
+    sessions: Sessions | None = None
+    tokenizer: str | None = None
 
     def __post_init__(self) -> None:
-        if self.rate is None and not self.concurrency:
+        if self.trace is not None and self.sessions is not None:
+            msg = "a run replays a trace or holds sessions, not both"
+            raise ValueError(msg)
+        if self.sessions is not None and self.rate is not None:
+            msg = (
+                "sessions run a closed loop per conversation (each turn waits for the "
+                "previous answer): give concurrency=..., the conversations in flight, not rate"
+            )
+            raise ValueError(msg)
+        if self.trace is None and self.rate is None and not self.concurrency:
             msg = "give a concurrency (closed loop) or a rate (open loop)"
             raise ValueError(msg)
         if self.arrivals not in ("poisson", "gamma", "constant"):
@@ -148,7 +176,21 @@ class Load:
     @property
     def total(self) -> int:
         """Requests in the whole run, warm-up included."""
+        if self.trace is not None:
+            return len(self.trace)
+        if self.sessions is not None:
+            return self.sessions.total
         return self.warmup + self.requests
+
+    @property
+    def open_loop(self) -> bool:
+        """Whether arrivals are scheduled in advance (a rate, or a trace)."""
+        return self.trace is not None or self.rate is not None
+
+    @property
+    def per_request(self) -> bool:
+        """Whether every request has a body of its own (not one per prompt, cycled)."""
+        return self.trace is not None or self.unique_prefix_tokens > 0
 
     def config(self) -> dict[str, Any]:
         """How the run was asked for, as results report it (no API key)."""
@@ -163,25 +205,60 @@ class Load:
             "model": self.model,
             "seed": self.seed,
             "params": self.params,
+            "token_counter": counter_name(self.tokenizer),
+            **self._workload_config(),
         }
+
+    def _workload_config(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.shared_prefix_tokens:
+            out["shared_prefix_tokens"] = self.shared_prefix_tokens
+        if self.unique_prefix_tokens:
+            out["unique_prefix_tokens"] = self.unique_prefix_tokens
+            out["prefix_seed"] = self.prefix_seed
+        if self.trace is not None:
+            out["trace"] = self.trace.config()
+        if self.sessions is not None:
+            out["sessions"] = self.sessions.config()
+        return out
 
     def headers(self) -> dict[str, str]:
         """The request headers besides the ones every request has."""
         return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
 
-    def body(self, index: int) -> bytes:
-        """The JSON body of global request ``index``."""
-        body = {
-            "model": self.model,
-            "messages": [{"role": "user", "content": self.prompts[index % len(self.prompts)]}],
-            "stream": True,
-            **self.params,
-        }
+    def prompt(self, index: int) -> str:
+        """The user prompt of global request ``index``: the trace's, or the prompts' (cycled)."""
+        if self.trace is not None:
+            return self.trace.prompt(index)
+        return self.prompts[index % len(self.prompts)]
+
+    def system(self, index: int) -> str:
+        """The system prompt of global request ``index`` (unique prefix, then shared), or ``""``."""
+        parts = []
+        if self.unique_prefix_tokens:
+            parts.append(
+                unique_prefix(self.unique_prefix_tokens, self.prefix_seed or 0, index, self.total)
+            )
+        if self.shared_prefix_tokens:
+            parts.append(_shared_prefix(self.seed, self.shared_prefix_tokens))
+        return " ".join(parts)
+
+    def body(self, index: int, history: Sequence[dict[str, Any]] = ()) -> bytes:
+        """The JSON body of global request ``index``; ``history``: a conversation's earlier
+        messages, sent between the system prompt and this prompt."""
+        system = self.system(index)
+        messages = [{"role": "system", "content": system}] if system else []
+        messages.extend(history)
+        messages.append({"role": "user", "content": self.prompt(index)})
+        params = self.params if self.trace is None else self.trace.params(index, self.params)
+        body = {"model": self.model, "messages": messages, "stream": True, **params}
         return json.dumps(body).encode()
 
     def schedule(self) -> list[float] | None:
         """The open loop's arrivals for the whole run (s after the start), drawn from the
-        seed; ``None`` in a closed loop."""
+        seed, or a trace's; ``None`` in a closed loop."""
+        if self.trace is not None:
+            return self.trace.offsets()
         if self.rate is None:
             return None
         return arrival_offsets(self.total, self.rate, self.arrivals, self.burstiness, self.seed)
@@ -199,6 +276,10 @@ class Strategy(Protocol):
 
     async def run(self, progress: Progress | None = None) -> BenchResult:
         """Run the load to the end (or to a cancel) and return the result."""
+
+
+def _shared_prefix(seed: int, tokens: int) -> str:
+    return text_of(tokens, seeded(seed, "shared-prefix"))
 
 
 def arrival_offsets(n: int, rate: float, kind: str, burstiness: float, seed: int) -> list[float]:

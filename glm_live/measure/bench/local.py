@@ -30,11 +30,13 @@ from ..recorder import Recorder
 from ._http import HTTPResponseError, Response, StreamClient
 from .load import Load, Progress, Shard, monotonic_at, snapshot
 from .results import BenchResult
+from .workloads import TokenCounter
 
 __all__ = ["Local"]
 
 _LAG_INTERVAL_S = 0.005  # how often the monitor samples the event loop's lag
 _REPORT_S = 0.25  # how often progress is reported
+_SPIN_S = 0.002  # before a scheduled send, the stretch spent yielding, not on a timer
 
 
 class Local:
@@ -50,7 +52,7 @@ class Local:
     """
 
     def __init__(self, load: Load, shard: Shard | None = None) -> None:
-        if shard is not None and (shard.offsets is None) != (load.rate is None):
+        if shard is not None and (shard.offsets is None) == load.open_loop:
             msg = "a shard has arrival offsets exactly when the run is open loop (rate=...)"
             raise ValueError(msg)
         self.load = load
@@ -66,6 +68,12 @@ class Local:
         # Request bodies, by prompt: requests cycle through the prompts, and encoding the
         # same JSON again for each would cost the loop as much as h11 framing the request.
         self._bodies: dict[int, bytes] = {}
+        # Loads whose every request has its own body (a trace, unique prefixes) have them
+        # built before the start, by global index; a conversation's, as it goes.
+        self._by_index: dict[int, bytes] = {}
+        self._turns: dict[int, dict[str, Any]] = {}  # sessions: session, turn, think_s
+        self.counter = TokenCounter(load.tokenizer)
+        self._counted: dict[int, int] = {}  # input tokens, by id() of a kept body
         self._stopped = asyncio.Event()
         self._lag: list[float] = []
         self._cancelled = False
@@ -110,8 +118,12 @@ class Local:
         tasks: list[asyncio.Task[None]] = []
         try:
             offsets = self._offsets()
+            if self.load.per_request and self.load.sessions is None:
+                self._by_index = {i: self.load.body(i) for i in self.indices}
             start = await self._start()
-            if offsets is None:
+            if self.load.sessions is not None:
+                await self._sessions(tasks)
+            elif offsets is None:
                 await self._closed_loop(tasks)
             else:
                 await self._open_loop(tasks, offsets, start)
@@ -164,11 +176,11 @@ class Local:
 
     # -- sending -----------------------------------------------------------------------------------
 
-    async def _one(self, index: int, scheduled_ns: int) -> None:
+    async def _one(self, index: int, scheduled_ns: int, body: bytes | None = None) -> None:
         response = Response()
         error: BaseException | None = None
         try:
-            await self.client.post(self._body(index), response)
+            await self.client.post(body or self._body(index), response)
         except asyncio.CancelledError as exc:
             error = exc
         except (OSError, TimeoutError, HTTPResponseError, ConnectionError) as exc:
@@ -176,6 +188,8 @@ class Local:
         self._responses[index] = (response, scheduled_ns, error)
 
     def _body(self, index: int) -> bytes:
+        if self._by_index:
+            return self._by_index[index]
         prompt = index % len(self.load.prompts)
         body = self._bodies.get(prompt)
         if body is None:
@@ -205,6 +219,18 @@ class Local:
                 await asyncio.wait_for(self._stopped.wait(), delay)
         self.late_ns = max(0, time.perf_counter_ns() - start)
         return start
+
+    async def _until_ns(self, instant: int) -> None:
+        """Wait for ``instant`` (``perf_counter_ns``), or a stop. The loop's timers fire up
+        to a millisecond late (epoll's timeout is in whole ms), so the last
+        :data:`_SPIN_S` is spent yielding to the loop turn after turn: it keeps reading
+        streams meanwhile, and the send goes out within a turn of its instant."""
+        delay = (instant - time.perf_counter_ns()) / 1e9 - _SPIN_S
+        if delay > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopped.wait(), delay)
+        while time.perf_counter_ns() < instant and not self._stopped.is_set():  # noqa: ASYNC110
+            await asyncio.sleep(0)  # a clock, not an event, is awaited: no timer is this fine
 
     async def _closed_loop(self, tasks: list[asyncio.Task[None]]) -> None:
         counter = iter(self.indices)
@@ -239,16 +265,63 @@ class Local:
             async with limit:
                 await self._one(index, scheduled)
 
-        for index, offset in zip(self.indices, offsets, strict=True):
-            scheduled = start + int(offset * 1e9)
-            delay = (scheduled - time.perf_counter_ns()) / 1e9
-            if delay > 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopped.wait(), delay)
+        warming: asyncio.Future[None] | None = None
+        for k, (index, offset) in enumerate(zip(self.indices, offsets, strict=True)):
+            scheduled = start + round(offset * 1e9)
+            if limit is None and (warming is None or warming.done()):
+                # Connect ahead: one idle connection for each send due at this instant.
+                due = sum(1 for later in offsets[k : k + 64] if later == offset)
+                warming = asyncio.ensure_future(self._warm(due))
+            await self._until_ns(scheduled)
             if self._stopped.is_set():
                 break
             tasks.append(asyncio.ensure_future(limited(index, scheduled)))
+        if warming is not None:
+            warming.cancel()
         await _until(tasks, asyncio.ensure_future(self._stopped.wait()))
+
+    async def _warm(self, idle: int) -> None:
+        """Open idle connections ahead of the next sends (a failure is the send's to report)."""
+        with contextlib.suppress(OSError, ConnectionError):
+            await self.client.warm(idle)
+
+    async def _sessions(self, tasks: list[asyncio.Task[None]]) -> None:
+        """Conversations, ``concurrency`` at a time: each turn sends the history so far and
+        is scheduled its think time after the previous answer ended."""
+        sessions = self.load.sessions
+        assert sessions is not None
+        turns = sessions.turns
+        counter = iter(sorted({index // turns for index in self.indices}))
+
+        async def conversation(session: int) -> None:
+            history: list[dict[str, Any]] = []
+            ended = time.perf_counter_ns()
+            for turn in range(turns):
+                index = session * turns + turn
+                think = sessions.think(self.load.seed, session, turn)
+                scheduled = ended + round(think * 1e9) if turn else time.perf_counter_ns()
+                await self._until_ns(scheduled)
+                if self._stopped.is_set():
+                    return
+                body = self._by_index[index] = self.load.body(index, history)
+                self._turns[index] = {"session": session, "turn": turn, "think_s": think}
+                await self._one(index, scheduled, body)
+                response, _, error = self._responses[index]
+                if error is not None:
+                    return  # what would a user answer to an error?
+                ended = response.end_ns or time.perf_counter_ns()
+                history.append({"role": "user", "content": self.load.prompt(index)})
+                history.append({"role": "assistant", "content": _answer(response)})
+
+        async def worker() -> None:
+            for session in counter:
+                if self._stopped.is_set():
+                    return
+                await conversation(session)
+
+        workers = [asyncio.ensure_future(worker()) for _ in range(self.load.concurrency or 1)]
+        tasks.extend(workers)
+        await _until(workers, asyncio.ensure_future(self._stopped.wait()))
 
     # -- after the run -----------------------------------------------------------------------------
 
@@ -263,7 +336,8 @@ class Local:
             number = recorder.begin(
                 f"request {index}", kind="bench", model=model, scheduled_ns=scheduled
             )
-            timings, usage, answered_by = _feed(recorder, number, response)
+            texts: list[str] = []
+            timings, usage, answered_by = _feed(recorder, number, response, texts)
             status = (
                 "ok"
                 if error is None
@@ -280,8 +354,20 @@ class Local:
                 http_status=response.status or None,
                 chunks=len(response.events),
                 **response.phases(),  # connect, TLS, written, headers, first byte (ms)
+                input_tokens=self._input_tokens(index),
+                output_tokens=self.counter.count("".join(texts)),
+                **self._turns.get(index, {}),
             )
         return recorder
+
+    def _input_tokens(self, index: int) -> int:
+        """The prompt's tokens by :attr:`counter`: every message's content, summed."""
+        body = self._by_index.get(index) or self._body(index)
+        key = id(body)
+        counted = self._counted.get(key)
+        if counted is None:
+            counted = self._counted[key] = self.counter.count_messages(json.loads(body)["messages"])
+        return counted
 
 
 async def _until(tasks: Iterable[asyncio.Future[Any]], stop: asyncio.Future[Any]) -> None:
@@ -294,11 +380,26 @@ async def _until(tasks: Iterable[asyncio.Future[Any]], stop: asyncio.Future[Any]
         stop.cancel()
 
 
+def _answer(response: Response) -> str:
+    """The content a response streamed (decoded now: a conversation's next turn sends it)."""
+    response.decode()
+    parts = []
+    for i, (data, arrival, size) in enumerate(
+        zip(response.events, response.arrivals, response.sizes, strict=True)
+    ):
+        with contextlib.suppress(ValueError):
+            raw = json.loads(data)
+            if isinstance(raw, dict):
+                parts.append(parse_chunk(raw, i, arrival, {}, size).content)
+    return "".join(parts)
+
+
 def _feed(
-    recorder: Recorder, number: int, response: Response
+    recorder: Recorder, number: int, response: Response, texts: list[str] | None = None
 ) -> tuple[Timings, dict[str, Any] | None, str | None]:
     """Record a decoded response's events; returns its timings, its usage and the model that
-    answered (after the run: JSON stays off the hot path)."""
+    answered (after the run: JSON stays off the hot path). ``texts`` gets the text streamed
+    (reasoning and content), when given."""
     timings = Timings(
         request_start_ns=response.sent_ns,
         request_sent_ns=response.sent_ns,
@@ -331,6 +432,8 @@ def _feed(
             len(chunk.content) + len(chunk.reasoning),
             sent if isinstance(sent, int) else -1,
         )
+        if texts is not None:
+            texts.append(chunk.reasoning + chunk.content)
         if chunk.usage is not None:
             usage = dict(chunk.usage)
         model = model or raw.get("model")

@@ -36,7 +36,10 @@ class BenchResult:
     Attributes:
         requests: One row per request: ``phase`` (warmup/measure), ``status``, errors,
             ``scheduled_ns``/``sent_ns`` (``perf_counter_ns``), ``queue_ms``, TTFT variants,
-            ``tpot_ms``, ``e2e_ms`` (from the scheduled send), tokens from ``usage``.
+            ``tpot_ms``, ``e2e_ms`` (from the scheduled send), tokens from ``usage``, and
+            ``input_tokens``/``output_tokens`` counted client-side (``config["token_counter"]``
+            says how: words, or the tokenizer given); multi-turn runs add ``session``,
+            ``turn`` and ``think_s``.
         events: One row per SSE event: ``request``, ``index``, ``arrival_ns``,
             ``arrival_wall_ns``, ``sent_ns`` (the server's ``x_sent_ns``, when stamped),
             ``bytes``, ``kind``, ``chars``.
@@ -167,7 +170,8 @@ class BenchResult:
         return dialects(self.requests, self.events)
 
     def throughput(self) -> dict[str, float]:
-        """Requests/s and output tokens/s over the measured window."""
+        """Requests/s and output tokens/s over the measured window (tokens by the server's
+        usage; ``counted_output_tokens_per_s``: by the run's own token counter)."""
         measured = self.measured
         if measured.empty:
             return {"requests_per_s": 0.0, "output_tokens_per_s": 0.0}
@@ -175,10 +179,34 @@ class BenchResult:
         end = (measured["sent_ns"] + measured["e2e_ms"] * 1e6 - measured["queue_ms"] * 1e6).max()
         seconds = max((end - start) / 1e9, 1e-9)
         tokens = measured["completion_tokens"].fillna(0).sum()
-        return {
+        out = {
             "requests_per_s": len(measured) / seconds,
             "output_tokens_per_s": tokens / seconds,
             "seconds": seconds,
+        }
+        if "output_tokens" in measured:  # counted client-side (config["token_counter"])
+            out["counted_output_tokens_per_s"] = measured["output_tokens"].fillna(0).sum() / seconds
+        return out
+
+    @property
+    def send_error_ms(self) -> dict[str, float | None]:
+        """How late requests were sent after their scheduled send (ms; ``sent_ns`` minus
+        ``scheduled_ns``, every request sent): p50, p99 and max.
+
+        With no concurrency cap (a trace replay, an open loop without ``concurrency``) this
+        is the harness's own send-time error against its schedule; with a cap it includes
+        the wait for a free slot (``queue_ms``).
+        """
+        r = self.requests
+        if r.empty:
+            return {"p50": None, "p99": None, "max": None}
+        late = ((r["sent_ns"] - r["scheduled_ns"]) / 1e6).dropna().to_numpy(dtype=float)
+        if not len(late):
+            return {"p50": None, "p99": None, "max": None}
+        return {
+            "p50": float(np.percentile(late, 50)),
+            "p99": float(np.percentile(late, 99)),
+            "max": float(late.max()),
         }
 
     def goodput(self, slo: SLOLike, *, percentile: float | None = None) -> Goodput:
@@ -203,9 +231,11 @@ class BenchResult:
             workers = f" on {n} worker{'s' if n != 1 else ''}"
             if n > 1:
                 workers += f" (clocks within {clock['spread_ms']:.2f} ms)"
+        counter = self.config.get("token_counter")
+        tokens = f", tokens counted as {counter}" if counter else ""
         return (
             f"<BenchResult {self.config.get('url')} concurrency={self.config.get('concurrency')}"
-            f" rate={self.config.get('rate')} {done}/{len(self.requests)} ok{workers}>"
+            f" rate={self.config.get('rate')} {done}/{len(self.requests)} ok{workers}{tokens}>"
         )
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:

@@ -14,6 +14,7 @@ How load is generated and timed is in :mod:`.local`; how it is sharded, in :mod:
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,8 +25,12 @@ from .load import Load, Progress, Shard, Strategy, chat_url, prompts_from
 from .local import Local
 from .results import BenchResult
 from .telemetry import Scraper, metrics_url_for
+from .workloads import MOONCAKE_BLOCK, Sessions, Trace, read_trace
 
 __all__ = ["Benchmark", "Shard", "chat_url", "prompts_from", "run", "sweep"]
+
+
+_UNSET: Any = object()  # concurrency not given: 1, or no cap for a trace
 
 
 def _wants_cluster(cluster: Any) -> bool:
@@ -55,6 +60,21 @@ class Benchmark:
       token); default: ``api_key`` when the metrics come from the benchmarked server, none
       otherwise. Never in the result.
 
+    Workloads (:mod:`.workloads`):
+
+    - ``workload=Sessions(count, turns, think_time_s)``: multi-turn conversations,
+      ``concurrency`` of them in flight; the requests frame gets ``session``, ``turn`` and
+      ``think_s`` columns. Cannot be sharded.
+    - ``shared_prefix_tokens=N``: a system prompt of N tokens on every request.
+    - ``unique_prefix_tokens=N``: a system prompt of N tokens unique to each request and run
+      (cache busting), drawn from ``prefix_seed`` (random unless given; in the config).
+    - ``trace="path.jsonl"`` (or a :class:`~.workloads.Trace`): replay a Mooncake trace at
+      its timestamps (``trace_speed`` times faster), each hash id a block of ``block_size``
+      tokens; ``concurrency`` caps requests in flight only when given.
+    - ``tokenizer``: counts the ``input_tokens`` and ``output_tokens`` columns: a
+      ``tokenizer.json`` path or ``"tiktoken:<encoding>"``; words otherwise. The config's
+      ``token_counter`` says which.
+
     Attributes:
         load: The resolved options.
         strategy: How the load is run: a :class:`~.local.Local` or a
@@ -70,7 +90,7 @@ class Benchmark:
         self,
         url: str,
         *,
-        concurrency: int | None = 1,
+        concurrency: int | None = _UNSET,
         requests: int = 100,
         rate: float | None = None,
         arrivals: str = "poisson",
@@ -89,11 +109,34 @@ class Benchmark:
         metrics_url: str | bool | None = None,
         metrics_interval: float = 0.5,
         metrics_token: str | None = None,
+        workload: Sessions | None = None,
+        trace: str | Path | Trace | None = None,
+        trace_speed: float = 1.0,
+        block_size: int = MOONCAKE_BLOCK,
+        shared_prefix_tokens: int = 0,
+        unique_prefix_tokens: int = 0,
+        prefix_seed: int | None = None,
+        tokenizer: str | Path | None = None,
         **params: Any,
     ) -> None:
         if _wants_cluster(cluster) and shard is not None:
             msg = "a Benchmark is either a whole run (cluster=...) or one shard of it, not both"
             raise ValueError(msg)
+        if workload is not None and not isinstance(workload, Sessions):
+            msg = f"workload must be a Sessions(...), got {workload!r}"
+            raise TypeError(msg)
+        if trace is not None and not isinstance(trace, Trace):
+            trace = read_trace(trace, speed=trace_speed, block_size=block_size, seed=seed)
+        if concurrency is _UNSET:
+            concurrency = None if trace is not None else 1
+        if unique_prefix_tokens and prefix_seed is None:
+            # Unique per run unless asked otherwise: a fixed seed would repeat the prefixes
+            # of the last run, and benchmark the prefix cache by accident (vLLM#54227).
+            prefix_seed = secrets.randbits(63)
+        if trace is not None:
+            requests = len(trace) - warmup
+        elif workload is not None:
+            requests = workload.total - warmup
         self.load = Load(
             url=chat_url(url),
             concurrency=concurrency,
@@ -108,6 +151,12 @@ class Benchmark:
             params=params,
             timeout=timeout,
             api_key=api_key,
+            shared_prefix_tokens=shared_prefix_tokens,
+            unique_prefix_tokens=unique_prefix_tokens,
+            prefix_seed=prefix_seed,
+            trace=trace,
+            sessions=workload,
+            tokenizer=None if tokenizer is None else str(tokenizer),
         )
         self.strategy: Strategy = (
             Sharded(self.load, cluster, timeout=cluster_timeout)

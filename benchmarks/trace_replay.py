@@ -1,0 +1,67 @@
+"""How close to its timestamps does a trace replay send each request?
+
+The simulator runs in its own process (``glm-live serve``); this process replays the shipped
+Mooncake trace (``glm_live/measure/bench/traces/example.jsonl``: 200 requests over 17.6 s) a
+few times and prints each run's send error: each request's actual send (``sent_ns``, when
+its bytes were written) minus its scheduled send (the trace's timestamp after the common
+start), p50/p99/max in ms, and the event loop's lag.
+
+Target (issue 18): p99 <= 1 ms on this machine at the trace's own rate.
+
+Run: ``python benchmarks/trace_replay.py [--runs 3] [--speed 1]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks._servers import free_port, runtime_token, start  # noqa: E402
+from glm_live.measure import bench  # noqa: E402
+from glm_live.measure.bench.workloads import EXAMPLE_TRACE  # noqa: E402
+
+
+async def replay(url: str, runs: int, speed: float) -> None:
+    for run in range(runs):
+        result = await bench.run(
+            url,
+            api_key=runtime_token(),
+            trace=EXAMPLE_TRACE,
+            trace_speed=speed,
+            sim={"ttft_ms": 20, "itl_ms": 5},
+        )
+        error = result.send_error_ms
+        ok = int((result.requests["status"] == "ok").sum())
+        print(
+            f"run {run + 1}: {ok}/{len(result.requests)} ok, send error p50 {error['p50']:.3f} ms"
+            f" p99 {error['p99']:.3f} ms max {error['max']:.3f} ms; loop lag p99 "
+            f"{result.calibration['loop_lag_p99_ms']:.2f} ms",
+            flush=True,
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--speed", type=float, default=1.0)
+    args = parser.parse_args()
+    runtime_token()
+    port = free_port()
+    server = start(
+        [sys.executable, "-m", "glm_live", "serve", "--port", str(port), "--log-level", "warning"],
+        port,
+    )
+    try:
+        asyncio.run(replay(f"http://127.0.0.1:{port}", args.runs, args.speed))
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+if __name__ == "__main__":
+    main()
