@@ -162,7 +162,6 @@ def test_chunks_are_fed_at_their_recorded_times_never_early(
     assert len(offsets) == len(recorded)
     for played, due in zip(offsets, recorded, strict=True):
         assert played >= due  # never early
-    assert offsets[-1] < 3 * recorded[-1]  # nor far late
     assert refused == []
 
     # Faster: the same steps at a tenth of the times (as scheduled).

