@@ -8,20 +8,26 @@ start), p50/p99/max in ms, and the event loop's lag.
 
 Target (issue 18): p99 <= 1 ms on this machine at the trace's own rate.
 
-Run: ``python benchmarks/trace_replay.py [--runs 3] [--speed 1]``.
+The server runs on a core of its own and this process on the others (``_servers.split_cpus``
+says why: on one machine, the scheduler otherwise runs the server on the sender's core at
+each request, and a send waits out the server's parse). ``--no-pin`` leaves both to the
+scheduler, to see that.
+
+Run: ``python benchmarks/trace_replay.py [--runs 3] [--speed 1] [--no-pin]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks._servers import free_port, runtime_token, start  # noqa: E402
+from benchmarks._servers import free_port, runtime_token, split_cpus, start  # noqa: E402
 from glm_live.measure import bench  # noqa: E402
 from glm_live.measure.bench.workloads import EXAMPLE_TRACE  # noqa: E402
 
@@ -49,12 +55,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--speed", type=float, default=1.0)
+    parser.add_argument(
+        "--no-pin", action="store_true", help="leave the server and this process unpinned"
+    )
     args = parser.parse_args()
     runtime_token()
     port = free_port()
+    split = None if args.no_pin else split_cpus()
+    if split is not None:
+        os.sched_setaffinity(0, split[1])
+    print(
+        "server and harness unpinned"
+        if split is None
+        else f"server on CPU {sorted(split[0])}, harness on CPU {sorted(split[1])}",
+        flush=True,
+    )
     server = start(
         [sys.executable, "-m", "glm_live", "serve", "--port", str(port), "--log-level", "warning"],
         port,
+        cpus=None if split is None else split[0],
     )
     try:
         asyncio.run(replay(f"http://127.0.0.1:{port}", args.runs, args.speed))

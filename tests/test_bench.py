@@ -18,6 +18,7 @@ import pytest
 from glm_live import bench
 from glm_live.measure.bench import Benchmark, BenchResult
 from glm_live.server import ServerHandle, serve
+from tests.byteserver import ByteServer, sse
 
 SIM = {"ttft_ms": 5, "itl_ms": 2, "tokens": 20}
 
@@ -157,6 +158,26 @@ async def test_cancel_keeps_partial_results(runtime: ServerHandle) -> None:
     assert result.config["cancelled"] is True
     assert 4 <= len(result.requests) < 400
     assert (result.requests["status"] == "ok").sum() >= 4
+
+
+async def test_cancelling_an_open_loop_keeps_every_request_the_server_received(
+    server: ByteServer,
+) -> None:
+    # Uncapped, an open loop writes each request in the scheduler's own turn: whatever the
+    # server got must be in the result, answered or cancelled, none lost to the cancel.
+    server.play(sse(*[step for n in range(20) for step in (b'data: {"n": %d}\n\n' % n, 0.02)]))
+    run = Benchmark(server.url, rate=400, requests=400, seed=3, concurrency=None)
+    five_done = asyncio.Event()
+    run.progress = lambda snapshot: five_done.set() if snapshot["done"] >= 5 else None
+    task = asyncio.ensure_future(run.run())
+    await asyncio.wait_for(five_done.wait(), 10)
+    run.cancel()
+    result = await asyncio.wait_for(task, 10)
+    received = len(server.requests)
+    assert result.config["cancelled"] is True
+    assert received <= len(result.requests) < 400
+    assert set(result.requests["status"]) <= {"ok", "cancelled"}
+    assert (result.requests["status"] == "cancelled").any()
 
 
 def assert_same_frames(loaded: BenchResult, result: BenchResult) -> None:

@@ -265,3 +265,32 @@ async def test_a_timeout_closes_the_connection_and_keeps_what_came(
     assert response.end_ns is not None
     response.decode()
     assert numbers(response) == [0]
+
+
+async def test_a_request_starts_in_the_callers_turn_on_an_idle_connection() -> None:
+    head = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: %d\r\n\r\n"
+    payload = event(7) + b"data: [DONE]\n\n"
+    async with RawServer([head % len(payload) + payload]) as server:
+        client = StreamClient(server.url)
+        # Nothing idle: nothing is written, and the caller connects (post does).
+        cold = Response()
+        assert client.start(b'{"k": 1}', cold) is None
+        assert cold.sent_ns == 0
+        assert cold.written_ns is None
+        await client.warm(1)
+        response = Response()
+        sending = client.start(b'{"k": 2}', response)
+        # Written before this coroutine gave the loop a turn: stamped, on the warm connection.
+        assert sending is not None
+        assert response.reused
+        assert response.start_ns <= response.sent_ns <= (response.written_ns or 0)
+        assert await client.finish(sending) is response
+        # The connection is idle again: the next start needs no connect either.
+        again = client.start(b'{"k": 3}', Response())
+        assert again is not None
+        await client.finish(again)
+        client.close()
+        assert server.connections == 1
+        assert server.bodies == [b'{"k": 2}', b'{"k": 3}']
+    response.decode()
+    assert response.events == [json.dumps({"n": 7}), "[DONE]"]

@@ -27,7 +27,7 @@ import math
 import ssl
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 import h11
@@ -35,7 +35,7 @@ import h11
 from ...errors import EventTooLarge
 from ...wire.sse import Decoder
 
-__all__ = ["HTTPResponseError", "Response", "StreamClient"]
+__all__ = ["HTTPResponseError", "Response", "Sending", "StreamClient"]
 
 
 class HTTPResponseError(Exception):
@@ -371,6 +371,14 @@ class _Protocol(asyncio.BufferedProtocol):
             self.done.set_exception(exc)
 
 
+class Sending(NamedTuple):
+    """A request written by :meth:`StreamClient.start`, for :meth:`StreamClient.finish`."""
+
+    protocol: _Protocol
+    response: Response
+    done: asyncio.Future[None]
+
+
 class StreamClient:
     """Streams POST requests to one endpoint over reused keep-alive connections.
 
@@ -416,9 +424,8 @@ class StreamClient:
         # a request): one per body length, built once. Lengths are few (prompts cycle).
         self._requests: dict[int, h11.Request] = {}
 
-    async def _connection(self, response: Response) -> _Protocol:
-        """An idle kept-alive connection, or a new one; stamps ``response``'s connection
-        phases (TCP, then TLS: connected in the clear first, so that each has its stamp)."""
+    def _reuse(self, response: Response) -> _Protocol | None:
+        """An idle kept-alive connection for ``response`` (marked reused), or ``None``."""
         while self._idle:
             protocol = self._idle.pop()
             if protocol.reusable:
@@ -426,7 +433,7 @@ class StreamClient:
                 if protocol.tls:
                     response.tls_ns = response.start_ns  # no handshake: 0 ms, not NaN
                 return protocol
-        return await self._connect(response)
+        return None
 
     async def _connect(self, response: Response | None = None) -> _Protocol:
         """A new connection; its TCP and TLS phases are stamped on ``response``, if given (a
@@ -468,11 +475,20 @@ class StreamClient:
         while len(self._idle) < idle:
             self._idle.append(await self._connect())
 
-    async def post(self, body: bytes, response: Response) -> Response:
-        """Send one request and stream its response into ``response`` to the end of the body.
+    def start(self, body: bytes, response: Response) -> Sending | None:
+        """Write one request now, in this turn of the loop, on an idle kept-alive connection;
+        ``None`` (nothing written) when there is none. :meth:`finish` streams the response.
 
-        Cancelling this, or the timeout, closes the connection; ``response`` keeps what
-        arrived and ``response.error`` says why it stopped.
+        An open loop sends this way at each scheduled instant: a task would write a turn of
+        the loop later, and a turn can take a millisecond when many streams are reading.
+        """
+        response.start_ns = time.perf_counter_ns()
+        protocol = self._reuse(response)
+        return None if protocol is None else self._write(protocol, body, response)
+
+    async def post(self, body: bytes, response: Response) -> Response:
+        """Send one request and stream its response into ``response`` to the end of the body
+        (:meth:`start`, connecting first when no connection is idle, then :meth:`finish`).
 
         Raises:
             HTTPResponseError: The status was not 200 (the body is on the error).
@@ -481,14 +497,33 @@ class StreamClient:
             TimeoutError: The response took longer than ``timeout``.
             OSError: The connection could not be made.
         """
-        response.start_ns = time.perf_counter_ns()
-        protocol = await self._connection(response)
+        sending = self.start(body, response)
+        if sending is None:
+            sending = self._write(await self._connect(response), body, response)
+        return await self.finish(sending)
+
+    def _write(self, protocol: _Protocol, body: bytes, response: Response) -> Sending:
         http = protocol.http
         request = http.send(self._request(len(body))) or b""
         request += http.send(h11.Data(data=body)) or b""
         request += http.send(h11.EndOfMessage()) or b""
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         protocol.start(request, response, done)
+        return Sending(protocol, response, done)
+
+    async def finish(self, sending: Sending) -> Response:
+        """Stream a written request's response to the end of its body (within ``timeout``).
+
+        Cancelling this, or the timeout, closes the connection; the response keeps what
+        arrived and its ``error`` says why it stopped.
+
+        Raises:
+            HTTPResponseError: The status was not 200 (the body is on the error).
+            ConnectionError: The connection closed mid-response, or the response was not
+                HTTP/1.1 that h11 accepts.
+            TimeoutError: The response took longer than ``timeout``.
+        """
+        protocol, response, done = sending
         try:
             await asyncio.wait_for(done, self.timeout)
         except BaseException as exc:

@@ -27,7 +27,7 @@ from typing import Any
 
 from ...wire.chat import Timings, parse_chunk
 from ..recorder import Recorder
-from ._http import HTTPResponseError, Response, StreamClient
+from ._http import HTTPResponseError, Response, Sending, StreamClient
 from .load import Load, Progress, Shard, monotonic_at, snapshot
 from .results import BenchResult
 from .workloads import TokenCounter
@@ -36,6 +36,7 @@ __all__ = ["Local"]
 
 _LAG_INTERVAL_S = 0.005  # how often the monitor samples the event loop's lag
 _REPORT_S = 0.25  # how often progress is reported
+_WARM_AHEAD_S = 0.05  # an open loop keeps a connection ready for each send due this soon
 _SPIN_S = 0.002  # before a scheduled send, the stretch spent yielding, not on a timer
 
 
@@ -120,6 +121,8 @@ class Local:
             offsets = self._offsets()
             if self.load.per_request and self.load.sessions is None:
                 self._by_index = {i: self.load.body(i) for i in self.indices}
+            if offsets is not None and not self.load.concurrency:
+                await self._warm(_due(offsets, 0))  # the first sends need no connect either
             start = await self._start()
             if self.load.sessions is not None:
                 await self._sessions(tasks)
@@ -176,11 +179,22 @@ class Local:
 
     # -- sending -----------------------------------------------------------------------------------
 
-    async def _one(self, index: int, scheduled_ns: int, body: bytes | None = None) -> None:
-        response = Response()
+    async def _one(
+        self,
+        index: int,
+        scheduled_ns: int,
+        body: bytes | None = None,
+        sending: Sending | None = None,
+    ) -> None:
+        """Send request ``index`` (or finish ``sending``, already written) and keep its
+        response, or why it failed, in ``_responses``."""
+        response = Response() if sending is None else sending.response
         error: BaseException | None = None
         try:
-            await self.client.post(body or self._body(index), response)
+            if sending is None:
+                await self.client.post(body or self._body(index), response)
+            else:
+                await self.client.finish(sending)
         except asyncio.CancelledError as exc:
             error = exc
         except (OSError, TimeoutError, HTTPResponseError, ConnectionError) as exc:
@@ -269,13 +283,23 @@ class Local:
         for k, (index, offset) in enumerate(zip(self.indices, offsets, strict=True)):
             scheduled = start + round(offset * 1e9)
             if limit is None and (warming is None or warming.done()):
-                # Connect ahead: one idle connection for each send due at this instant.
-                due = sum(1 for later in offsets[k : k + 64] if later == offset)
-                warming = asyncio.ensure_future(self._warm(due))
+                # Connect ahead: an idle connection for each send due soon.
+                warming = asyncio.ensure_future(self._warm(_due(offsets, k)))
             await self._until_ns(scheduled)
             if self._stopped.is_set():
                 break
-            tasks.append(asyncio.ensure_future(limited(index, scheduled)))
+            # Uncapped, the request is written here, at its instant, when a connection is
+            # idle (the warming sees to that): a task would write it a turn of the loop later.
+            sending = (
+                None if limit is not None else self.client.start(self._body(index), Response())
+            )
+            if sending is not None:
+                # Its task's first step is queued now, ahead of this loop's next step (where
+                # a stop or a cancel is seen): it is awaiting the response before anything
+                # can cancel it, so a written request is always recorded.
+                tasks.append(asyncio.ensure_future(self._one(index, scheduled, sending=sending)))
+            else:
+                tasks.append(asyncio.ensure_future(limited(index, scheduled)))
         if warming is not None:
             warming.cancel()
         await _until(tasks, asyncio.ensure_future(self._stopped.wait()))
@@ -368,6 +392,15 @@ class Local:
         if counted is None:
             counted = self._counted[key] = self.counter.count_messages(json.loads(body)["messages"])
         return counted
+
+
+def _due(offsets: list[float], k: int) -> int:
+    """How many sends, from the ``k``-th on, are due within :data:`_WARM_AHEAD_S` of it
+    (at most 64): the idle connections an open loop keeps ready for them. A connect takes a
+    fraction of a millisecond on loopback; a send a millisecond after another still finds
+    its connection made."""
+    horizon = offsets[k] + _WARM_AHEAD_S
+    return sum(1 for later in offsets[k : k + 64] if later <= horizon)
 
 
 async def _until(tasks: Iterable[asyncio.Future[Any]], stop: asyncio.Future[Any]) -> None:
