@@ -208,8 +208,52 @@ def _bench_parser(commands: Any) -> None:
         "a sweep over concurrency (closed loop) or rate (open loop).",
     )
     bench.add_argument("url", help="runtime root URL or OpenAI-compatible base URL")
-    bench.add_argument("--concurrency", default="1", help="comma-separated, e.g. 1,8,64")
+    bench.add_argument(
+        "--concurrency",
+        help="comma-separated, e.g. 1,8,64 (default 1); with --trace, a cap on requests in flight",
+    )
     bench.add_argument("--rate", help="comma-separated requests/s (open loop) instead")
+    bench.add_argument(
+        "--trace",
+        help="replay a Mooncake trace (JSONL: timestamp, input_length, output_length, "
+        "hash_ids) at its timestamps; 'example' for the shipped one",
+    )
+    bench.add_argument(
+        "--trace-speed",
+        default="1",
+        help="comma-separated replay speeds, e.g. 1,2,4 (2: twice as fast as recorded)",
+    )
+    bench.add_argument(
+        "--shared-prefix-tokens", type=int, default=0, help="one system prompt of N tokens for all"
+    )
+    bench.add_argument(
+        "--unique-prefix-tokens",
+        type=int,
+        default=0,
+        help="a system prompt of N tokens unique to each request and run (cache busting)",
+    )
+    bench.add_argument(
+        "--tokenizer",
+        help="count tokens with this tokenizer.json or 'tiktoken:<encoding>' (default: words)",
+    )
+    bench.add_argument(
+        "--slo",
+        help="service-level objective, e.g. ttft_ms=500,itl_ms=50,percentile=99: prints each "
+        "level's goodput and verdict",
+    )
+    bench.add_argument(
+        "--search",
+        choices=("concurrency", "rate"),
+        help="find the highest concurrency or rate meeting --slo (doubling from --low, then "
+        "bisecting) instead of running fixed levels",
+    )
+    bench.add_argument("--low", type=float, default=1, help="--search: the first level tried")
+    bench.add_argument("--high", type=float, default=256, help="--search: the highest level")
+    bench.add_argument(
+        "--metrics-url",
+        help="scrape this Prometheus endpoint during each run ('target': the benchmarked "
+        "server's /metrics); the samples go into --out and --report",
+    )
     bench.add_argument("--arrivals", default="poisson", choices=("poisson", "gamma", "constant"))
     bench.add_argument("--requests", type=int, default=100, help="requests per run")
     bench.add_argument("--warmup", type=int, default=0, help="requests excluded first")
@@ -257,11 +301,11 @@ def _bench(args: argparse.Namespace) -> int:
     from .measure.bench.cluster import ClusterError
     from .measure.bench.console import ProgressPrinter
 
-    try:
-        levels = [float(v) for v in (args.rate or args.concurrency).split(",")]
-    except ValueError:
-        print("glm-live bench: --concurrency/--rate take comma-separated numbers", file=sys.stderr)
+    plan = _bench_plan(args)
+    if isinstance(plan, str):
+        print(f"glm-live bench: {plan}", file=sys.stderr)
         return 2
+    by, levels, slo = plan
     params: dict[str, Any] = {}
     if args.sim:
         try:
@@ -279,6 +323,13 @@ def _bench(args: argparse.Namespace) -> int:
         prompt_tokens=args.prompt_tokens,
         **params,
     )
+    workload: dict[str, Any] = dict(
+        shared_prefix_tokens=args.shared_prefix_tokens,
+        unique_prefix_tokens=args.unique_prefix_tokens,
+        tokenizer=args.tokenizer,
+    )
+    if args.metrics_url:
+        workload["metrics_url"] = True if args.metrics_url == "target" else args.metrics_url
 
     cluster: Any = None
     if args.cluster:
@@ -286,11 +337,18 @@ def _bench(args: argparse.Namespace) -> int:
         cluster = True if spec == "local" else int(spec) if spec.isdigit() else spec
 
     results: list[BenchResult] = []
-    by = "rate" if args.rate else "concurrency"
+
+    def level_options(level: float) -> dict[str, Any]:
+        if by == "trace_speed":
+            cap = int(args.concurrency) if args.concurrency else None
+            return dict(trace=_trace_path(args.trace), trace_speed=level, concurrency=cap)
+        if by == "rate":
+            return dict(rate=level, concurrency=None)
+        return dict(concurrency=int(level))
 
     async def levels_in_turn(shared: Any) -> None:
         for level in levels:
-            label = f"{by} {level:g}"
+            label = f"{by.replace('_', ' ')} {level:g}"
             printer = ProgressPrinter(sys.stderr, label=label)
             options: dict[str, Any] = dict(
                 requests=args.requests,
@@ -300,11 +358,9 @@ def _bench(args: argparse.Namespace) -> int:
                 cluster=shared,
                 cluster_timeout=args.cluster_timeout,
                 **common,
+                **workload,
+                **level_options(level),
             )
-            if args.rate:
-                options.update(rate=level, concurrency=None)
-            else:
-                options.update(concurrency=int(level))
             if printer.terminal:  # plain lines name the level themselves
                 print(f"{label}:", file=sys.stderr)
             try:
@@ -313,11 +369,40 @@ def _bench(args: argparse.Namespace) -> int:
                 printer.close()
             results.append(result)
             _report(result, label)
+            if slo is not None:
+                print(f"  SLO: {result.goodput(slo)}")
+
+    async def capacity() -> None:
+        from .measure.bench.search import search
+
+        assert slo is not None
+        found = await search(
+            args.url,
+            slo=slo,
+            over=by,
+            low=args.low,
+            high=args.high,
+            requests=args.requests,
+            warmup=args.warmup,
+            arrivals=args.arrivals,
+            cluster=cluster,
+            cluster_timeout=args.cluster_timeout,
+            log=print,
+            **common,
+            **workload,
+            **({"concurrency": int(args.concurrency)} if by == "rate" and args.concurrency else {}),
+        )
+        results.extend(level.result for level in found.levels)
+        levels[:] = [level.value for level in found.levels]
+        print(found.describe())
 
     async def main() -> None:
-        if not args.no_estimate:
+        if not args.no_estimate and not args.search:
             pilot = await run(args.url, concurrency=1, requests=1, **common)
-            _estimate(args, levels, pilot)
+            _estimate(args, by, levels, pilot)
+        if args.search:
+            await capacity()
+            return
         if cluster is None:
             await levels_in_turn(None)
             return
@@ -330,21 +415,72 @@ def _bench(args: argparse.Namespace) -> int:
         asyncio.run(main())
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
-    except (ClusterError, ImportError, ValueError, TypeError) as exc:
+    except (ClusterError, ImportError, ValueError, TypeError, OSError) as exc:
         print(f"\nglm-live bench: {exc}", file=sys.stderr)
         return 2
     if args.out and results:
-        combined = BenchResult.combine(results, by=by)
+        combined = BenchResult.combine(results, by=by, values=levels[: len(results)])
         written = combined.save(args.out)
         print("wrote " + ", ".join(str(p) for p in written))
     if args.report and results:
         from .measure.bench.report import write_report
 
-        print(f"wrote {write_report(results, args.report)}")
+        labels = [f"{by.replace('_', ' ')} {level:g}" for level in levels[: len(results)]]
+        print(f"wrote {write_report(results, args.report, labels=labels)}")
     return 0 if results else 1
 
 
-def _estimate(args: argparse.Namespace, levels: Sequence[float], pilot: Any) -> None:
+def _bench_plan(args: argparse.Namespace) -> tuple[str, list[float], Any] | str:
+    """What ``glm-live bench`` runs: the level swept (``concurrency``, ``rate`` or
+    ``trace_speed``), its values, and the SLO (or ``None``); or why the options cannot go
+    together."""
+    from .measure.bench.slo import SLO
+
+    if args.rate and args.trace:
+        return "--trace sends at the trace's timestamps: it cannot take a --rate too"
+    if args.search and args.trace:
+        return "--search varies the concurrency or the rate, not a trace's speed"
+    if args.search and (args.rate or (args.search == "concurrency" and args.concurrency)):
+        return f"--search {args.search} chooses the levels itself: give --low and --high"
+    if args.search and not args.slo:
+        return "--search needs an --slo to meet, e.g. --slo ttft_ms=500"
+    slo = None
+    if args.slo:
+        try:
+            pairs = [part.split("=", 1) for part in args.slo.split(",") if part.strip()]
+            slo = SLO.of({name.strip(): float(value) for name, value in pairs})
+        except ValueError as exc:
+            why = exc if "=" in args.slo else "expected name=value pairs"
+            return f"--slo {args.slo!r}: {why} (e.g. ttft_ms=500,itl_ms=50,percentile=99)"
+    if args.trace:
+        if args.concurrency and "," in args.concurrency:
+            return "with --trace, --concurrency is one cap on requests in flight"
+        by, text, name = "trace_speed", args.trace_speed, "--trace-speed"
+    elif args.search:
+        return args.search, [], slo
+    elif args.rate:
+        by, text, name = "rate", args.rate, "--rate"
+    else:
+        by, text, name = "concurrency", args.concurrency or "1", "--concurrency"
+    try:
+        levels = [float(v) for v in text.split(",")]
+    except ValueError:
+        return f"{name} takes comma-separated numbers, not {text!r}"
+    if any(level <= 0 for level in levels):
+        return f"{name} takes numbers above 0, not {text!r}"
+    return by, levels, slo
+
+
+def _trace_path(trace: str) -> str:
+    """``--trace``: a path, or ``example`` for the shipped trace."""
+    if trace == "example":
+        from .measure.bench.workloads import EXAMPLE_TRACE
+
+        return str(EXAMPLE_TRACE)
+    return trace
+
+
+def _estimate(args: argparse.Namespace, by: str, levels: Sequence[float], pilot: Any) -> None:
     """Print, on stderr, how long the run should take, from one request sent first (not part
     of the results), and how to make it shorter.
 
@@ -365,30 +501,41 @@ def _estimate(args: argparse.Namespace, levels: Sequence[float], pilot: Any) -> 
         return
     per_request = float(row["e2e_ms"]) / 1000
     simulated = str(row.get("model") or "").endswith("-sim")
-    each = [
-        estimate_s(
-            per_request,
-            requests=args.requests,
-            warmup=args.warmup,
-            concurrency=None if args.rate else int(level),
-            rate=level if args.rate else None,
-        )
-        for level in levels
-    ]
-    by = "rate" if args.rate else "concurrency"
+    if by == "trace_speed":  # the trace's span at each speed, and the last answer
+        from .measure.bench.workloads import read_trace
+
+        trace = read_trace(_trace_path(args.trace))
+        span, count = trace.offsets()[-1], len(trace)
+        each = [span / level + per_request for level in levels]
+    else:
+        count = args.warmup + args.requests
+        each = [
+            estimate_s(
+                per_request,
+                requests=args.requests,
+                warmup=args.warmup,
+                concurrency=None if by == "rate" else int(level),
+                rate=level if by == "rate" else None,
+            )
+            for level in levels
+        ]
+    name = by.replace("_", " ")
     split = ", ".join(
-        f"{by} {level:g}: {format_duration(s)}" for level, s in zip(levels, each, strict=True)
+        f"{name} {level:g}: {format_duration(s)}" for level, s in zip(levels, each, strict=True)
     )
     what = " (simulated GLM-4.6)" if simulated else ""
     print(
         f"estimate: one request took {per_request:.1f} s{what}, so about "
-        f"{format_duration(sum(each))} for {args.warmup + args.requests} requests at each of "
-        f"{len(levels)} {by} level{'s' if len(levels) > 1 else ''} ({split}); longer if the "
+        f"{format_duration(sum(each))} for {count} requests at each of "
+        f"{len(levels)} {name} level{'s' if len(levels) > 1 else ''} ({split}); longer if the "
         "endpoint slows down under load.",
         file=sys.stderr,
     )
+    if by == "trace_speed":
+        print("shorter: a higher --trace-speed.", file=sys.stderr)
+        return
     hints = ["fewer --requests"]
-    if not args.rate:
+    if by == "concurrency":
         hints.append("a higher --concurrency")
     if simulated:
         hints.append("""shorter simulated answers (--sim '{"tokens": 32, "ttft_ms": 150}')""")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import re
 import signal
@@ -14,6 +15,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+
+from glm_live.cli import main
+from glm_live.measure.bench import BenchResult
+from glm_live.measure.bench.workloads import EXAMPLE_TRACE, read_trace
 
 CHAT = {"model": "glm-4.6", "messages": [{"role": "user", "content": "x"}]}
 
@@ -181,3 +186,133 @@ def test_bench_with_a_wrong_token_says_the_estimate_is_unknown() -> None:
     assert first.startswith("estimate: unknown; the first request failed (")
     assert "Check the URL and the token" in first
     assert "not-the-token" not in bench.stderr
+
+
+def _bench(
+    url: str, token: str, *args: str, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "GLM_LIVE_RUNTIME_DIR"}
+    env["GLM_LIVE_TOKEN"] = token
+    return subprocess.run(
+        [sys.executable, "-m", "glm_live", "bench", url, *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+    )
+
+
+def test_bench_replays_a_trace_against_an_slo_with_telemetry(tmp_path: Path) -> None:
+    args = ("--port", "0", "--ttft-ms", "5", "--itl-ms", "1")
+    with running(*args) as (process, url, headers):
+        token = headers["Authorization"].removeprefix("Bearer ")
+        out, report = tmp_path / "trace.json", tmp_path / "trace.html"
+        bench = _bench(
+            url,
+            token,
+            "--trace",
+            "example",
+            "--trace-speed",
+            "8,16",
+            "--slo",
+            "ttft_ms=2000,percentile=90",
+            "--metrics-url",
+            "target",
+            "--shared-prefix-tokens",
+            "64",
+            "--out",
+            str(out),
+            "--report",
+            str(report),
+        )
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=15)
+    assert bench.returncode == 0, bench.stderr
+    err = bench.stderr
+    assert "200 requests at each of 2 trace speed levels" in err.splitlines()[0]
+    assert "trace speed 8: TTFT p50" in bench.stdout
+    assert "trace speed 16: TTFT p50" in bench.stdout
+    verdicts = re.findall(
+        r"SLO: goodput .*: (\d+)/(\d+) requests meet p90 TTFT ≤ 2000 ms", bench.stdout
+    )
+    assert len(verdicts) == 2
+    assert all(total == "200" for _, total in verdicts)
+    result = BenchResult.load(out)
+    trace = read_trace(EXAMPLE_TRACE)
+    requests = result.requests
+    assert sorted(set(requests["trace_speed"])) == [8.0, 16.0]
+    for speed, run in requests.groupby("trace_speed"):
+        # Each level is the trace at its speed: its requests' offsets are the timestamps / speed.
+        offsets = ((run["scheduled_ns"] - run["scheduled_ns"].min()) / 1e6).round(3).tolist()
+        first = trace.requests[0].timestamp
+        assert offsets == [round((q.timestamp - first) / speed, 3) for q in trace.requests]
+        assert list(run["completion_tokens"]) == [q.output_length for q in trace.requests]
+    assert [run["shared_prefix_tokens"] for run in result.config["runs"]] == [64, 64]
+    # The runtime's own /metrics were scraped during both levels, with the token, which is
+    # nowhere in what was written.
+    assert not result.telemetry.empty
+    assert set(result.telemetry["trace_speed"]) == {8.0, 16.0}
+    for path in tmp_path.iterdir():
+        assert token not in path.read_text(errors="replace"), path
+    assert "trace speed 16" in report.read_text()
+
+
+def test_bench_searches_for_the_capacity_that_meets_an_slo(tmp_path: Path) -> None:
+    # A knee at 4 streams: beyond it the simulator slows every stream, and a TTFT of 150 ms
+    # grows past the 200 ms target before 16 (tests/test_search.py checks where the knee is
+    # found; here, that the command bisects to an interval of one and keeps every level).
+    with running("--port", "0") as (process, url, headers):
+        token = headers["Authorization"].removeprefix("Bearer ")
+        out = tmp_path / "search.json"
+        bench = _bench(
+            url,
+            token,
+            "--search",
+            "concurrency",
+            "--slo",
+            "ttft_ms=200",
+            "--low",
+            "2",
+            "--high",
+            "16",
+            "--requests",
+            "24",
+            "--sim",
+            '{"capacity": 4, "ttft_ms": 150, "itl_ms": 1, "tokens": 4}',
+            "--out",
+            str(out),
+        )
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=15)
+    assert bench.returncode == 0, bench.stderr
+    lines = bench.stdout.splitlines()
+    assert lines[0].startswith("concurrency 2: passes")
+    found = [line for line in lines if line.startswith("capacity for p99 TTFT ≤ 200 ms")]
+    assert len(found) == 1
+    match = re.search(r"between (\d+) \(passes\) and (\d+) \(fails\)", found[0])
+    assert match, found[0]
+    passed, failed = int(match.group(1)), int(match.group(2))
+    assert failed == passed + 1
+    assert 2 <= passed < 16
+    levels = set(BenchResult.load(out).requests["concurrency"])
+    assert {2, passed, failed} <= levels
+
+
+def test_bench_refuses_options_that_do_not_go_together() -> None:
+    cases = {
+        ("--trace", "example", "--rate", "5"): "cannot take a --rate too",
+        ("--search", "rate"): "--search needs an --slo",
+        ("--search", "concurrency", "--concurrency", "4", "--slo", "ttft_ms=1"): "give --low",
+        ("--search", "concurrency", "--trace", "example", "--slo", "ttft_ms=1"): "not a trace",
+        ("--slo", "ttft=5"): "unknown SLO keys ['ttft']",
+        ("--slo", "fast"): "expected name=value pairs",
+        ("--trace", "example", "--trace-speed", "0"): "numbers above 0",
+        ("--trace", "example", "--concurrency", "1,2"): "one cap",
+        ("--rate", "a,b"): "--rate takes comma-separated numbers",
+    }
+    for args, says in cases.items():
+        stderr = io.StringIO()
+        with contextlib.redirect_stderr(stderr):
+            code = main(["bench", "http://127.0.0.1:9", *args])
+        assert code == 2, args
+        assert says in stderr.getvalue(), (args, stderr.getvalue())

@@ -103,12 +103,21 @@ class BenchResult:
         return cls(requests, events, config, _calibrate(events, lag_s))
 
     @classmethod
-    def combine(cls, results: Sequence[BenchResult], by: str = "concurrency") -> BenchResult:
-        """One result from several (a sweep): frames concatenated, with a column ``by`` and
-        request numbers renumbered so they stay unique."""
+    def combine(
+        cls,
+        results: Sequence[BenchResult],
+        by: str = "concurrency",
+        values: Sequence[Any] | None = None,
+    ) -> BenchResult:
+        """One result from several (a sweep): frames concatenated, with a column ``by`` (each
+        result's ``values`` entry; default: its config's ``by``) and request numbers
+        renumbered so they stay unique."""
         requests, events, telemetry, offset = [], [], [], 0
-        for result in results:
-            value = result.config.get(by)
+        if values is not None and len(values) != len(results):
+            msg = f"{len(values)} values for {len(results)} results"
+            raise ValueError(msg)
+        for k, result in enumerate(results):
+            value = result.config.get(by) if values is None else values[k]
             r = result.requests.copy()
             e = result.events.copy()
             r[by], e[by] = value, value
