@@ -376,6 +376,9 @@ def _bench(args: argparse.Namespace) -> int:
         from .measure.bench.search import search
 
         assert slo is not None
+        cap: dict[str, Any] = {}  # over a rate, --concurrency caps requests in flight
+        if by == "rate" and args.concurrency:
+            cap["concurrency"] = int(args.concurrency)
         found = await search(
             args.url,
             slo=slo,
@@ -390,7 +393,7 @@ def _bench(args: argparse.Namespace) -> int:
             log=print,
             **common,
             **workload,
-            **({"concurrency": int(args.concurrency)} if by == "rate" and args.concurrency else {}),
+            **cap,
         )
         results.extend(level.result for level in found.levels)
         levels[:] = [level.value for level in found.levels]
