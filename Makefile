@@ -56,6 +56,7 @@ bench: $(VENV)/.dev
 	$(BIN)/python benchmarks/dask_shards.py
 	$(BIN)/python benchmarks/token_to_pixel.py  # says it is skipped without chromium
 	$(BIN)/python benchmarks/trace_replay.py --runs 3
+	$(BIN)/python benchmarks/telemetry_cost.py
 
 # Not part of bench or test: a million messages through the hub, clients joining, leaving and
 # restarting, 1% of their connections cut; fails on any loss, duplicate, or RSS/fd growth.

@@ -388,3 +388,30 @@ def test_cli_bench_on_a_cluster(
     )
     assert refused.returncode == 2
     assert "could not reach the dask scheduler" in refused.stderr
+
+
+async def test_a_capacity_search_shards_every_level_over_one_cluster(
+    runtime: ServerHandle, client: Client
+) -> None:
+    # The simulator's knee at 8 streams (tests/test_search.py): found the same when each
+    # level's concurrency is split over the two workers, since the server counts the streams.
+    found = await bench.search(
+        runtime.url,
+        api_key=runtime.token,
+        slo={"ttft_ms": 637},
+        over="concurrency",
+        low=4,
+        high=32,
+        requests=16,
+        sim={"ttft_ms": 600, "itl_ms": 2, "tokens": 5, "capacity": 8},
+        cluster=client,
+    )
+    passed, failed = found.capacity
+    assert passed is not None
+    assert failed is not None
+    assert passed <= 8 < failed
+    workers = addresses(client)
+    for level in found.levels:
+        requests = level.result.requests
+        assert sorted(set(requests["worker"])) == workers, level.value
+        assert len(requests) == 16
