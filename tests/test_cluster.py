@@ -24,6 +24,7 @@ from glm_live.measure.bench import Benchmark, BenchResult, ClusterError
 from glm_live.measure.bench.load import arrival_offsets
 from glm_live.server import ServerHandle, serve
 from tests.test_bench import assert_same_frames
+from tests.test_search import search_the_knee
 
 SIM = {"ttft_ms": 5, "itl_ms": 2, "tokens": 20}
 SLOW = {"ttft_ms": 1, "itl_ms": 5, "tokens": 20}  # 0.1 s per request: long enough to cancel
@@ -395,17 +396,7 @@ async def test_a_capacity_search_shards_every_level_over_one_cluster(
 ) -> None:
     # The simulator's knee at 8 streams (tests/test_search.py): found the same when each
     # level's concurrency is split over the two workers, since the server counts the streams.
-    found = await bench.search(
-        runtime.url,
-        api_key=runtime.token,
-        slo={"ttft_ms": 637},
-        over="concurrency",
-        low=4,
-        high=32,
-        requests=16,
-        sim={"ttft_ms": 600, "itl_ms": 2, "tokens": 5, "capacity": 8},
-        cluster=client,
-    )
+    found = await search_the_knee(runtime, cluster=client)
     passed, failed = found.capacity
     assert passed is not None
     assert failed is not None
