@@ -370,6 +370,7 @@ def _bench(args: argparse.Namespace) -> int:
             results.append(result)
             _report(result, label)
             if slo is not None:
+                result.config["slo"] = slo.as_dict()  # the report's goodput section
                 print(f"  SLO: {result.goodput(slo)}")
 
     async def capacity() -> None:

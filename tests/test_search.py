@@ -56,6 +56,14 @@ async def test_search_recovers_the_knee(
     assert {"passed", "uncertain", "stopped", "goodput", "ttft_ms_p99_low"} <= set(frame.columns)
     assert frame.set_index("concurrency").loc[8, "passed"]
     assert "capacity for p99 TTFT ≤ 637 ms: concurrency: between" in found.describe()
+    # Each level records the SLO it was judged by: its report gives the same verdict.
+    page = bench.render_report(
+        [lv.result for lv in found.levels], labels=[f"level {lv.value}" for lv in found.levels]
+    )
+    assert "Goodput against SLOs" in page
+    for lv in found.levels:
+        assert lv.result.config["slo"]["ttft_ms"] == 637
+        assert str(lv.goodput) in page
     # In a script, each level's progress and what the search knows go to stderr as lines.
     err = capsys.readouterr().err
     assert "concurrency 16: 16/16 done" in err

@@ -433,24 +433,18 @@ def _dialects(runs: list[BenchResult], names: list[str]) -> str:
 
 
 def _goodput(runs: list[BenchResult], names: list[str]) -> str:
-    """Goodput, when a result has one (SLO runs): a ``goodput`` attribute or method, or
-    ``config["slo"]``."""
+    """Goodput against the SLO a run was judged by: ``config["slo"]``, which the capacity
+    search and ``glm-live bench --slo`` record on each level."""
     parts = []
     for result, name in zip(runs, names, strict=True):
-        value = getattr(result, "goodput", None)
-        if callable(value):
-            try:
-                value = value()
-            except (TypeError, ValueError, KeyError):
-                value = None
         slo = result.config.get("slo")
-        if value is None and not slo:
+        if not slo:
             continue
-        html = f"<h3>{escape(name)}</h3>"
-        if slo:
-            html += f"<p>SLO: <code>{escape(json.dumps(slo, default=str))}</code></p>"
-        html += _any_table(value)
-        parts.append(html)
+        judged = result.goodput(slo)
+        parts.append(
+            f"<h3>{escape(name)}</h3><p>{escape(str(judged))}</p>"
+            + _table(pd.DataFrame([judged.row()]))
+        )
     return "\n".join(parts)
 
 

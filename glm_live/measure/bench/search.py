@@ -373,6 +373,7 @@ async def search(
         if finish is not None:
             finish(result)
         stopped = monitor.reason if monitor is not None else None
+        result.config["slo"] = objective.as_dict()  # what the level was judged by (reports)
         judged = result.goodput(objective)
         level = Level(value, result, judged, judged.passes and stopped is None, stopped)
         out.levels.append(level)
